@@ -1,0 +1,29 @@
+#!/bin/sh
+# Idempotent setup for a fresh Debian machine (run as root): system packages, npm dependencies, build.
+# Called by `npm test`, `npm start` and ./nsm; cheap when everything is already in place.
+set -eu
+cd "$(dirname "$0")/.."
+
+need=""
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
+dpkg -s iputils-ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v busybox >/dev/null 2>&1 || need="$need busybox"
+if [ -n "$need" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing system packages:$need — run as root, or: sudo apt-get install -y$need" >&2
+    exit 1
+  fi
+  echo "setup: installing system packages:$need" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends $need >&2
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+./node_modules/.bin/tsc -p tsconfig.json >&2
+chmod +x dist/src/cli/main.js 2>/dev/null || true

@@ -1,0 +1,20 @@
+/** Wire string constants of NSM (mechanism types, parameter keys, metadata keys, payloads, labels). */
+export const CLS_LOCAL = 'LOCAL';
+export const CLS_REMOTE = 'REMOTE';
+export const MECH_KERNEL = 'KERNEL';
+export const MECH_NOOP = 'NOOP';
+export const PARAM_NAME = 'name';
+export const PARAM_INODE_URL = 'inodeURL';
+export const LINUX_IF_MAX_LENGTH = 15;
+export const PAYLOAD_ETHERNET = 'ETHERNET';
+export const PAYLOAD_IP = 'IP';
+export const MD_CLIENT_TOKEN = 'nsm-client-token';
+export const MD_CLIENT_TOKEN_EXPIRES = 'nsm-client-token-expires';
+export const MD_REGISTRY_PATH = 'path';
+export const FORWARDER_SERVICE = 'forwarder';
+export const DEFAULT_FORWARDER_LABELS: Readonly<Record<string, string>> = Object.freeze({ p2p: 'true' });
+export const LABEL_NODE_NAME = 'nodeName';
+export const LABEL_POD_NAME = 'podName';
+export const LABEL_CLUSTER_NAME = 'clusterName';
+export const METRIC_CLIENT_INTERFACE = 'client_interface';
+export const METRIC_SERVER_INTERFACE = 'server_interface';

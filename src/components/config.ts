@@ -1,0 +1,193 @@
+/**
+ * Env-var configuration, upstream style (`NSM_*`, Go durations, comma lists, `k:v` maps). Each component
+ * declares a schema: the schema parses and validates `process.env` once (a bad value is a ConfigError
+ * naming the variable and the value; the process exits 2), prints the effective config at start, and
+ * generates the README env table, so docs cannot drift from code.
+ */
+import { ConfigError, InvalidArgumentError } from '../core/errors.js';
+import { parseLogLevel, type LogLevel } from '../core/log.js';
+import { parseUrl } from '../core/transport.js';
+
+export interface EnvVar<T> {
+  readonly name: string;
+  /** Raw default (as a user would write it); undefined = required or empty. */
+  readonly default?: string;
+  readonly required?: boolean;
+  readonly description: string;
+  parse(raw: string): T;
+}
+
+type Parsed<S> = { readonly [K in keyof S]: S[K] extends EnvVar<infer T> ? T : never };
+
+export interface ConfigSchema<S extends Record<string, EnvVar<unknown>>> {
+  readonly component: string;
+  readonly vars: S;
+  parse(env: Readonly<Record<string, string | undefined>>): Parsed<S>;
+  /** `NAME=value` lines of the effective config (secrets none). */
+  describe(env: Readonly<Record<string, string | undefined>>): string[];
+  markdown(): string;
+}
+
+export function defineConfig<S extends Record<string, EnvVar<unknown>>>(component: string, vars: S): ConfigSchema<S> {
+  const effective = (env: Readonly<Record<string, string | undefined>>, v: EnvVar<unknown>) => {
+    const raw = env[v.name];
+    return raw === undefined || (raw === '' && v.default !== undefined) ? v.default : raw;
+  };
+  return {
+    component,
+    vars,
+    parse(env) {
+      const out: Record<string, unknown> = {};
+      for (const [key, v] of Object.entries(vars)) {
+        const raw = effective(env, v);
+        if (raw === undefined || raw === '') {
+          if (v.required) throw new ConfigError(v.name, raw ?? '', `required: ${v.description}`);
+        }
+        try {
+          out[key] = v.parse(raw ?? '');
+        } catch (err) {
+          if (err instanceof ConfigError) throw err;
+          throw new ConfigError(v.name, raw ?? '', (err as Error).message);
+        }
+      }
+      return Object.freeze(out) as Parsed<S>;
+    },
+    describe(env) {
+      return Object.values(vars).map((v) => {
+        const raw = effective(env, v) ?? '';
+        const src = env[v.name] === undefined || env[v.name] === '' ? ' (default)' : '';
+        return `${v.name}=${raw}${src}`;
+      });
+    },
+    markdown() {
+      const rows = Object.values(vars).map(
+        (v) => `| \`${v.name}\` | ${v.required ? '(required)' : v.default === undefined || v.default === '' ? '' : `\`${v.default}\``} | ${v.description} |`,
+      );
+      return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+    },
+  };
+}
+
+// ---- Value parsers -----------------------------------------------------------------------------------
+
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses a Go duration (`200ms`, `1m30s`, `-1m`, `0`) into milliseconds. */
+export function parseDuration(raw: string): number {
+  const s = raw.trim();
+  if (s === '0') return 0;
+  const m = /^([-+]?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/.exec(s);
+  if (!m) {
+    if (/^[-+]?\d+(\.\d+)?$/.test(s)) throw new Error('duration without unit; write e.g. 200ms, 15s, 10m');
+    throw new Error('not a duration; write e.g. 200ms, 15s, 10m');
+  }
+  let total = 0;
+  for (const part of m[2].matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(part[1]) * DURATION_UNITS[part[2]];
+  return m[1] === '-' ? -total : total;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms !== 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms !== 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+export function parseBool(raw: string): boolean {
+  const s = raw.trim().toLowerCase();
+  if (['true', '1', 't', 'yes'].includes(s)) return true;
+  if (['false', '0', 'f', 'no', ''].includes(s)) return false;
+  throw new Error('not a boolean; write true or false');
+}
+
+export function parseList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+}
+
+/** `k1:v1,k2:v2` (also accepts `k=v`). */
+export function parseLabels(raw: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of parseList(raw)) {
+    const i = item.search(/[:=]/);
+    if (i <= 0) throw new Error(`label "${item}" is not key:value`);
+    out[item.slice(0, i).trim()] = item.slice(i + 1).trim();
+  }
+  return out;
+}
+
+// ---- EnvVar builders ---------------------------------------------------------------------------------
+
+type Opts = { default?: string; required?: boolean };
+
+export const env = {
+  string: (name: string, description: string, o: Opts = {}): EnvVar<string> => ({ name, description, ...o, parse: (r) => r.trim() }),
+  duration: (name: string, description: string, o: Opts & { min?: number } = {}): EnvVar<number> => ({
+    name,
+    description,
+    ...o,
+    parse: (r) => {
+      const v = parseDuration(r);
+      if (o.min !== undefined && v < o.min) throw new Error(`must be at least ${formatDuration(o.min)}`);
+      return v;
+    },
+  }),
+  bool: (name: string, description: string, o: Opts = {}): EnvVar<boolean> => ({ name, description, ...o, parse: parseBool }),
+  int: (name: string, description: string, o: Opts & { min?: number; max?: number } = {}): EnvVar<number> => ({
+    name,
+    description,
+    ...o,
+    parse: (r) => {
+      if (!/^-?\d+$/.test(r.trim())) throw new Error('not an integer');
+      const v = Number(r.trim());
+      if (o.min !== undefined && v < o.min) throw new Error(`must be >= ${o.min}`);
+      if (o.max !== undefined && v > o.max) throw new Error(`must be <= ${o.max}`);
+      return v;
+    },
+  }),
+  labels: (name: string, description: string, o: Opts = {}): EnvVar<Record<string, string>> => ({ name, description, ...o, parse: parseLabels }),
+  list: (name: string, description: string, o: Opts = {}): EnvVar<string[]> => ({ name, description, ...o, parse: parseList }),
+  url: (name: string, description: string, o: Opts = {}): EnvVar<string> => ({
+    name,
+    description,
+    ...o,
+    parse: (r) => (r.trim() === '' ? '' : checkUrl(name, r)),
+  }),
+  urls: (name: string, description: string, o: Opts = {}): EnvVar<string[]> => ({
+    name,
+    description,
+    ...o,
+    parse: (r) => parseList(r).map((u) => checkUrl(name, u)),
+  }),
+  logLevel: (name = 'NSM_LOG_LEVEL', o: Opts = { default: 'INFO' }): EnvVar<LogLevel> => ({
+    name,
+    description: 'log level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (SIGUSR1 switches to TRACE, SIGUSR2 back)',
+    ...o,
+    parse: (r) => {
+      const l = parseLogLevel(r);
+      if (!l) throw new Error('unknown log level; use TRACE, DEBUG, INFO, WARN, ERROR');
+      return l;
+    },
+  }),
+  oneOf: <T extends string>(name: string, description: string, values: readonly T[], o: Opts = {}): EnvVar<T> => ({
+    name,
+    description,
+    ...o,
+    parse: (r) => {
+      const v = r.trim().toLowerCase();
+      if (!(values as readonly string[]).includes(v)) throw new Error(`must be one of ${values.join(', ')}`);
+      return v as T;
+    },
+  }),
+};
+
+function checkUrl(name: string, raw: string): string {
+  try {
+    return parseUrl(raw, name).url;
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new ConfigError(name, raw, err.message.replace(`${name}: `, '').replace(/ \(got .*\)$/, ''));
+    throw err;
+  }
+}

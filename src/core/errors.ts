@@ -1,0 +1,119 @@
+/**
+ * The few error classes of nsm-ts. Each has a stable `name` (tests assert on it) and an optional `cause`.
+ * They are mapped to gRPC status codes only at the server edge (`toServerError`), and back at the client
+ * edge (`fromClientError`).
+ */
+import { ClientError, ServerError, Status } from 'nice-grpc';
+
+export class NsmError extends Error {
+  override name = 'NsmError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A value that a caller supplied is wrong. Names the field and the value. */
+export class InvalidArgumentError extends NsmError {
+  override name = 'InvalidArgumentError';
+  constructor(
+    readonly field: string,
+    readonly value: unknown,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${field}: ${reason} (got ${JSON.stringify(value)})`, options);
+  }
+}
+
+/** A configuration value (env var or flag) is wrong. Exit code 2 at the process edge. */
+export class ConfigError extends NsmError {
+  override name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    readonly value: unknown,
+    reason: string,
+  ) {
+    super(`${variable}=${JSON.stringify(value ?? '')}: ${reason}`);
+  }
+}
+
+export class NotFoundError extends NsmError {
+  override name = 'NotFoundError';
+}
+
+/** A peer (next hop, registry, endpoint) could not be reached or failed. */
+export class UnavailableError extends NsmError {
+  override name = 'UnavailableError';
+}
+
+/** A step of programming the kernel failed; `step` names it. */
+export class DataplaneError extends NsmError {
+  override name = 'DataplaneError';
+  constructor(
+    readonly step: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${step}: ${message}`, options);
+  }
+}
+
+/** The chain was assembled in an order that breaks an element's `requires`. Thrown at build time. */
+export class ChainOrderError extends NsmError {
+  override name = 'ChainOrderError';
+}
+
+/** The operation was cancelled (signal aborted or deadline passed). */
+export class CancelledError extends NsmError {
+  override name = 'CancelledError';
+}
+
+export class PermissionDeniedError extends NsmError {
+  override name = 'PermissionDeniedError';
+}
+
+const STATUS_BY_NAME: Record<string, Status> = {
+  InvalidArgumentError: Status.INVALID_ARGUMENT,
+  ConfigError: Status.INVALID_ARGUMENT,
+  NotFoundError: Status.NOT_FOUND,
+  UnavailableError: Status.UNAVAILABLE,
+  DataplaneError: Status.INTERNAL,
+  CancelledError: Status.CANCELLED,
+  PermissionDeniedError: Status.PERMISSION_DENIED,
+};
+
+/** Maps any error to a gRPC ServerError (server edge only). */
+export function toServerError(err: unknown): ServerError {
+  if (err instanceof ServerError) return err;
+  if (err instanceof ClientError) return new ServerError(err.code, err.details);
+  if (err instanceof Error) {
+    const code = STATUS_BY_NAME[err.name] ?? (err.name === 'AbortError' ? Status.CANCELLED : Status.UNKNOWN);
+    return new ServerError(code, err.message);
+  }
+  return new ServerError(Status.UNKNOWN, String(err));
+}
+
+/** Maps a gRPC client error back to one of our classes (client edge only). */
+export function fromClientError(err: unknown, what: string): Error {
+  if (!(err instanceof ClientError)) return err instanceof Error ? err : new NsmError(String(err));
+  const msg = `${what}: ${err.details}`;
+  switch (err.code) {
+    case Status.INVALID_ARGUMENT:
+      return new InvalidArgumentError(what, err.details, 'rejected by peer', { cause: err });
+    case Status.NOT_FOUND:
+      return new NotFoundError(msg, { cause: err });
+    case Status.CANCELLED:
+      return new CancelledError(msg, { cause: err });
+    case Status.PERMISSION_DENIED:
+      return new PermissionDeniedError(msg, { cause: err });
+    case Status.UNAVAILABLE:
+    case Status.DEADLINE_EXCEEDED:
+      return new UnavailableError(msg, { cause: err });
+    default:
+      return new NsmError(msg, { cause: err });
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

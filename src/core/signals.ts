@@ -1,0 +1,64 @@
+/**
+ * Signal helpers. `linkSignals` combines signals and always releases its listeners on `dispose()`
+ * (Node 20's `AbortSignal.any` keeps listeners on long-lived parents). `sleep` is abortable.
+ */
+import { CancelledError } from './errors.js';
+
+export interface LinkedSignal {
+  readonly signal: AbortSignal;
+  dispose(): void;
+}
+
+/** Combines signals (and an optional timeout in ms) into one; call `dispose()` when done. */
+export function linkSignals(signals: ReadonlyArray<AbortSignal | undefined>, timeoutMs?: number): LinkedSignal {
+  const controller = new AbortController();
+  const cleanups: Array<() => void> = [];
+  const abort = (reason: unknown) => {
+    if (!controller.signal.aborted) controller.abort(reason);
+    dispose();
+  };
+  const dispose = () => {
+    for (const c of cleanups.splice(0)) c();
+  };
+  for (const s of signals) {
+    if (!s) continue;
+    if (s.aborted) {
+      abort(s.reason);
+      return { signal: controller.signal, dispose };
+    }
+    const onAbort = () => abort(s.reason);
+    s.addEventListener('abort', onAbort, { once: true });
+    cleanups.push(() => s.removeEventListener('abort', onAbort));
+  }
+  if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+    const t = setTimeout(() => abort(new CancelledError(`timed out after ${timeoutMs} ms`)), Math.max(0, timeoutMs));
+    cleanups.push(() => clearTimeout(t));
+  }
+  return { signal: controller.signal, dispose };
+}
+
+/** Resolves after `ms`, or rejects with CancelledError when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(cancelled(signal));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(cancelled(signal!));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function cancelled(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  return new CancelledError(r === undefined ? 'cancelled' : String(r));
+}
+
+export function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw cancelled(signal);
+}

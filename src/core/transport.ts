@@ -1,0 +1,275 @@
+/**
+ * gRPC transport: NSM URLs (`unix:///abs/path`, `tcp://host:port`, or a bare `host:port` target), servers
+ * that always serve `grpc.health.v1.Health`, and a channel pool for clients. A stale unix socket file is
+ * replaced at start (a live one is refused, naming it) and removed on a clean stop.
+ */
+import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import {
+  createChannel,
+  createClient,
+  createServer,
+  waitForChannelReady,
+  type Channel,
+  type CompatServiceDefinition,
+  type Server,
+} from 'nice-grpc';
+import {
+  HealthCheckResponse_ServingStatus,
+  HealthDefinition,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+} from '../api/gen/health.js';
+import { InvalidArgumentError, UnavailableError } from './errors.js';
+
+export type ParsedUrl =
+  | { readonly kind: 'unix'; readonly path: string; readonly url: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly url: string };
+
+/** Parses an NSM URL. `field` names the setting in errors. */
+export function parseUrl(url: string, field = 'url'): ParsedUrl {
+  const u = url.trim();
+  if (u.startsWith('unix://')) {
+    const path = u.slice('unix://'.length);
+    if (!path.startsWith('/')) throw new InvalidArgumentError(field, url, 'unix URL needs an absolute path: unix:///abs/path');
+    if (Buffer.byteLength(path) > 107) throw new InvalidArgumentError(field, url, 'unix socket path longer than 107 bytes');
+    return { kind: 'unix', path, url: u };
+  }
+  let hostPort: string;
+  if (u.startsWith('tcp://')) hostPort = u.slice('tcp://'.length).replace(/\/$/, '');
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(u)) {
+    throw new InvalidArgumentError(field, url, `unsupported scheme "${u.split('://')[0]}"; use unix:///path or tcp://host:port`);
+  } else if (u === '') {
+    throw new InvalidArgumentError(field, url, 'empty URL; use unix:///path or tcp://host:port');
+  } else hostPort = u;
+  const m = /^(\[[^\]]+\]|[^:\/]*):(\d{1,5})$/.exec(hostPort);
+  if (!m) throw new InvalidArgumentError(field, url, 'expected tcp://host:port');
+  const port = Number(m[2]);
+  if (port > 65535) throw new InvalidArgumentError(field, url, 'port out of range');
+  return { kind: 'tcp', host: m[1], port, url: u.startsWith('tcp://') ? u : `tcp://${u}` };
+}
+
+/** The gRPC target string for an NSM URL. */
+export function grpcTarget(url: string | ParsedUrl): string {
+  const p = typeof url === 'string' ? parseUrl(url) : url;
+  if (p.kind === 'unix') return `unix://${p.path}`;
+  return `${p.host === '' ? '0.0.0.0' : p.host}:${p.port}`;
+}
+
+/** True when something accepts connections on the unix socket at `path`. */
+export function socketAlive(path: string, timeoutMs = 300): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (v: boolean) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+// ---- Servers ----------------------------------------------------------------------------------------
+
+export interface ServiceRegistration {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly definition: CompatServiceDefinition & { fullName: string };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly implementation: any;
+}
+
+export interface GrpcServer {
+  readonly urls: readonly string[];
+  /** Actual listen addresses (with the resolved port for tcp port 0). */
+  readonly addresses: readonly string[];
+  setServing(serving: boolean): void;
+  stop(opts?: { force?: boolean }): Promise<void>;
+}
+
+export const SERVER_OPTIONS = {
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+} as const;
+
+/** Serves the given services plus Health on every URL. Stale unix sockets are replaced. */
+export async function serve(urls: readonly string[], services: readonly ServiceRegistration[], field = 'NSM_LISTEN_ON'): Promise<GrpcServer> {
+  const parsed = urls.map((u) => parseUrl(u, field));
+  const server: Server = createServer(SERVER_OPTIONS);
+  const health = new HealthService(services.map((s) => s.definition.fullName));
+  server.add(HealthDefinition, health);
+  for (const s of services) server.add(s.definition, s.implementation);
+  const addresses: string[] = [];
+  const sockets: string[] = [];
+  try {
+    for (const p of parsed) {
+      if (p.kind === 'unix') {
+        await claimSocketPath(p.path, field);
+        await server.listen(`unix://${p.path}`);
+        sockets.push(p.path);
+        addresses.push(p.url);
+      } else {
+        const port = await server.listen(`${p.host === '' ? '0.0.0.0' : p.host}:${p.port}`);
+        addresses.push(`tcp://${p.host === '' ? '0.0.0.0' : p.host}:${port}`);
+      }
+    }
+  } catch (err) {
+    server.forceShutdown();
+    for (const s of sockets) removeSocket(s);
+    if (err instanceof InvalidArgumentError || err instanceof UnavailableError) throw err;
+    throw new UnavailableError(`cannot listen on ${parsed.map((p) => p.url).join(',')}: ${(err as Error).message}`, { cause: err });
+  }
+  let stopped = false;
+  return {
+    urls: parsed.map((p) => p.url),
+    addresses,
+    setServing: (v) => health.setAll(v),
+    async stop(opts = {}) {
+      if (stopped) return;
+      stopped = true;
+      health.setAll(false);
+      health.stop();
+      if (opts.force) server.forceShutdown();
+      else {
+        const t = setTimeout(() => server.forceShutdown(), 2000);
+        await server.shutdown();
+        clearTimeout(t);
+      }
+      for (const s of sockets) removeSocket(s);
+    },
+  };
+}
+
+async function claimSocketPath(path: string, field: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) {
+    throw new InvalidArgumentError(field, `unix://${path}`, 'path exists and is not a socket');
+  }
+  if (await socketAlive(path)) {
+    throw new UnavailableError(`socket ${path} is in use by another live server; stop it first or choose another ${field}`);
+  }
+  unlinkSync(path);
+}
+
+function removeSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    /* already gone */
+  }
+}
+
+class HealthService {
+  readonly #services: string[];
+  #serving = true;
+  readonly #watchers = new Set<() => void>();
+  readonly #stop = new AbortController();
+
+  constructor(services: string[]) {
+    this.#services = ['', ...services];
+  }
+
+  setAll(v: boolean): void {
+    this.#serving = v;
+    for (const w of this.#watchers) w();
+  }
+
+  stop(): void {
+    this.#stop.abort();
+  }
+
+  #status(service: string): HealthCheckResponse_ServingStatus {
+    if (!this.#services.includes(service)) return HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN;
+    return this.#serving ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING;
+  }
+
+  async check(req: HealthCheckRequest): Promise<HealthCheckResponse> {
+    const status = this.#status(req.service);
+    if (status === HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN) {
+      const { ServerError, Status } = await import('nice-grpc');
+      throw new ServerError(Status.NOT_FOUND, `unknown service ${req.service}`);
+    }
+    return { status };
+  }
+
+  async *watch(req: HealthCheckRequest, ctx: { signal: AbortSignal }): AsyncIterable<HealthCheckResponse> {
+    let last: HealthCheckResponse_ServingStatus | undefined;
+    let wake: (() => void) | undefined;
+    const w = () => wake?.();
+    this.#watchers.add(w);
+    try {
+      while (!ctx.signal.aborted && !this.#stop.signal.aborted) {
+        const s = this.#status(req.service);
+        if (s !== last) {
+          last = s;
+          yield { status: s };
+        }
+        await new Promise<void>((r) => {
+          wake = r;
+          const onAbort = () => r();
+          ctx.signal.addEventListener('abort', onAbort, { once: true });
+          this.#stop.signal.addEventListener('abort', onAbort, { once: true });
+        });
+      }
+    } finally {
+      this.#watchers.delete(w);
+    }
+  }
+}
+
+// ---- Clients ----------------------------------------------------------------------------------------
+
+export const CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': 50,
+  'grpc.min_reconnect_backoff_ms': 50,
+  'grpc.max_reconnect_backoff_ms': 1000,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.enable_retries': 0,
+} as const;
+
+/** Channels shared per URL for the lifetime of a component. */
+export class ChannelPool {
+  readonly #channels = new Map<string, Channel>();
+
+  get(url: string): Channel {
+    const target = grpcTarget(url);
+    let ch = this.#channels.get(target);
+    if (!ch) {
+      ch = createChannel(target, undefined, CHANNEL_OPTIONS);
+      this.#channels.set(target, ch);
+    }
+    return ch;
+  }
+
+  /** Waits until the channel to `url` is connected, or throws UnavailableError after `timeoutMs`. */
+  async dial(url: string, timeoutMs: number, signal?: AbortSignal): Promise<Channel> {
+    const ch = this.get(url);
+    try {
+      await waitForChannelReady(ch, new Date(Date.now() + timeoutMs));
+    } catch (err) {
+      throw new UnavailableError(`cannot reach ${url} within ${timeoutMs} ms`, { cause: err });
+    }
+    if (signal?.aborted) throw new UnavailableError(`dial ${url} cancelled`);
+    return ch;
+  }
+
+  drop(url: string): void {
+    const target = grpcTarget(url);
+    this.#channels.get(target)?.close();
+    this.#channels.delete(target);
+  }
+
+  close(): void {
+    for (const ch of this.#channels.values()) ch.close();
+    this.#channels.clear();
+  }
+}
+
+export { createClient };
