@@ -1,0 +1,77 @@
+/**
+ * Process edge shared by every long-running component (`nsm registry`, `nsm nsmgr`, …): parse and
+ * validate the env once (exit 2 with a message naming the variable and the value), print the
+ * effective config, start, stop cleanly on SIGTERM/SIGINT, switch the log level on SIGUSR1 (trace) /
+ * SIGUSR2 (configured level).
+ */
+import type { ConfigSchema, EnvVar } from '../components/config.js';
+import { ConfigError, InvalidArgumentError, errorMessage } from '../core/errors.js';
+import { createLogger, parseLogLevel, type Logger } from '../core/log.js';
+
+export interface Running {
+  stop(): Promise<void>;
+  /** Resolves if the component ends by itself (e.g. an NSC whose work is done). */
+  readonly done?: Promise<void>;
+}
+
+export const EXIT_CONFIG = 2;
+
+export async function runComponent<S extends Record<string, EnvVar<unknown>>>(opts: {
+  schema: ConfigSchema<S>;
+  env?: NodeJS.ProcessEnv;
+  start(config: ReturnType<ConfigSchema<S>['parse']>, log: Logger): Promise<Running>;
+}): Promise<void> {
+  const env = opts.env ?? process.env;
+  let config: ReturnType<ConfigSchema<S>['parse']>;
+  try {
+    config = opts.schema.parse(env);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof InvalidArgumentError) {
+      process.stderr.write(`nsm ${opts.schema.component}: invalid configuration: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+  const level = parseLogLevel(env.NSM_LOG_LEVEL ?? 'info') ?? 'info';
+  const log = createLogger(opts.schema.component, level);
+  log.info({ config: opts.schema.describe(env) }, `nsm ${opts.schema.component} starting; effective configuration`);
+  process.on('SIGUSR1', () => void (log.level = 'trace'));
+  process.on('SIGUSR2', () => void (log.level = level));
+
+  let running: Running;
+  try {
+    running = await opts.start(config, log);
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'start failed');
+    process.stderr.write(`nsm ${opts.schema.component}: start failed: ${errorMessage(err)}\n`);
+    if (err instanceof ConfigError || err instanceof InvalidArgumentError) process.exit(EXIT_CONFIG);
+    process.exit(1);
+  }
+  log.info('ready');
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const hard = setTimeout(() => {
+      log.error('stop took longer than 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    try {
+      await running.stop();
+    } catch (err) {
+      log.error({ err: errorMessage(err) }, 'stop failed');
+    }
+    clearTimeout(hard);
+    log.info('stopped');
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => void stop('SIGHUP'));
+  if (running.done) {
+    await running.done;
+    await stop('done');
+  }
+}
