@@ -1,0 +1,77 @@
+/**
+ * heal (client) — keeps a client connection working without outside help. After the first successful
+ * Request it starts one {@link HealMachine} per connection (background work tied to the connection's
+ * lifetime; it stops on Close). Later successful Requests (refresh, heal, user) only update the machine.
+ * The machine observes the control plane (nsmgr monitor stream) and the data plane (a DataPlaneProbe:
+ * kernel state of the client's interface plus probes through the connection), and repairs in place or
+ * reselects by re-entering the chain from `begin` (see machine.ts for the exact rule).
+ *
+ * Placement: client chain, after `begin` (needs its event factory) and `refresh`. Mirrors upstream
+ * sdk `pkg/networkservice/common/heal`, with confirmation, escalation and backoff added.
+ */
+import type { NetworkServiceElement } from '../../core/chain.js';
+import { realClock, type Clock } from '../../core/clock.js';
+import type { Logger } from '../../core/log.js';
+import { StateKey } from '../../core/state.js';
+import { HealMachine, type HealOptions } from './machine.js';
+import type { ControlPlaneWatch, DataPlaneProbe, HealEvent } from './types.js';
+
+export * from './types.js';
+export { HealMachine } from './machine.js';
+export { monitorControlPlane } from './control-plane.js';
+
+export const DEFAULT_HEAL_INTERVAL = 200;
+export const DEFAULT_HEAL_CONFIRMATIONS = 3;
+export const DEFAULT_HEAL_MAX_BACKOFF = 5000;
+export const DEFAULT_HEAL_BASE_BACKOFF = 100;
+export const DEFAULT_HEAL_STABLE_WINDOW = 5000;
+
+export const HEAL_MACHINE = new StateKey<HealMachine>('heal/machine');
+
+export interface HealDeps {
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly probe?: DataPlaneProbe;
+  readonly controlPlane?: ControlPlaneWatch;
+  readonly publish?: (e: HealEvent) => void;
+}
+
+export function healClient(deps: HealDeps, options: Partial<HealOptions> = {}): NetworkServiceElement {
+  const opts: HealOptions = Object.freeze({
+    interval: options.interval ?? DEFAULT_HEAL_INTERVAL,
+    confirmations: options.confirmations ?? DEFAULT_HEAL_CONFIRMATIONS,
+    maxBackoff: options.maxBackoff ?? DEFAULT_HEAL_MAX_BACKOFF,
+    baseBackoff: options.baseBackoff ?? DEFAULT_HEAL_BASE_BACKOFF,
+    stableWindow: options.stableWindow ?? DEFAULT_HEAL_STABLE_WINDOW,
+  });
+  const log = deps.log.child({ element: 'heal' });
+  return {
+    name: 'heal',
+    requires: ['begin'],
+    async request(req, ctx, next) {
+      const conn = await next.request(req, ctx);
+      const existing = ctx.state.get(HEAL_MACHINE);
+      if (existing && existing.state !== 'closed') {
+        existing.updated(conn);
+        return conn;
+      }
+      if (!ctx.events) return conn;
+      const machine = new HealMachine(
+        {
+          clock: deps.clock ?? realClock,
+          log: log.child({ connId: conn.id }),
+          events: ctx.events,
+          probe: deps.probe,
+          controlPlane: deps.controlPlane,
+          publish: deps.publish ?? (() => {}),
+        },
+        opts,
+        conn,
+      );
+      ctx.state.set(HEAL_MACHINE, machine);
+      void machine.run();
+      return conn;
+    },
+    close: (conn, ctx, next) => next.close(conn, ctx),
+  };
+}
