@@ -14,7 +14,8 @@ import { realClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
 import { StateKey } from '../../core/state.js';
 import { HealMachine, type HealOptions } from './machine.js';
-import type { ControlPlaneWatch, DataPlaneProbe, HealEvent } from './types.js';
+import type { DataPlaneProbe } from '../../dataplane/probe.js';
+import type { ControlPlaneWatch, HealEvent } from './types.js';
 
 export * from './types.js';
 export { HealMachine } from './machine.js';

@@ -29,7 +29,8 @@ import { backoff, delay } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { linkSignals } from '../../core/signals.js';
-import type { ControlPlaneWatch, DataPlaneProbe, HealAction, HealCause, HealEvent, HealState, Observation } from './types.js';
+import type { DataPlaneProbe, Observation } from '../../dataplane/probe.js';
+import type { ControlPlaneWatch, HealAction, HealCause, HealEvent, HealState } from './types.js';
 
 export interface HealOptions {
   readonly interval: number;

@@ -1,17 +1,7 @@
 /** Contracts of the heal element: what it observes, and the typed events it publishes. */
 import type { Connection } from '../../api/gen/connection.js';
 
-/** One observation of a connection's data plane. `kernel` faults are confirmed by re-checking; `probe` faults already carry the timeout. */
-export type Observation = { readonly ok: true } | { readonly ok: false; readonly source: 'kernel' | 'probe'; readonly detail: string };
-
-export interface DataPlaneProbe {
-  /** Observations for `conn` until `signal` aborts (faults as they happen; oks when a fault clears). */
-  watch(conn: Connection, signal: AbortSignal): AsyncIterable<Observation>;
-  /** One immediate check of the kernel state and of probe freshness. */
-  check(conn: Connection, signal: AbortSignal): Promise<Observation>;
-  /** Restart the probe grace period (after a successful Request). */
-  reset(conn: Connection): void;
-}
+export type { DataPlaneProbe, Observation } from '../../dataplane/probe.js';
 
 /** Control-plane watch: yields when the connection is reported DOWN/deleted or the monitor stream breaks. */
 export interface ControlPlaneWatch {

@@ -28,6 +28,8 @@ export interface XconnectDeps {
   readonly log: Logger;
   /** Returns the NSE-side mechanism chosen downstream for this connection (set by mechanism-translation). */
   readonly nseMechanism: (ctx: Parameters<NetworkServiceElement['request']>[1]) => Mechanism | undefined;
+  /** Kept up to date with the owners (connection ids) whose links exist; read by the orphan collector. */
+  readonly owners?: Set<string>;
 }
 
 function kernelParams(m: Mechanism | undefined, side: string): { netns: string; name: string } {
@@ -60,6 +62,7 @@ export function xconnectServer(deps: XconnectDeps): NetworkServiceElement {
         const t0 = performance.now();
         const result = await deps.dataplane.ensure(spec, { signal: ctx.signal });
         ctx.state.set(SPEC, spec);
+        deps.owners?.add(spec.owner);
         conn.context ??= { ipContext: undefined, dnsContext: undefined, ethernetContext: undefined, extraContext: {}, MTU: 0 };
         conn.context.MTU = spec.mtu ?? DEFAULT_MTU;
         log.debug({ connId: conn.id, actions: result.actions, ms: +(performance.now() - t0).toFixed(1) }, 'data plane converged');
@@ -78,6 +81,7 @@ export function xconnectServer(deps: XconnectDeps): NetworkServiceElement {
         try {
           await deps.dataplane.remove(spec, { signal: ctx.signal });
           ctx.state.delete(SPEC);
+          deps.owners?.delete(spec.owner);
         } catch (err) {
           log.error({ connId: conn.id, err: errorMessage(err) }, 'removing the data plane failed');
         }

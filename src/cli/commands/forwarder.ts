@@ -1,0 +1,23 @@
+/** `nsm forwarder`: runs the kernel forwarder (veth pairs between pod network namespaces). */
+import type { Command } from 'commander';
+import { forwarderConfig, startForwarder } from '../../components/forwarder/index.js';
+import { linuxDataPlane } from '../../dataplane/linux/index.js';
+import { runComponent } from '../component.js';
+import { envHelp } from '../env-help.js';
+import { requireRoot } from '../root.js';
+
+export function register(program: Command): void {
+  program
+    .command('forwarder')
+    .description('run the kernel forwarder of this node (needs root: it creates interfaces in pod network namespaces)')
+    .addHelpText('after', envHelp(forwarderConfig))
+    .action(() =>
+      runComponent({
+        schema: forwarderConfig,
+        start: async (config, log) => {
+          requireRoot('forwarder');
+          return startForwarder(config, { log, dataplane: linuxDataPlane({ log }) });
+        },
+      }),
+    );
+}

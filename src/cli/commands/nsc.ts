@@ -1,0 +1,26 @@
+/** `nsm nsc`: runs a network service client in the current netns (upstream cmd-nsc). */
+import type { Command } from 'commander';
+import { nscConfig, startNsc } from '../../components/nsc/index.js';
+import { ownNetnsUrl } from '../../dataplane/linux/netns.js';
+import { linuxProbe } from '../../dataplane/linux/probe.js';
+import { runComponent } from '../component.js';
+import { envHelp } from '../env-help.js';
+
+export function register(program: Command): void {
+  program
+    .command('nsc')
+    .description('run a network service client in this network namespace, e.g. ip netns exec POD nsm nsc')
+    .addHelpText('after', `${envHelp(nscConfig)}\nAlso: NSM_STATUS_FILE (nsm-ts) — where to write connection and heal status as JSON.\n`)
+    .action(() =>
+      runComponent({
+        schema: nscConfig,
+        start: async (config, log) =>
+          startNsc(config, {
+            log,
+            netnsUrl: await ownNetnsUrl(),
+            probe: linuxProbe({ log }, { interval: config.livenessCheckInterval, timeout: config.livenessCheckTimeout, icmp: config.livenessCheckEnabled }),
+            statusFile: process.env.NSM_STATUS_FILE || undefined,
+          }),
+      }),
+    );
+}

@@ -1,0 +1,14 @@
+/** `nsm nse`: runs the icmp-responder endpoint (upstream cmd-nse-icmp-responder) in the current netns. */
+import type { Command } from 'commander';
+import { nseConfig, startNse } from '../../components/nse/index.js';
+import { ownNetnsUrl } from '../../dataplane/linux/netns.js';
+import { runComponent } from '../component.js';
+import { envHelp } from '../env-help.js';
+
+export function register(program: Command): void {
+  program
+    .command('nse')
+    .description('run a network service endpoint (icmp responder) in this network namespace, e.g. ip netns exec POD nsm nse')
+    .addHelpText('after', envHelp(nseConfig))
+    .action(() => runComponent({ schema: nseConfig, start: async (config, log) => startNse(config, { log, netnsUrl: await ownNetnsUrl() }) }));
+}

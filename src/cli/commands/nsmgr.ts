@@ -1,0 +1,13 @@
+/** `nsm nsmgr`: runs the per-node manager (upstream cmd-nsmgr) from `NSM_*` env vars. */
+import type { Command } from 'commander';
+import { nsmgrConfig, startNsmgr } from '../../components/nsmgr/index.js';
+import { runComponent } from '../component.js';
+import { envHelp } from '../env-help.js';
+
+export function register(program: Command): void {
+  program
+    .command('nsmgr')
+    .description('run the network service manager of this node')
+    .addHelpText('after', envHelp(nsmgrConfig))
+    .action(() => runComponent({ schema: nsmgrConfig, start: (config, log) => startNsmgr(config, { log }) }));
+}

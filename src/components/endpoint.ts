@@ -1,0 +1,64 @@
+/**
+ * The endpoint server chain every NetworkService server starts with (nsmgr, forwarder, NSE), as upstream
+ * `chains/endpoint`: update-path → begin → update-token → timeout → monitor → trim-path → additional
+ * elements. Returns the chain and the hop's MonitorService (served as connection.MonitorConnection).
+ */
+import { MonitorConnectionDefinition } from '../api/gen/connection.js';
+import { NetworkServiceDefinition } from '../api/gen/networkservice.js';
+import { networkServiceChain, type NetworkServiceElement, type NetworkServiceHandler } from '../core/chain.js';
+import type { Clock } from '../core/clock.js';
+import { networkServiceService } from '../core/edge.js';
+import type { Logger } from '../core/log.js';
+import type { TokenGenerator } from '../core/token.js';
+import type { ChannelPool, ServiceRegistration } from '../core/transport.js';
+import { beginServer } from '../networkservice/begin/index.js';
+import { monitorClientFactory } from '../networkservice/connect/index.js';
+import { MonitorService } from '../networkservice/monitor/service.js';
+import { monitorServer } from '../networkservice/monitor/index.js';
+import { timeoutServer } from '../networkservice/timeout/index.js';
+import { trimPathServer } from '../networkservice/trim-path/index.js';
+import { updatePathServer } from '../networkservice/update-path/index.js';
+import { updateTokenServer } from '../networkservice/update-token/index.js';
+
+export interface EndpointDeps {
+  readonly name: string;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly tokens: TokenGenerator;
+  readonly pool: ChannelPool;
+}
+
+export interface Endpoint {
+  readonly handler: NetworkServiceHandler;
+  readonly monitor: MonitorService;
+  readonly services: ServiceRegistration[];
+}
+
+export function endpoint(deps: EndpointDeps, additional: readonly NetworkServiceElement[], options: { requestTimeout?: number } = {}): Endpoint {
+  const monitor = new MonitorService({ log: deps.log.child({ element: 'monitor' }) });
+  const elements: NetworkServiceElement[] = [
+    updatePathServer({ name: deps.name }),
+    beginServer(),
+    updateTokenServer({ tokens: deps.tokens }),
+    timeoutServer({ clock: deps.clock }, { requestTimeout: options.requestTimeout }),
+    monitorServer({ monitor, monitorClient: monitorClientFactory({ pool: deps.pool, tokens: deps.tokens }) }),
+    trimPathServer(),
+    ...additional,
+  ];
+  const handler = networkServiceChain(`${deps.name}`, elements);
+  return {
+    handler,
+    monitor,
+    services: [
+      { definition: NetworkServiceDefinition, implementation: networkServiceService(handler, deps.log) },
+      { definition: MonitorConnectionDefinition, implementation: monitor },
+    ],
+  };
+}
+
+/** The first tcp:// URL of a listen list, with an unspecified host resolved for peers (or undefined). */
+export function publicUrl(listenOn: readonly string[], addresses: readonly string[]): string | undefined {
+  const i = listenOn.findIndex((u) => u.startsWith('tcp://'));
+  if (i < 0) return undefined;
+  return addresses[i]?.replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
+}

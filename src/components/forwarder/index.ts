@@ -1,0 +1,103 @@
+/**
+ * forwarder — the per-node kernel data plane. Registers itself through its nsmgr as an endpoint of
+ * service `forwarder` (kept alive), discovers and selects the NSE, selects the kernel mechanism and
+ * programs a veth pair between the client's and the endpoint's netns (reconciled on every Request).
+ * Chain, as upstream forwarders: endpoint chain → discover → round-robin → mechanisms{KERNEL} →
+ * xconnect → endpoint-gone → connect(mechanism-translation, kernel client).
+ *
+ * At start it takes an inventory of links it owns (alias `nsm-ts:*`): links whose connection is
+ * re-requested are adopted as they are; the rest are removed after `NSM_ORPHAN_GRACE`.
+ */
+import { NetworkServiceEndpoint } from '../../api/gen/registry.js';
+import { realClock, type Clock } from '../../core/clock.js';
+import { registryChain } from '../../core/chain.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { hs256TokenGenerator } from '../../core/token.js';
+import { ChannelPool, serve } from '../../core/transport.js';
+import type { DataPlane } from '../../dataplane/types.js';
+import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
+import { discoverServer } from '../../networkservice/discover/index.js';
+import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js';
+import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
+import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
+import { mechanismTranslationClient, NSE_SIDE_MECHANISM } from '../../networkservice/mechanisms/mechanism-translation/index.js';
+import { roundRobinServer } from '../../networkservice/round-robin/index.js';
+import { xconnectServer } from '../../networkservice/xconnect/index.js';
+import { passThrough } from '../../core/chain.js';
+import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
+import { nseRegistryClient, startRegistration } from '../../registry/client/index.js';
+import type { Running } from '../../cli/component.js';
+import { endpoint } from '../endpoint.js';
+import { forwarderConfig } from './config.js';
+
+export { forwarderConfig };
+export type ForwarderConfig = ReturnType<typeof forwarderConfig.parse>;
+
+export interface RunningForwarder extends Running {
+  readonly addresses: readonly string[];
+  /** Owners (connection ids) whose links this forwarder manages now. */
+  readonly owners: ReadonlySet<string>;
+}
+
+export async function startForwarder(config: ForwarderConfig, deps: { log: Logger; dataplane: DataPlane; clock?: Clock }): Promise<RunningForwarder> {
+  const clock = deps.clock ?? realClock;
+  const log = deps.log;
+  const pool = new ChannelPool();
+  const lifetime = new AbortController();
+  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/forwarder/${config.name}` });
+  const owners = new Set<string>();
+  const inventory = await deps.dataplane.owned().catch((err: unknown) => {
+    log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
+    return [];
+  });
+  if (inventory.length > 0) log.info({ links: inventory.length, graceMs: config.orphanGrace }, 'found links owned by nsm-ts; adopting those that are re-requested');
+
+  const nsRegistry = registryChain('forwarder-ns-registry', [nsConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
+  const nseRegistry = registryChain('forwarder-nse-registry', [nseConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+    discoverServer({ nsRegistry, nseRegistry }),
+    roundRobinServer({ nextUrlKey: NEXT_URL }),
+    mechanismsServer({ KERNEL: passThrough('kernel') }),
+    xconnectServer({ dataplane: deps.dataplane, log, nseMechanism: (ctx) => ctx.state.get(NSE_SIDE_MECHANISM), owners }),
+    endpointGoneServer(),
+    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
+  ]);
+  const server = await serve([config.listenOn], ep.services);
+
+  const labels = { ...config.labels };
+  if (config.nodeName) labels.nodeName = config.nodeName;
+  const registration = startRegistration({
+    nse: NetworkServiceEndpoint.fromPartial({ name: config.name, networkServiceNames: [config.nsName], networkServiceLabels: { [config.nsName]: { labels } }, url: config.listenOn }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log: log.child({ element: 'registration' }), signal }, { dialTimeout: config.dialTimeout }),
+    log,
+    clock,
+  });
+  registration.registered.then(
+    () => log.info({ name: config.name, service: config.nsName, nsmgr: config.connectTo }, 'registered with nsmgr'),
+    () => undefined,
+  );
+
+  const gc = clock.setTimeout(() => {
+    void (async () => {
+      for (const l of inventory) {
+        if (owners.has(l.owner)) continue;
+        log.info({ link: l.name, netns: l.netns, owner: l.owner }, 'removing orphan link (no connection re-requested it)');
+        await deps.dataplane.removeOwned(l).catch((err: unknown) => log.warn({ err: errorMessage(err), link: l.name }, 'orphan removal failed'));
+      }
+    })();
+  }, config.orphanGrace);
+
+  return {
+    addresses: server.addresses,
+    owners,
+    async stop() {
+      gc.cancel();
+      lifetime.abort();
+      await registration.stop({ unregister: true });
+      await server.stop();
+      ep.monitor.stop();
+      pool.close();
+    },
+  };
+}

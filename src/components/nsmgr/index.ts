@@ -1,0 +1,60 @@
+/**
+ * nsmgr — the per-node manager. Serves NetworkService and MonitorConnection to local clients, and both
+ * registries (proxied to NSM_REGISTRY_URL with client-info, expiry cap and local bypass). Its chain, as
+ * upstream cmd-nsmgr: endpoint chain → client-info → discover-forwarder → connect (to the forwarder).
+ * No heal, no refresh: the client heals.
+ */
+import { NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
+import { realClock, type Clock } from '../../core/clock.js';
+import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
+import type { Logger } from '../../core/log.js';
+import { hs256TokenGenerator } from '../../core/token.js';
+import { ChannelPool, serve } from '../../core/transport.js';
+import { clientInfo } from '../../networkservice/client-info/index.js';
+import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
+import { discoverForwarderServer } from '../../networkservice/discover-forwarder/index.js';
+import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
+import { endpoint } from '../endpoint.js';
+import type { Running } from '../../cli/component.js';
+import { nsmgrConfig } from './config.js';
+
+export { nsmgrConfig };
+export type NsmgrConfig = ReturnType<typeof nsmgrConfig.parse>;
+
+export interface RunningNsmgr extends Running {
+  readonly addresses: readonly string[];
+}
+
+export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock?: Clock }): Promise<RunningNsmgr> {
+  const clock = deps.clock ?? realClock;
+  const log = deps.log;
+  const pool = new ChannelPool();
+  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsmgr/${config.name}` });
+  const labels: Record<string, string> = {};
+  if (config.nodeName) labels.nodeName = config.nodeName;
+  if (config.podName) labels.podName = config.podName;
+  if (config.clusterName) labels.clusterName = config.clusterName;
+  const tcp = config.listenOn.find((u) => u.startsWith('tcp://'));
+  const nsmgrUrl = tcp?.replace('tcp://:', 'tcp://127.0.0.1:').replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
+
+  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log: log.child({ element: 'registry' }), clock }, { dialTimeout: config.dialTimeout });
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+    clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
+    discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse, nextUrlKey: NEXT_URL }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
+    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),
+  ]);
+  const server = await serve(config.listenOn, [
+    ...ep.services,
+    { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registry.ns, log) },
+    { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registry.nse, log) },
+  ]);
+  log.info({ listen: server.addresses, registry: config.registryUrl }, 'nsmgr serving');
+  return {
+    addresses: server.addresses,
+    async stop() {
+      await server.stop();
+      ep.monitor.stop();
+      pool.close();
+    },
+  };
+}

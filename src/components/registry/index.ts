@@ -1,0 +1,86 @@
+/**
+ * `nsm registry`: the NetworkService and NetworkServiceEndpoint registries on one gRPC server (plus
+ * grpc.health.v1), backed by a `RegistryStore` (memory unless one is given). The chains read like
+ * upstream `sdk:pkg/registry/chains/memory`; authorization, tokens and interdomain proxying are not
+ * implemented. `stop()` ends open Find watches, stops the server, cancels expiry timers and closes the
+ * store if it created it.
+ */
+import type { NsElement, NseElement } from '../../core/chain.js';
+import { registryChain } from '../../core/chain.js';
+import { realClock, type Clock } from '../../core/clock.js';
+import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
+import type { Logger } from '../../core/log.js';
+import { serve } from '../../core/transport.js';
+import { NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
+import { expireNseServer } from '../../registry/expire/index.js';
+import { memoryRegistryStore } from '../../registry/memory/index.js';
+import { setPayloadNsServer } from '../../registry/set-payload/index.js';
+import { setRegistrationTimeNseServer } from '../../registry/set-registration-time/index.js';
+import type { RegistryStore } from '../../registry/store.js';
+import { storeNseServer, storeNsServer } from '../../registry/store/index.js';
+import { validateNseServer, validateNsServer } from '../../registry/validate/index.js';
+import type { RegistryConfig } from './config.js';
+
+export { registryConfig, type RegistryConfig } from './config.js';
+
+export interface RunningRegistry {
+  stop(): Promise<void>;
+  /** Actual listen addresses (tcp port 0 resolved). */
+  readonly addresses: string[];
+}
+
+export async function startRegistry(
+  config: Pick<RegistryConfig, 'listenOn' | 'expirePeriod'>,
+  deps: { log: Logger; store?: RegistryStore; clock?: Clock },
+): Promise<RunningRegistry> {
+  const log = deps.log;
+  const clock = deps.clock ?? realClock;
+  const store = deps.store ?? memoryRegistryStore();
+  const ownStore = deps.store === undefined;
+
+  const nsStore = storeNsServer({ store });
+  const nseStore = storeNseServer({ store });
+  const expire = expireNseServer({ clock, log }, { expirePeriod: config.expirePeriod });
+
+  const nsChain: NsElement[] = [
+    validateNsServer(),
+    setPayloadNsServer(),
+    nsStore,
+  ];
+  const nseChain: NseElement[] = [
+    validateNseServer(),
+    expire,
+    setRegistrationTimeNseServer({ clock }),
+    nseStore,
+  ];
+
+  let server;
+  try {
+    server = await serve(config.listenOn, [
+      { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registryChain('registry-ns', nsChain), log) },
+      { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registryChain('registry-nse', nseChain), log) },
+    ]);
+  } catch (err) {
+    expire.stop();
+    if (ownStore) await store.close();
+    throw err;
+  }
+  log.info({ addresses: server.addresses, expirePeriodMs: config.expirePeriod }, 'registry serving');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    addresses: [...server.addresses],
+    stop() {
+      stopped ??= (async () => {
+        server.setServing(false);
+        nsStore.stop();
+        nseStore.stop();
+        await server.stop();
+        expire.stop();
+        if (ownStore) await store.close();
+        log.info('registry stopped');
+      })();
+      return stopped;
+    },
+  };
+}
