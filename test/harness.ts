@@ -243,3 +243,78 @@ export function seedPinger(t: TestContext, dir: string, ns: string, pingerPath: 
   });
   return child;
 }
+
+// ---- Seed topology -----------------------------------------------------------------------------------
+
+export const NETSVC_YAML = join(ROOT, 'deployments/examples/heal/dataplane-interrupt/netsvc.yaml');
+
+export interface Pods {
+  nscNs: string;
+  nseNs: string;
+  nse: Proc;
+  nsc: Proc;
+}
+
+/** The seed's env for the NSE (NSM_REGISTER_SERVICE=false: the service comes from netsvc.yaml). */
+export function seedNseEnv(mesh: Mesh, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NSM_NAME: 'nse-kernel-1',
+    NSM_CONNECT_TO: mesh.sock.nsmgr,
+    NSM_CIDR_PREFIX: '172.16.1.100/31',
+    NSM_SERVICE_NAMES: 'dataplane-interrupt',
+    NSM_REGISTER_SERVICE: 'false',
+    ...extra,
+  };
+}
+
+export function seedNscEnv(mesh: Mesh, extra: Record<string, string> = {}): Record<string, string> {
+  return { NSM_NAME: 'nsc-kernel-1', NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...extra };
+}
+
+/** `nsm apply -f netsvc.yaml` against the mesh's registry. */
+export async function applyNetsvc(mesh: Mesh): Promise<void> {
+  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry]);
+}
+
+/** The seed: service applied, NSE in its pod, NSC in its pod; resolves when nsm-1 answers pings. */
+export async function seed(t: TestContext, mesh: Mesh, opts: { nscEnv?: Record<string, string>; nseEnv?: Record<string, string> } = {}): Promise<Pods> {
+  await applyNetsvc(mesh);
+  const nseNs = await netns(t, 'nse');
+  const nscNs = await netns(t, 'nsc');
+  const nse = nsm(t, mesh.dir, 'nse', ['nse'], seedNseEnv(mesh, opts.nseEnv), nseNs);
+  await nse.waitLog(/endpoint registered/);
+  const nsc = nsm(t, mesh.dir, 'nsc', ['nsc'], seedNscEnv(mesh, opts.nscEnv), nscNs);
+  await nsc.waitLog(/connection established/);
+  await waitFor('ping through nsm-1', () => ping(nscNs, '172.16.1.100'), 5000);
+  return { nscNs, nseNs, nse, nsc };
+}
+
+/** A long-running `ping -i 0.2` whose loss is counted at `stop()`. */
+export function pingCounter(t: TestContext, ns: string, addr: string, intervalS = 0.2) {
+  const child = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-i', String(intervalS), addr], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = new Promise<void>((r) => child.once('exit', () => r()));
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return {
+    async stop(): Promise<{ sent: number; received: number; lost: number }> {
+      child.kill('SIGINT');
+      await exit;
+      const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+      const sent = Number(m?.[1] ?? 0);
+      const received = Number(m?.[2] ?? 0);
+      return { sent, received, lost: sent - received };
+    },
+  };
+}
+
+/** Heal events the NSC logged (parsed JSON lines). */
+export function healEvents(nsc: Proc): Array<{ type: string; action?: string; cause?: string; ms?: number }> {
+  return nsc
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"heal '))
+    .map((l) => JSON.parse(l) as { type: string; action?: string; cause?: string; ms?: number });
+}

@@ -1,6 +1,7 @@
 /** Command-line program: one subcommand per component plus the local-mesh commands. */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import * as apply from './commands/apply.js';
 import * as down from './commands/down.js';
 import * as forwarder from './commands/forwarder.js';
 import * as nsc from './commands/nsc.js';
@@ -23,6 +24,7 @@ const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
   nse,
   nsc,
   // the local mesh
+  apply,
   up,
   down,
   status,

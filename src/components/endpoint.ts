@@ -32,13 +32,16 @@ export interface Endpoint {
   readonly handler: NetworkServiceHandler;
   readonly monitor: MonitorService;
   readonly services: ServiceRegistration[];
+  /** Ends the monitor streams and forgets every connection (no Close downstream): call after the server stopped. */
+  stop(): void;
 }
 
 export function endpoint(deps: EndpointDeps, additional: readonly NetworkServiceElement[], options: { requestTimeout?: number } = {}): Endpoint {
   const monitor = new MonitorService({ log: deps.log.child({ element: 'monitor' }) });
+  const begin = beginServer();
   const elements: NetworkServiceElement[] = [
     updatePathServer({ name: deps.name }),
-    beginServer(),
+    begin,
     updateTokenServer({ tokens: deps.tokens }),
     timeoutServer({ clock: deps.clock }, { requestTimeout: options.requestTimeout }),
     monitorServer({ monitor, monitorClient: monitorClientFactory({ pool: deps.pool, tokens: deps.tokens }) }),
@@ -49,6 +52,10 @@ export function endpoint(deps: EndpointDeps, additional: readonly NetworkService
   return {
     handler,
     monitor,
+    stop() {
+      monitor.stop();
+      begin.forgetAll();
+    },
     services: [
       { definition: NetworkServiceDefinition, implementation: networkServiceService(handler, deps.log) },
       { definition: MonitorConnectionDefinition, implementation: monitor },

@@ -96,7 +96,7 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
       lifetime.abort();
       await registration.stop({ unregister: true });
       await server.stop();
-      ep.monitor.stop();
+      ep.stop();
       pool.close();
     },
   };

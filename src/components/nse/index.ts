@@ -90,7 +90,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       await registration.stop({ unregister: config.unregisterItself });
       await Promise.all(nsRegs.map((r) => r.stop({ unregister: false })));
       await server.stop();
-      ep.monitor.stop();
+      ep.stop();
       pool.close();
       if (tmp) rmSync(tmp, { recursive: true, force: true });
     },

@@ -53,7 +53,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
     addresses: server.addresses,
     async stop() {
       await server.stop();
-      ep.monitor.stop();
+      ep.stop();
       pool.close();
     },
   };

@@ -1,0 +1,223 @@
+/**
+ * `nsm apply -f FILE` / `nsm delete -f FILE`: register or unregister NetworkService and
+ * NetworkServiceEndpoint custom resources (`apiVersion: networkservicemesh.io/v1`, the YAML upstream
+ * examples give to `kubectl apply`) at a registry, printing kubectl-style lines
+ * (`networkservice/dataplane-interrupt created`).
+ *
+ * Registry URL: `--registry-url`, else `NSM_REGISTRY_URL`, else the local mesh's registry socket
+ * (`<run dir>/registry.sock`, run dir from `NSM_RUN_DIR` or the default, see `DEFAULT_REGISTRY_URL`).
+ * Every file is read and validated before anything is registered; a bad document is an
+ * InvalidArgumentError naming the file, the document and the field.
+ *
+ * NetworkServices do not expire. NetworkServiceEndpoints registered this way DO expire (the registry's
+ * expiry, 1 min by default) because nothing refreshes them: `apply` of an NSE is meant for tests and
+ * manual use; real endpoints register themselves and keep their registration alive.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { NetworkServiceEndpoint as NseFns, NetworkService as NsFns } from '../../api/gen/registry.js';
+import { parseDuration } from '../../components/config.js';
+import { registryChain } from '../../core/chain.js';
+import { newContext } from '../../core/context.js';
+import { InvalidArgumentError, NotFoundError, NsmError, errorMessage } from '../../core/errors.js';
+import { ChannelPool, parseUrl } from '../../core/transport.js';
+import { action } from '../../local/cli.js';
+import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from '../../local/paths.js';
+import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
+import { KIND_NETWORK_SERVICE, parseCustomResources, type CustomResource } from '../../registry/cr.js';
+
+/** The local mesh's registry socket in the default run dir. */
+export const DEFAULT_REGISTRY_URL = `unix://${runPaths(DEFAULT_RUN_DIR).sockets.registry}`;
+export const REGISTRY_URL_ENV = 'NSM_REGISTRY_URL';
+export const DEFAULT_APPLY_TIMEOUT_MS = 10_000;
+/** Dial bound of one apply/delete (a registry that is not there fails fast). */
+export const DEFAULT_APPLY_DIAL_TIMEOUT_MS = 3_000;
+
+/** `--registry-url`, else `NSM_REGISTRY_URL`, else `unix://<NSM_RUN_DIR or default run dir>/registry.sock`. */
+export function resolveRegistryUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const url = flag?.trim() || env[REGISTRY_URL_ENV]?.trim() || `unix://${runPaths(resolveRunDir(undefined, env)).sockets.registry}`;
+  parseUrl(url, flag?.trim() ? '--registry-url' : env[REGISTRY_URL_ENV]?.trim() ? REGISTRY_URL_ENV : RUN_DIR_ENV);
+  return url;
+}
+
+export interface ApplyIo {
+  out(line: string): void;
+  err(line: string): void;
+  /** Reads `-` (stdin) or a file. */
+  read?(file: string): string;
+}
+
+export interface ApplyOptions {
+  readonly files: readonly string[];
+  readonly registryUrl: string;
+  readonly timeoutMs?: number;
+  readonly io: ApplyIo;
+  readonly signal?: AbortSignal;
+}
+
+export interface DeleteOptions extends ApplyOptions {
+  readonly ignoreNotFound?: boolean;
+}
+
+const resourceName = (cr: CustomResource) => (cr.kind === KIND_NETWORK_SERVICE ? 'networkservice' : 'networkserviceendpoint');
+
+function readAll(files: readonly string[], io: ApplyIo): CustomResource[] {
+  if (files.length === 0) throw new InvalidArgumentError('-f', '', 'at least one file is required (-f FILE, or -f - for stdin)');
+  const read = io.read ?? ((f: string) => readFileSync(f === '-' ? 0 : f, 'utf8'));
+  const out: CustomResource[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = read(f);
+    } catch (err) {
+      throw new InvalidArgumentError('-f', f, `cannot read: ${errorMessage(err)}`, { cause: err });
+    }
+    out.push(...parseCustomResources(text, f === '-' ? 'stdin' : f));
+  }
+  if (out.length === 0) throw new InvalidArgumentError('-f', files.join(','), 'no NetworkService or NetworkServiceEndpoint documents found');
+  return out;
+}
+
+/** A registry session: NS and NSE client chains on one channel pool. */
+function session(opts: ApplyOptions) {
+  const pool = new ChannelPool();
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS;
+  const dialTimeout = Math.min(timeoutMs, DEFAULT_APPLY_DIAL_TIMEOUT_MS);
+  const ns = registryChain('apply-ns', [nsConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
+  const nse = registryChain('apply-nse', [nseConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
+  const ctx = () => newContext({ signal: opts.signal, deadline: Date.now() + timeoutMs });
+
+  async function exists(cr: CustomResource): Promise<boolean> {
+    const name = cr.item.name;
+    if (cr.kind === KIND_NETWORK_SERVICE) {
+      for await (const r of ns.find({ networkService: NsFns.fromPartial({ name }), watch: false }, ctx())) if (r.networkService?.name === name && !r.deleted) return true;
+    } else {
+      for await (const r of nse.find({ networkServiceEndpoint: NseFns.fromPartial({ name }), watch: false }, ctx())) {
+        if (r.networkServiceEndpoint?.name === name && !r.deleted) return true;
+      }
+    }
+    return false;
+  }
+
+  return {
+    exists,
+    register: async (cr: CustomResource) => {
+      if (cr.kind === KIND_NETWORK_SERVICE) await ns.register(cr.item, ctx());
+      else await nse.register(cr.item, ctx());
+    },
+    unregister: async (cr: CustomResource) => {
+      if (cr.kind === KIND_NETWORK_SERVICE) await ns.unregister(cr.item, ctx());
+      else await nse.unregister(cr.item, ctx());
+    },
+    close: () => pool.close(),
+  };
+}
+
+/** Runs every resource, kubectl-like: one failure does not stop the others; the first error is thrown at the end. */
+async function each(crs: CustomResource[], io: ApplyIo, fn: (cr: CustomResource) => Promise<string>): Promise<void> {
+  const errors: Error[] = [];
+  for (const cr of crs) {
+    try {
+      io.out(await fn(cr));
+    } catch (err) {
+      const e = err instanceof Error ? err : new NsmError(String(err));
+      if (crs.length > 1) io.err(`error: ${resourceName(cr)}/${cr.item.name}: ${e.message}`);
+      errors.push(e);
+    }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new NsmError(`${errors.length} of ${crs.length} resources failed; first: ${errors[0].message}`, { cause: errors[0] });
+}
+
+/** `nsm apply`: registers every resource of the files. */
+export async function runApply(opts: ApplyOptions): Promise<void> {
+  const crs = readAll(opts.files, opts.io);
+  if (crs.some((cr) => cr.kind !== KIND_NETWORK_SERVICE)) {
+    opts.io.err('note: NetworkServiceEndpoints registered by `nsm apply` expire with the registry\'s expiry (1m by default) unless refreshed; use this for tests and manual checks');
+  }
+  const s = session(opts);
+  try {
+    await each(crs, opts.io, async (cr) => {
+      const existed = await s.exists(cr);
+      await s.register(cr);
+      return `${resourceName(cr)}/${cr.item.name} ${existed ? 'configured' : 'created'}`;
+    });
+  } finally {
+    s.close();
+  }
+}
+
+/** `nsm delete`: unregisters every resource of the files. */
+export async function runDelete(opts: DeleteOptions): Promise<void> {
+  const crs = readAll(opts.files, opts.io);
+  const s = session(opts);
+  try {
+    await each(crs, opts.io, async (cr) => {
+      if (!(await s.exists(cr))) {
+        if (opts.ignoreNotFound) return `${resourceName(cr)} "${cr.item.name}" not found (ignored)`;
+        throw new NotFoundError(`${resourceName(cr)}s "${cr.item.name}" not found`);
+      }
+      await s.unregister(cr);
+      return `${resourceName(cr)} "${cr.item.name}" deleted`;
+    });
+  } finally {
+    s.close();
+  }
+}
+
+const processIo: ApplyIo = {
+  out: (l) => void process.stdout.write(`${l}\n`),
+  err: (l) => void process.stderr.write(`${l}\n`),
+};
+
+function parseTimeout(raw: string): number {
+  try {
+    const ms = parseDuration(raw);
+    if (ms <= 0) throw new Error('must be positive');
+    return ms;
+  } catch (err) {
+    throw new InvalidArgumentError('--timeout', raw, errorMessage(err));
+  }
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+interface CommandOpts {
+  filename: string[];
+  registryUrl?: string;
+  timeout: string;
+  ignoreNotFound?: boolean;
+}
+
+export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.ProcessEnv = process.env): void {
+  const common = (cmd: Command) =>
+    cmd
+      .requiredOption('-f, --filename <file>', 'YAML file with NetworkService / NetworkServiceEndpoint resources (repeatable; - for stdin)', collect, [])
+      .option('--registry-url <url>', `registry to talk to; env ${REGISTRY_URL_ENV}; default unix://<run dir>/registry.sock (${DEFAULT_REGISTRY_URL})`)
+      .option('--timeout <duration>', 'bound of each registry call', `${DEFAULT_APPLY_TIMEOUT_MS / 1000}s`);
+
+  common(
+    program
+      .command('apply')
+      .description('register NetworkService / NetworkServiceEndpoint custom resources (kubectl-style YAML) at the registry')
+      .addHelpText('after', '\nNetworkServiceEndpoints registered this way expire (registry default 1m) unless refreshed: for tests and manual use.'),
+  ).action(
+    action('apply', async (opts: CommandOpts) => {
+      await runApply({ files: opts.filename, registryUrl: resolveRegistryUrl(opts.registryUrl, env), timeoutMs: parseTimeout(opts.timeout), io });
+    }),
+  );
+
+  common(program.command('delete').description('unregister NetworkService / NetworkServiceEndpoint custom resources from the registry'))
+    .option('--ignore-not-found', 'do not fail for resources that are not registered')
+    .action(
+      action('delete', async (opts: CommandOpts) => {
+        await runDelete({
+          files: opts.filename,
+          registryUrl: resolveRegistryUrl(opts.registryUrl, env),
+          timeoutMs: parseTimeout(opts.timeout),
+          ignoreNotFound: opts.ignoreNotFound,
+          io,
+        });
+      }),
+    );
+}

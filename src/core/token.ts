@@ -1,0 +1,87 @@
+/**
+ * Per-hop tokens (spec §1.3, §1.6; upstream `sdk:pkg/tools/token`). A `TokenGenerator` issues the token a
+ * hop puts into its own path segment and sends as `nsm-client-token` metadata. For now: HS256 JWTs with a
+ * random per-process secret; the security work can swap in SPIFFE/ES256 behind the same interface.
+ * Expiry travels as RFC3339Nano text (`nsm-client-token-expires`), formatted like Go does.
+ */
+import { randomBytes } from 'node:crypto';
+import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { realClock, type Clock } from './clock.js';
+import { InvalidArgumentError } from './errors.js';
+
+export interface IssuedToken {
+  readonly token: string;
+  readonly expires: Date;
+}
+
+export interface TokenGenerator {
+  /** `audience`: the peer the token is meant for, when known. */
+  generate(opts?: { audience?: string }): Promise<IssuedToken>;
+}
+
+/** Upstream `NSM_MAX_TOKEN_LIFETIME` default: 10 minutes. */
+export const DEFAULT_MAX_TOKEN_LIFETIME_MS = 10 * 60_000;
+export const DEFAULT_TOKEN_SUBJECT = 'spiffe://nsm-ts.local/nsm';
+
+export interface Hs256TokenOptions {
+  /** Token lifetime (ms). Default DEFAULT_MAX_TOKEN_LIFETIME_MS. */
+  readonly maxTokenLifetime?: number;
+  /** `sub` claim. Default DEFAULT_TOKEN_SUBJECT. */
+  readonly subject?: string;
+  /** HMAC secret. Default: 32 random bytes per generator. */
+  readonly secret?: Uint8Array;
+  readonly clock?: Clock;
+}
+
+export interface Hs256TokenGenerator extends TokenGenerator {
+  /** Verifies a token issued with the same secret; throws InvalidArgumentError when it is not valid. */
+  verify(token: string): Promise<JWTPayload>;
+}
+
+export function hs256TokenGenerator(options: Hs256TokenOptions = {}): Hs256TokenGenerator {
+  const lifetime = options.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME_MS;
+  if (!Number.isFinite(lifetime) || lifetime < 1000) {
+    throw new InvalidArgumentError('maxTokenLifetime', lifetime, 'must be at least 1000 ms');
+  }
+  const secret = options.secret ?? new Uint8Array(randomBytes(32));
+  const subject = options.subject ?? DEFAULT_TOKEN_SUBJECT;
+  const clock = options.clock ?? realClock;
+  return {
+    async generate(opts = {}) {
+      const now = clock.now();
+      const exp = Math.floor((now + lifetime) / 1000);
+      const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(subject).setIssuedAt(Math.floor(now / 1000)).setExpirationTime(exp);
+      if (opts.audience) jwt.setAudience(opts.audience);
+      return { token: await jwt.sign(secret), expires: new Date(exp * 1000) };
+    },
+    async verify(token) {
+      try {
+        const { payload } = await jwtVerify(token, secret, { algorithms: ['HS256'], currentDate: new Date(clock.now()) });
+        return payload;
+      } catch (err) {
+        throw new InvalidArgumentError('token', token.slice(0, 16) + '…', `not a valid token: ${(err as Error).message}`, { cause: err });
+      }
+    },
+  };
+}
+
+/** Formats like Go's `time.RFC3339Nano` in UTC (`2024-01-02T03:04:05.5Z`; no fraction when zero). */
+export function formatRfc3339Nano(d: Date): string {
+  const iso = d.toISOString(); // YYYY-MM-DDTHH:mm:ss.sssZ
+  const [base, frac] = iso.slice(0, -1).split('.');
+  const f = (frac ?? '').replace(/0+$/, '');
+  return f === '' ? `${base}Z` : `${base}.${f}Z`;
+}
+
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Parses RFC3339 / RFC3339Nano (nanoseconds truncated to ms). `field` names the value in errors. */
+export function parseRfc3339Nano(s: string, field = 'time'): Date {
+  const m = RFC3339.exec(s.trim());
+  if (!m) throw new InvalidArgumentError(field, s, 'expected an RFC3339 time like 2006-01-02T15:04:05.999999999Z');
+  const ms = (m[3] ?? '').padEnd(3, '0').slice(0, 3);
+  const zone = m[4] === 'z' ? 'Z' : m[4];
+  const d = new Date(`${m[1]}T${m[2]}.${ms}${zone}`);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(field, s, 'not a valid date');
+  return d;
+}

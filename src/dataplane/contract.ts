@@ -1,0 +1,253 @@
+/**
+ * The data-plane contract: one node:test suite that every `DataPlane` implementation must pass
+ * (`fake/index.test.ts`, `linux/index.test.ts`). `make()` gives a fresh pair of netns per test and the
+ * means to inspect and break them; every test registers `cleanup` with `t.after`.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { DataplaneError } from '../core/errors.js';
+import { endsFromIpContext } from './ipcontext.js';
+import type { DataPlane, PairSpec, RouteSpec } from './types.js';
+
+export interface ContractLink {
+  exists: boolean;
+  up: boolean;
+  ifindex: number;
+  mac: string;
+  mtu: number;
+  alias?: string;
+  addrs: string[];
+  routes: RouteSpec[];
+}
+
+/** Ways to break a netns behind the data plane's back (`ns` is the netns URL used in specs). */
+export interface ContractBreak {
+  setDown(ns: string, name: string): Promise<void>;
+  deleteLink(ns: string, name: string): Promise<void>;
+  flushAddrs(ns: string, name: string): Promise<void>;
+  delRoute(ns: string, name: string, prefix: string): Promise<void>;
+  addAddr(ns: string, name: string, cidr: string): Promise<void>;
+  addForeignLink(ns: string, name: string): Promise<void>;
+}
+
+export interface ContractEnv {
+  dp: DataPlane;
+  nsA: string;
+  nsB: string;
+  break: ContractBreak;
+  inspect(ns: string, name: string): Promise<ContractLink>;
+  /** Link names in the netns (loopback excluded). */
+  links(ns: string): Promise<string[]>;
+  ping(ns: string, addr: string): Promise<boolean>;
+  cleanup(): Promise<void>;
+}
+
+type Make = () => Promise<ContractEnv>;
+
+const V4 = { srcIpAddrs: ['172.16.1.101/32'], dstIpAddrs: ['172.16.1.100/32'], srcRoutes: [{ prefix: '172.16.1.100/32', nextHop: '' }, { prefix: '10.96.0.0/12', nextHop: '' }], dstRoutes: [{ prefix: '172.16.1.101/32', nextHop: '' }] };
+const V6 = { srcIpAddrs: ['fd00::101/128'], dstIpAddrs: ['fd00::100/128'], srcRoutes: [{ prefix: 'fd10::/64', nextHop: '' }], dstRoutes: [] };
+const DUAL = { srcIpAddrs: ['172.16.1.101/32', 'fd00::101/128'], dstIpAddrs: ['172.16.1.100/32', 'fd00::100/128'], srcRoutes: [], dstRoutes: [] };
+
+function owner(): string {
+  return `conn-${randomBytes(6).toString('hex')}`;
+}
+
+function pairSpec(env: ContractEnv, ctx: typeof V4 | typeof V6 | typeof DUAL, extra: Partial<PairSpec> = {}): PairSpec {
+  const ends = endsFromIpContext(ctx);
+  return { owner: owner(), nsc: { netns: env.nsA, name: 'nsm-1', ...ends.nsc }, nse: { netns: env.nsB, name: 'nse-1', ...ends.nse }, ...extra };
+}
+
+function sorted<T>(xs: T[]): T[] {
+  return [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+}
+
+async function assertConverged(env: ContractEnv, spec: PairSpec): Promise<void> {
+  for (const end of [spec.nsc, spec.nse]) {
+    const side = end === spec.nsc ? 'nsc' : 'nse';
+    const l = await env.inspect(end.netns, end.name);
+    assert.ok(l.exists, `${side} link exists`);
+    assert.ok(l.up, `${side} link up`);
+    assert.equal(l.alias, `nsm-ts:${spec.owner}:${side}`);
+    assert.deepEqual(sorted(l.addrs), sorted(end.addrs), `${side} addrs`);
+    assert.deepEqual(sorted(l.routes), sorted(end.routes), `${side} routes`);
+    if (spec.mtu) assert.equal(l.mtu, spec.mtu, `${side} mtu`);
+  }
+}
+
+async function assertPings(env: ContractEnv, spec: PairSpec): Promise<void> {
+  for (const a of spec.nse.addrs) assert.ok(await env.ping(env.nsA, a.split('/')[0]!), `ping ${a} from nsc netns`);
+  for (const a of spec.nsc.addrs) assert.ok(await env.ping(env.nsB, a.split('/')[0]!), `ping ${a} from nse netns`);
+}
+
+async function setup(t: TestContext, make: Make): Promise<ContractEnv> {
+  const env = await make();
+  t.after(() => env.cleanup());
+  return env;
+}
+
+export function dataPlaneContract(name: string, make: Make): void {
+  const it = (title: string, fn: (t: TestContext) => Promise<void>) => test(`${name} contract: ${title}`, fn);
+
+  for (const [label, ctx] of [['IPv4', V4], ['IPv6', V6], ['dual stack', DUAL]] as const) {
+    it(`fresh create (${label}): both ends up with addresses and routes, ping across`, async (t) => {
+      const env = await setup(t, make);
+      const spec = pairSpec(env, ctx);
+      const st = await env.dp.ensure(spec);
+      assert.ok(st.nsc.created && st.nse.created);
+      assert.ok(st.nsc.ifindex > 0 && st.nse.ifindex > 0);
+      assert.match(st.nsc.mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      assert.ok(st.actions.length > 0);
+      await assertConverged(env, spec);
+      await assertPings(env, spec);
+    });
+  }
+
+  it('ensure twice: second call changes nothing, same ifindex and MAC', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, DUAL, { mtu: 1400 });
+    const first = await env.dp.ensure(spec);
+    const second = await env.dp.ensure(spec);
+    assert.deepEqual(second.actions, []);
+    assert.deepEqual([second.nsc.ifindex, second.nsc.mac, second.nse.ifindex, second.nse.mac], [first.nsc.ifindex, first.nsc.mac, first.nse.ifindex, first.nse.mac]);
+    assert.equal(second.nsc.created || second.nse.created, false);
+    await assertConverged(env, spec);
+  });
+
+  it('link set down → ensure brings it up, same ifindex and MAC, ping works', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, DUAL);
+    const first = await env.dp.ensure(spec);
+    await env.break.setDown(env.nsA, 'nsm-1');
+    assert.equal(await env.ping(env.nsA, '172.16.1.100'), false);
+    const st = await env.dp.ensure(spec);
+    assert.ok(st.actions.includes('nsc: set up'), st.actions.join(', '));
+    assert.deepEqual([st.nsc.ifindex, st.nsc.mac], [first.nsc.ifindex, first.nsc.mac]);
+    assert.equal(st.nsc.created, false);
+    await assertConverged(env, spec);
+    await assertPings(env, spec);
+  });
+
+  it('flushed addresses and a removed route are restored; a stray address is removed', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    const first = await env.dp.ensure(spec);
+    await env.break.flushAddrs(env.nsB, 'nse-1');
+    await env.break.delRoute(env.nsA, 'nsm-1', '10.96.0.0/12');
+    await env.break.addAddr(env.nsA, 'nsm-1', '192.168.77.1/24');
+    const st = await env.dp.ensure(spec);
+    assert.ok(st.actions.includes('nse: add address 172.16.1.100/32'), st.actions.join(', '));
+    assert.ok(st.actions.includes('nsc: add route 10.96.0.0/12 via 172.16.1.100'), st.actions.join(', '));
+    assert.ok(st.actions.includes('nsc: remove address 192.168.77.1/24'), st.actions.join(', '));
+    assert.deepEqual([st.nsc.ifindex, st.nse.ifindex], [first.nsc.ifindex, first.nse.ifindex]);
+    await assertConverged(env, spec);
+    await assertPings(env, spec);
+    assert.deepEqual((await env.dp.ensure(spec)).actions, []);
+  });
+
+  it('changed spec converges in place (address and route replaced, not the link)', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    const first = await env.dp.ensure(spec);
+    const next: PairSpec = { ...spec, nsc: { ...spec.nsc, routes: [{ prefix: '172.16.1.100/32' }, { prefix: '10.200.0.0/16', via: '172.16.1.100' }] } };
+    const st = await env.dp.ensure(next);
+    assert.ok(st.actions.includes('nsc: remove route 10.96.0.0/12 via 172.16.1.100'), st.actions.join(', '));
+    assert.equal(st.nsc.ifindex, first.nsc.ifindex);
+    await assertConverged(env, next);
+  });
+
+  it('deleted link is recreated', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    await env.dp.ensure(spec);
+    await env.break.deleteLink(env.nsA, 'nsm-1');
+    const st = await env.dp.ensure(spec);
+    assert.ok(st.nsc.created && st.nse.created);
+    await assertConverged(env, spec);
+    await assertPings(env, spec);
+  });
+
+  it('remove deletes both ends and nothing else; removing again succeeds', async (t) => {
+    const env = await setup(t, make);
+    await env.break.addForeignLink(env.nsA, 'other0');
+    const spec = pairSpec(env, V4);
+    await env.dp.ensure(spec);
+    await env.dp.remove(spec);
+    assert.deepEqual(await env.links(env.nsA), ['other0']);
+    assert.deepEqual(await env.links(env.nsB), []);
+    await env.dp.remove(spec);
+  });
+
+  it('remove leaves a link of another owner with the same name alone', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    await env.dp.ensure(spec);
+    await env.dp.remove({ ...spec, owner: owner() });
+    assert.ok((await env.inspect(env.nsA, 'nsm-1')).exists);
+  });
+
+  it('a foreign link with the requested name → DataplaneError, nothing changed', async (t) => {
+    const env = await setup(t, make);
+    await env.break.addForeignLink(env.nsA, 'nsm-1');
+    const before = await env.inspect(env.nsA, 'nsm-1');
+    const spec = pairSpec(env, V4);
+    await assert.rejects(env.dp.ensure(spec), (e: Error) => e instanceof DataplaneError && /nsm-1/.test(e.message) && /not owned/.test(e.message));
+    assert.deepEqual(await env.inspect(env.nsA, 'nsm-1'), before);
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1']);
+    assert.deepEqual(await env.links(env.nsB), []);
+    // Same on the NSE side.
+    const env2 = await setup(t, make);
+    await env2.break.addForeignLink(env2.nsB, 'nse-1');
+    await assert.rejects(env2.dp.ensure(pairSpec(env2, V4)), (e: Error) => e instanceof DataplaneError && /nse-1/.test(e.message));
+    assert.deepEqual(await env2.links(env2.nsA), []);
+    assert.deepEqual(await env2.links(env2.nsB), ['nse-1']);
+  });
+
+  it('a stale link of another owner with the name is replaced', async (t) => {
+    const env = await setup(t, make);
+    const old = pairSpec(env, V4);
+    await env.dp.ensure(old);
+    const spec = { ...old, owner: owner() };
+    const st = await env.dp.ensure(spec);
+    assert.ok(st.nsc.created);
+    await assertConverged(env, spec);
+  });
+
+  it('owned() finds both links; removeOwned removes them', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    const st = await env.dp.ensure(spec);
+    const mine = (await env.dp.owned()).filter((l) => l.owner === spec.owner);
+    assert.deepEqual(
+      mine.map((l) => [l.side, l.name, l.ifindex, l.mac]),
+      [
+        ['nsc', 'nsm-1', st.nsc.ifindex, st.nsc.mac],
+        ['nse', 'nse-1', st.nse.ifindex, st.nse.mac],
+      ],
+    );
+    for (const l of mine) await env.dp.removeOwned(l);
+    assert.deepEqual((await env.dp.owned()).filter((l) => l.owner === spec.owner), []);
+    assert.deepEqual(await env.links(env.nsA), []);
+  });
+
+  it('failure mid-create rolls back and names the step', async (t) => {
+    const env = await setup(t, make);
+    const base = pairSpec(env, V4);
+    // A next hop equal to the end's own address is rejected by the kernel after the link exists.
+    const spec: PairSpec = { ...base, nse: { ...base.nse, routes: [...base.nse.routes, { prefix: '10.50.0.0/16', via: '172.16.1.100' }] } };
+    await assert.rejects(env.dp.ensure(spec), (e: Error) => e instanceof DataplaneError && e.step === 'add route 10.50.0.0/16 via 172.16.1.100');
+    assert.deepEqual(await env.links(env.nsA), []);
+    assert.deepEqual(await env.links(env.nsB), []);
+    // Nothing left that would stop a correct spec.
+    await env.dp.ensure(base);
+    await assertConverged(env, base);
+  });
+
+  it('invalid spec → InvalidArgumentError naming the field, before any change', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    await assert.rejects(env.dp.ensure({ ...spec, nsc: { ...spec.nsc, addrs: ['172.16.1.999/32'] } }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'nsc.addrs[0]');
+    await assert.rejects(env.dp.ensure({ ...spec, owner: 'has space' }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'owner');
+    assert.deepEqual(await env.links(env.nsA), []);
+  });
+}

@@ -1,0 +1,34 @@
+import { dataPlaneContract } from '../contract.js';
+import { FakeDataPlane } from './index.js';
+
+let n = 0;
+dataPlaneContract('fake', async () => {
+  const dp = new FakeDataPlane();
+  const id = ++n;
+  const nsA = `nsc-pod-${id}`;
+  const nsB = `nse-pod-${id}`;
+  return {
+    dp,
+    nsA,
+    nsB,
+    break: {
+      setDown: async (ns, name) => dp.setDown(ns, name),
+      deleteLink: async (ns, name) => dp.deleteLink(ns, name),
+      flushAddrs: async (ns, name) => dp.flushAddrs(ns, name),
+      delRoute: async (ns, name, prefix) => dp.delRoute(ns, name, prefix),
+      addAddr: async (ns, name, cidr) => dp.addAddr(ns, name, cidr),
+      addForeignLink: async (ns, name) => void dp.addForeignLink(ns, name),
+    },
+    inspect: async (ns, name) => {
+      const l = dp.link(ns, name);
+      if (!l) return { exists: false, up: false, ifindex: 0, mac: '', mtu: 0, addrs: [], routes: [] };
+      return { exists: true, up: l.up, ifindex: l.ifindex, mac: l.mac, mtu: l.mtu, ...(l.alias !== undefined ? { alias: l.alias } : {}), addrs: l.addrs, routes: l.routes };
+    },
+    links: async (ns) => dp.links(ns).map((l) => l.name).sort(),
+    ping: async (ns, addr) => dp.reachable(ns, addr),
+    cleanup: async () => {
+      dp.deleteNetns(nsA);
+      dp.deleteNetns(nsB);
+    },
+  };
+});

@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { stat } from 'node:fs/promises';
+import { createLogger, silentLogger } from '../../core/log.js';
+import { DataplaneError } from '../../core/errors.js';
+import { dataPlaneContract, type ContractEnv } from '../contract.js';
+import { linuxDataPlane, ownNetnsUrl, readInterface, watchLinks, NetnsResolver } from './index.js';
+import { addNetns, delNetns, linkNames, linuxSkipReason, sh, type TestNetns } from './testenv.js';
+
+const skip = await linuxSkipReason();
+const log = process.env.NSM_TEST_LOG ? createLogger('dataplane-test', 'debug') : silentLogger;
+
+if (skip) {
+  console.log(`# linux data plane tests skipped: ${skip}`);
+  test('linux data plane', { skip }, () => undefined);
+} else {
+  dataPlaneContract('linux', async (): Promise<ContractEnv> => {
+    const a = await addNetns('a');
+    const b = await addNetns('b');
+    const byUrl = new Map<string, TestNetns>();
+    const env = { nsA: a.inodeUrl, nsB: b.fileUrl };
+    byUrl.set(env.nsA, a);
+    byUrl.set(env.nsB, b);
+    const ns = (url: string) => byUrl.get(url)!;
+    const ipn = (url: string, ...args: string[]) => sh('ip', ['-n', ns(url).name, ...args]).then(() => undefined);
+    return {
+      dp: linuxDataPlane({ log }),
+      ...env,
+      break: {
+        setDown: (u, n) => ipn(u, 'link', 'set', 'dev', n, 'down'),
+        deleteLink: (u, n) => ipn(u, 'link', 'del', 'dev', n),
+        flushAddrs: (u, n) => ipn(u, 'addr', 'flush', 'dev', n),
+        delRoute: (u, n, p) => ipn(u, 'route', 'del', p, 'dev', n),
+        addAddr: (u, n, c) => ipn(u, 'addr', 'add', c, 'dev', n),
+        addForeignLink: (u, n) => ipn(u, 'link', 'add', n, 'type', 'bridge'),
+      },
+      inspect: async (u, n) => {
+        const s = await readInterface(ns(u).path, n);
+        return { exists: s.exists, up: s.up, ifindex: s.ifindex, mac: s.mac, mtu: s.mtu, ...(s.alias !== undefined ? { alias: s.alias } : {}), addrs: s.addrs, routes: s.routes };
+      },
+      links: (u) => linkNames(ns(u)),
+      ping: (u, addr) => sh('ip', ['netns', 'exec', ns(u).name, 'ping', '-c1', '-W1', '-q', addr]).then(() => true, () => false),
+      cleanup: () => delNetns(a, b),
+    };
+  });
+
+  test('linux netns: inode:// and file:// URLs resolve; errors name the URL', async (t) => {
+    const a = await addNetns('r');
+    t.after(() => delNetns(a));
+    const r = new NetnsResolver();
+    assert.equal(await r.resolve(a.inodeUrl), a.path);
+    assert.equal(await r.resolve(a.inodeUrl), a.path); // cached
+    assert.equal(await r.resolve(a.fileUrl), a.path);
+    const self = await ownNetnsUrl();
+    const s = await stat('/proc/self/ns/net', { bigint: true });
+    assert.equal(self, `inode://${s.dev}/${s.ino}`);
+    assert.ok((await r.resolve(self)).endsWith('/ns/net') || (await r.resolve(self)).startsWith('/run/netns/'));
+    await assert.rejects(r.resolve('inode://4/1'), (e: Error) => e instanceof DataplaneError && e.step === 'resolve netns' && e.message.includes('inode://4/1'));
+    await assert.rejects(r.resolve('file:///etc/hostname'), (e: Error) => e instanceof DataplaneError && e.message.includes('file:///etc/hostname'));
+    await assert.rejects(r.resolve('file:///run/netns/nsmt-missing'), (e: Error) => e instanceof DataplaneError && e.message.includes('nsmt-missing'));
+    await assert.rejects(r.resolve('netns://x'), DataplaneError);
+    assert.equal(await r.tryResolve('inode://4/1'), undefined);
+  });
+
+  test('linux inspect: readInterface and watchLinks see a link going down', async (t) => {
+    const a = await addNetns('w');
+    t.after(() => delNetns(a));
+    assert.equal((await readInterface(a.path, 'nope0')).exists, false);
+    await sh('ip', ['-n', a.name, 'link', 'add', 'dum0', 'type', 'bridge']);
+    await sh('ip', ['-n', a.name, 'addr', 'add', '10.1.2.3/24', 'dev', 'dum0']);
+    await sh('ip', ['-n', a.name, 'link', 'set', 'dum0', 'up']);
+    const s = await readInterface(a.path, 'dum0');
+    assert.equal(s.exists, true);
+    assert.equal(s.up, true);
+    assert.deepEqual(s.addrs, ['10.1.2.3/24']);
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const it = watchLinks(a.path, ac.signal);
+    const consumer = (async () => {
+      for await (const n of it) {
+        seen.push(...n.lines);
+        if (seen.some((l) => l.includes('dum0') && !l.includes(',UP'))) ac.abort();
+      }
+    })();
+    // Give the monitor a moment to subscribe, then change the link until it reports.
+    const deadline = Date.now() + 5000;
+    while (!ac.signal.aborted && Date.now() < deadline) {
+      await sh('ip', ['-n', a.name, 'link', 'set', 'dum0', 'down']);
+      await new Promise((r) => setTimeout(r, 100));
+      if (!ac.signal.aborted) await sh('ip', ['-n', a.name, 'link', 'set', 'dum0', 'up']);
+    }
+    ac.abort();
+    await consumer;
+    assert.ok(seen.length > 0, 'got monitor lines');
+  });
+}

@@ -1,0 +1,319 @@
+/**
+ * The one way nsm-ts touches the kernel: `ip -batch -` writes and `ip -j` reads, run in a network
+ * namespace through `nsenter --net=PATH` (`-n` is not allowed inside batch lines, and `ip -n` needs a
+ * name under /run/netns). Every call is logged at debug as `{op, netns, target, ms}`; every failure
+ * becomes a `DataplaneError` whose `step` is the failing line's step and whose message quotes the line,
+ * the netns and the kernel's answer. Async only (`spawn`), cancellable through `signal`.
+ */
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { CancelledError, DataplaneError } from '../../core/errors.js';
+import { linkSignals } from '../../core/signals.js';
+import type { Logger } from '../../core/log.js';
+
+/** An absolute path to a netns file (nsfs), or `self` for the caller's own netns. */
+export type NetnsPath = string;
+export const SELF: NetnsPath = 'self';
+
+export interface BatchLine {
+  /** What this line does, for errors and action lists (e.g. `add address 172.16.1.101/32`). */
+  step: string;
+  /** One `ip` command without the leading `ip` (e.g. `addr add 172.16.1.101/32 dev nsm-1`). */
+  cmd: string;
+}
+
+/** Why a batch failed: index of the failing line (-1: outside the batch) and the kernel's answer. */
+export class IpBatchFailure extends Error {
+  override name = 'IpBatchFailure';
+  constructor(
+    readonly index: number,
+    readonly reason: string,
+    readonly exitCode: number | null,
+  ) {
+    super(reason);
+  }
+}
+
+export interface RunOptions {
+  op: string;
+  target: string;
+  signal?: AbortSignal;
+}
+
+export interface ReadResult {
+  /** One parsed JSON value per read line, in order. */
+  json: unknown[];
+  /** `/proc/sys/net/ipv4/ping_group_range` inside the netns, when asked for. */
+  pingGroupRange?: string;
+}
+
+/** One burst of `ip monitor` output. */
+export interface MonitorNotice {
+  at: number;
+  lines: string[];
+}
+
+export const PING_GROUP_RANGE = '0 2147483647';
+const SYSCTL_PATH = '/proc/sys/net/ipv4/ping_group_range';
+const SYSCTL_FAILED = 97;
+const MARKER = '@@nsm-ts-sysctl@@';
+
+export const DEFAULT_IP_TIMEOUT_MS = 15_000;
+
+export interface IpOptions {
+  timeoutMs?: number;
+  ipBin?: string;
+  nsenterBin?: string;
+}
+
+interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export class Ip {
+  readonly #log: Logger;
+  readonly #cfg: Required<IpOptions>;
+
+  constructor(log: Logger, options: IpOptions = {}) {
+    this.#log = log.child({ element: 'ip' });
+    this.#cfg = Object.freeze({ timeoutMs: options.timeoutMs ?? DEFAULT_IP_TIMEOUT_MS, ipBin: options.ipBin ?? 'ip', nsenterBin: options.nsenterBin ?? 'nsenter' });
+  }
+
+  /** argv for a command run inside `netns`. */
+  argv(netns: NetnsPath, cmd: string[]): string[] {
+    return netns === SELF ? cmd : [this.#cfg.nsenterBin, `--net=${netns}`, ...cmd];
+  }
+
+  /**
+   * Runs the lines as one `ip -j -batch -` in `netns` and returns the JSON its show lines print; stops at the first failing line and throws a
+   * DataplaneError (cause: IpBatchFailure with the line index). With `pingGroupRange`, the same exec then
+   * writes `0 2147483647` to the netns' ping_group_range (step `set ping_group_range`).
+   */
+  async batch(netns: NetnsPath, lines: BatchLine[], opts: RunOptions & { pingGroupRange?: boolean }): Promise<unknown[]> {
+    if (lines.length === 0 && !opts.pingGroupRange) return [];
+    const ip = this.#cfg.ipBin;
+    const argv = opts.pingGroupRange
+      ? this.argv(netns, ['sh', '-c', `${lines.length ? `${ip} -j -batch - || exit $?; ` : ''}echo "${PING_GROUP_RANGE}" > ${SYSCTL_PATH} || exit ${SYSCTL_FAILED}`])
+        : this.argv(netns, [ip, '-j', '-batch', '-']);
+    const input = lines.map((l) => l.cmd).join('\n') + '\n';
+    const r = await this.#exec(argv, input, netns, opts);
+    if (r.code === 0) {
+      try {
+        return splitJson(r.stdout);
+      } catch (err) {
+        throw new DataplaneError(opts.op, `ip -batch in netns ${netns}: unparsable output`, { cause: err });
+      }
+    }
+    if (opts.pingGroupRange && r.code === SYSCTL_FAILED) {
+      throw new DataplaneError('set ping_group_range', `writing ${SYSCTL_PATH} in netns ${netns} failed: ${clean(r.stderr)}`, { cause: new IpBatchFailure(lines.length, clean(r.stderr), r.code) });
+    }
+    const failures = parseFailures(r.stderr);
+    const f = failures[0];
+    if (f && f.index >= 0 && f.index < lines.length) {
+      const line = lines[f.index]!;
+      throw new DataplaneError(line.step, `\`ip ${line.cmd}\` in netns ${netns} failed: ${f.reason}`, { cause: new IpBatchFailure(f.index, f.reason, r.code) });
+    }
+    throw new DataplaneError(opts.op, `ip -batch in netns ${netns} failed (exit ${r.code}): ${clean(r.stderr)}`, { cause: new IpBatchFailure(-1, clean(r.stderr), r.code) });
+  }
+
+  /** Runs every line (`-force`) and returns the failures instead of throwing (e.g. for tolerant deletes). */
+  async batchAll(netns: NetnsPath, lines: BatchLine[], opts: RunOptions): Promise<Array<{ line: BatchLine; reason: string }>> {
+    if (lines.length === 0) return [];
+    const r = await this.#exec(this.argv(netns, [this.#cfg.ipBin, '-force', '-batch', '-']), lines.map((l) => l.cmd).join('\n') + '\n', netns, opts);
+    if (r.code === 0) return [];
+    const failures = parseFailures(r.stderr).filter((f) => f.index >= 0 && f.index < lines.length);
+    if (failures.length === 0) throw new DataplaneError(opts.op, `ip -batch in netns ${netns} failed (exit ${r.code}): ${clean(r.stderr)}`);
+    return failures.map((f) => ({ line: lines[f.index]!, reason: f.reason }));
+  }
+
+  /**
+   * Reads: each line is an `ip` command run with `-d -j` (one exec, `-batch`); the lines must not fail
+   * (use dumps, not `dev X` filters). With `pingGroupRange` also returns that sysctl's value.
+   */
+  async read(netns: NetnsPath, lines: string[], opts: RunOptions & { pingGroupRange?: boolean }): Promise<ReadResult> {
+    const ip = this.#cfg.ipBin;
+    const argv = opts.pingGroupRange
+      ? this.argv(netns, ['sh', '-c', `${ip} -d -j -batch - || exit $?; echo; echo ${MARKER}; cat ${SYSCTL_PATH}`])
+      : this.argv(netns, [ip, '-d', '-j', '-batch', '-']);
+    const r = await this.#exec(argv, lines.join('\n') + '\n', netns, opts);
+    if (r.code !== 0) {
+      const f = parseFailures(r.stderr)[0];
+      const which = f && f.index >= 0 ? ` (\`ip ${lines[f.index]}\`)` : '';
+      throw new DataplaneError(opts.op, `reading netns ${netns}${which} failed: ${f?.reason ?? clean(r.stderr)}`);
+    }
+    let text = r.stdout;
+    let pingGroupRange: string | undefined;
+    if (opts.pingGroupRange) {
+      const i = text.lastIndexOf(MARKER);
+      if (i < 0) throw new DataplaneError(opts.op, `reading netns ${netns}: no sysctl output`);
+      pingGroupRange = text.slice(i + MARKER.length).trim().split(/\s+/).join(' ');
+      text = text.slice(0, i);
+    }
+    let json: unknown[];
+    try {
+      json = splitJson(text);
+    } catch (err) {
+      throw new DataplaneError(opts.op, `reading netns ${netns}: unparsable ip -j output`, { cause: err });
+    }
+    if (json.length !== lines.length) throw new DataplaneError(opts.op, `reading netns ${netns}: expected ${lines.length} JSON values, got ${json.length}`);
+    return pingGroupRange === undefined ? { json } : { json, pingGroupRange };
+  }
+
+  /**
+   * A long-lived `ip monitor <objects>` in `netns`: yields one notice per burst of output lines until
+   * `signal` aborts (the process is killed) or the consumer stops iterating. Ends with a DataplaneError
+   * if the monitor dies on its own.
+   */
+  async *monitor(netns: NetnsPath, objects: string[], signal: AbortSignal): AsyncGenerator<MonitorNotice> {
+    if (signal.aborted) return;
+    const argv = this.argv(netns, [this.#cfg.ipBin, 'monitor', ...objects]);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#log.debug({ op: 'monitor', netns, target: objects.join(' '), pid: child.pid }, 'ip monitor started');
+    const queue: MonitorNotice[] = [];
+    let wake: (() => void) | undefined;
+    let ended: { error?: Error } | undefined;
+    let partial = '';
+    let stderr = '';
+    const kick = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      const text = partial + chunk;
+      const cut = text.lastIndexOf('\n');
+      partial = text.slice(cut + 1);
+      const lines = text.slice(0, cut + 1).split('\n').filter(Boolean);
+      if (lines.length) {
+        queue.push({ at: Date.now(), lines });
+        kick();
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (c: string) => {
+      stderr = (stderr + c).slice(-2000);
+    });
+    child.on('error', (e) => {
+      ended ??= { error: new DataplaneError('watch links', `cannot run ${argv[0]}: ${e.message}`, { cause: e }) };
+      kick();
+    });
+    child.on('close', (code, sig) => {
+      ended ??= signal.aborted ? {} : { error: new DataplaneError('watch links', `ip monitor in netns ${netns} exited (${code ?? sig}): ${clean(stderr)}`) };
+      kick();
+    });
+    const onAbort = () => {
+      ended ??= {};
+      child.kill('SIGKILL');
+      kick();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        const n = queue.shift();
+        if (n) {
+          yield n;
+          continue;
+        }
+        if (ended) {
+          if (ended.error) throw ended.error;
+          return;
+        }
+        await new Promise<void>((r) => (wake = r));
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      this.#log.debug({ op: 'monitor', netns, target: objects.join(' '), pid: child.pid }, 'ip monitor stopped');
+    }
+  }
+
+  async #exec(argv: string[], input: string, netns: NetnsPath, opts: RunOptions): Promise<ExecResult> {
+    const t0 = performance.now();
+    const linked = linkSignals([opts.signal], this.#cfg.timeoutMs);
+    try {
+      return await new Promise<ExecResult>((resolve, reject) => {
+        if (linked.signal.aborted) return reject(abortError(linked.signal, opts));
+        const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+        const out: Buffer[] = [];
+        const err: Buffer[] = [];
+        let settled = false;
+        const onAbort = () => {
+          child.kill('SIGKILL');
+          finish(() => reject(abortError(linked.signal, opts)));
+        };
+        const finish = (f: () => void) => {
+          if (settled) return;
+          settled = true;
+          linked.signal.removeEventListener('abort', onAbort);
+          f();
+        };
+        linked.signal.addEventListener('abort', onAbort, { once: true });
+        child.stdout.on('data', (b: Buffer) => out.push(b));
+        child.stderr.on('data', (b: Buffer) => err.push(b));
+        child.stdin.on('error', () => undefined); // EPIPE when the child exits early; the exit code tells.
+        child.on('error', (e) => finish(() => reject(new DataplaneError(opts.op, `cannot run ${argv[0]}: ${e.message}`, { cause: e }))));
+        child.on('close', (code) => finish(() => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })));
+        child.stdin.end(input);
+      });
+    } finally {
+      linked.dispose();
+      this.#log.debug({ op: opts.op, netns, target: opts.target, ms: Math.round((performance.now() - t0) * 100) / 100 }, 'ip');
+    }
+  }
+}
+
+function abortError(signal: AbortSignal, opts: RunOptions): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  return new CancelledError(`${opts.op} ${opts.target}: cancelled`);
+}
+
+function clean(s: string): string {
+  return s.trim().split('\n').filter(Boolean).join('; ');
+}
+
+/** Splits `ip -batch` stderr into failures: the text before each `Command failed -:N` belongs to line N. */
+export function parseFailures(stderr: string): Array<{ index: number; reason: string }> {
+  const out: Array<{ index: number; reason: string }> = [];
+  let pending: string[] = [];
+  for (const raw of stderr.split('\n')) {
+    const line = raw.trim();
+    if (!line) continue;
+    const m = /^Command failed -:(\d+)$/.exec(line);
+    if (m) {
+      out.push({ index: Number(m[1]) - 1, reason: pending.join('; ') || 'failed' });
+      pending = [];
+    } else pending.push(line);
+  }
+  if (pending.length) out.push({ index: -1, reason: pending.join('; ') });
+  return out;
+}
+
+/** Splits concatenated top-level JSON values (what `ip -j -batch` prints) and parses each. */
+export function splitJson(text: string): unknown[] {
+  const values: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inStr) {
+      if (c === '\\') i++;
+      else if (c === '"') inStr = false;
+      continue;
+    }
+    if (c === '"') inStr = true;
+    else if (c === '[' || c === '{') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (c === ']' || c === '}') {
+      depth--;
+      if (depth === 0) values.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  if (depth !== 0) throw new SyntaxError('truncated JSON');
+  return values;
+}

@@ -1,0 +1,116 @@
+/**
+ * Network namespace references. The kernel mechanism's `inodeURL` arrives as `inode://<dev>/<ino>` (what
+ * NSM's sendfd puts on the wire and what `ownNetnsUrl()` announces) or as a `file://` path. `inode://`
+ * is resolved to a path usable by `nsenter --net=` by scanning `/run/netns/*` and `/proc/<pid>/ns/net`
+ * for a file with that device and inode; results are cached and re-validated (stat) on every use.
+ */
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { DataplaneError } from '../../core/errors.js';
+
+const NSFS_MAGIC = 0x6e736673;
+
+export interface NetnsId {
+  dev: string;
+  ino: string;
+}
+
+export function inodeUrl(id: NetnsId): string {
+  return `inode://${id.dev}/${id.ino}`;
+}
+
+export function parseInodeUrl(url: string): NetnsId | undefined {
+  const m = /^inode:\/\/(\d+)\/(\d+)$/.exec(url);
+  return m ? { dev: m[1]!, ino: m[2]! } : undefined;
+}
+
+async function idOf(path: string): Promise<NetnsId | undefined> {
+  try {
+    const s = await stat(path, { bigint: true });
+    return { dev: s.dev.toString(), ino: s.ino.toString() };
+  } catch {
+    return undefined;
+  }
+}
+
+/** `inode://<dev>/<ino>` of the caller's own netns. */
+export async function ownNetnsUrl(): Promise<string> {
+  const id = await idOf('/proc/self/ns/net');
+  if (!id) throw new DataplaneError('resolve netns', 'cannot stat /proc/self/ns/net');
+  return inodeUrl(id);
+}
+
+/** Every distinct netns visible on the machine, by inode, with one path each (named ones preferred). */
+export async function listNetns(): Promise<Array<{ url: string; path: string }>> {
+  const seen = new Map<string, string>();
+  const add = async (path: string) => {
+    const id = await idOf(path);
+    if (id && !seen.has(inodeUrl(id))) seen.set(inodeUrl(id), path);
+  };
+  for (const n of await readdir('/run/netns').catch(() => [] as string[])) await add(`/run/netns/${n}`);
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p));
+  await Promise.all(pids.map((p) => add(`/proc/${p}/ns/net`)));
+  return [...seen].map(([url, path]) => ({ url, path }));
+}
+
+/** Resolves `inodeURL`s to nsfs paths, with a cache that is re-validated on every hit. */
+export class NetnsResolver {
+  readonly #cache = new Map<string, string>();
+
+  async resolve(url: string): Promise<string> {
+    const id = parseInodeUrl(url);
+    if (id) return this.#resolveInode(url, id);
+    if (url.startsWith('file://')) {
+      const path = decodeURIComponent(url.slice('file://'.length));
+      if (!path.startsWith('/')) throw new DataplaneError('resolve netns', `${url}: not an absolute file URL`);
+      await assertNsfs(url, path);
+      return path;
+    }
+    throw new DataplaneError('resolve netns', `${url}: unsupported netns URL (expected inode://<dev>/<ino> or file:///path)`);
+  }
+
+  /** Like resolve, but undefined when the netns no longer exists (for idempotent removal). */
+  async tryResolve(url: string): Promise<string | undefined> {
+    try {
+      return await this.resolve(url);
+    } catch (err) {
+      if (err instanceof DataplaneError && err.step === 'resolve netns') return undefined;
+      throw err;
+    }
+  }
+
+  async #resolveInode(url: string, id: NetnsId): Promise<string> {
+    const hit = this.#cache.get(url);
+    if (hit && same(await idOf(hit), id)) return hit;
+    this.#cache.delete(url);
+    const candidates = [
+      ...(await readdir('/run/netns').catch(() => [] as string[])).map((n) => `/run/netns/${n}`),
+    ];
+    for (const p of candidates) {
+      if (same(await idOf(p), id)) return this.#remember(url, p);
+    }
+    const pids = (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p));
+    const found = await Promise.all(pids.map(async (p) => ((await same(await idOf(`/proc/${p}/ns/net`), id)) ? `/proc/${p}/ns/net` : undefined)));
+    const path = found.find((p) => p !== undefined);
+    if (!path) throw new DataplaneError('resolve netns', `${url}: no netns with device ${id.dev} inode ${id.ino} in /run/netns or /proc/*/ns/net`);
+    return this.#remember(url, path);
+  }
+
+  #remember(url: string, path: string): string {
+    this.#cache.set(url, path);
+    return path;
+  }
+}
+
+function same(a: NetnsId | undefined, b: NetnsId): boolean {
+  return !!a && a.dev === b.dev && a.ino === b.ino;
+}
+
+async function assertNsfs(url: string, path: string): Promise<void> {
+  let s;
+  try {
+    s = await statfs(path);
+  } catch (err) {
+    throw new DataplaneError('resolve netns', `${url}: ${(err as NodeJS.ErrnoException).code ?? 'error'} on ${path}`, { cause: err });
+  }
+  if (Number(s.type) !== NSFS_MAGIC) throw new DataplaneError('resolve netns', `${url}: ${path} is not a namespace file`);
+}

@@ -1,0 +1,113 @@
+/**
+ * Validation and normalization of a `PairSpec`, and the alias that proves ownership. Shared by every
+ * data-plane implementation so they agree on what is valid and on canonical forms (the kernel prints
+ * `fd00::1`, a spec may say `FD00:0::1`).
+ */
+import { InvalidArgumentError } from '../core/errors.js';
+import { familyBits, formatCidr, formatIp, formatIpWithPrefix, tryParseCidr, tryParseIp, type IpFamily } from '../api/cidr.js';
+import type { EndSpec, PairSpec, Side } from './types.js';
+
+export const ALIAS_PREFIX = 'nsm-ts:';
+
+export interface WantAddr {
+  family: IpFamily;
+  /** Canonical `ip/prefix` (host bits kept). */
+  cidr: string;
+  local: string;
+  prefixlen: number;
+}
+
+export interface WantRoute {
+  family: IpFamily;
+  /** Canonical network prefix (`10.0.0.0/8`, `fd00::1/128`). */
+  prefix: string;
+  via?: string;
+}
+
+export interface WantEnd {
+  side: Side;
+  netns: string;
+  name: string;
+  alias: string;
+  addrs: WantAddr[];
+  routes: WantRoute[];
+}
+
+export interface WantPair {
+  owner: string;
+  nsc: WantEnd;
+  nse: WantEnd;
+  mtu?: number;
+}
+
+export function aliasFor(owner: string, side: Side): string {
+  return `${ALIAS_PREFIX}${owner}:${side}`;
+}
+
+/** Parses an nsm-ts alias; undefined when the alias is not ours. */
+export function parseAlias(alias: string | undefined): { owner: string; side: Side } | undefined {
+  if (!alias || !alias.startsWith(ALIAS_PREFIX)) return undefined;
+  const rest = alias.slice(ALIAS_PREFIX.length);
+  const i = rest.lastIndexOf(':');
+  if (i <= 0) return undefined;
+  const side = rest.slice(i + 1);
+  if (side !== 'nsc' && side !== 'nse') return undefined;
+  return { owner: rest.slice(0, i), side };
+}
+
+const OWNER_RE = /^[\x21-\x7e]{1,200}$/;
+const IFNAME_RE = /^[^\s/:"'\\]{1,15}$/;
+
+/** Canonical `ip/prefix` of an interface address (a bare IP is a host address). */
+export function normAddr(s: string, field: string): WantAddr {
+  const c = tryParseCidr(s);
+  if (c) return { family: c.family, cidr: formatIpWithPrefix(c), local: formatIp(c.ip, c.family), prefixlen: c.prefix };
+  const ip = tryParseIp(s);
+  if (ip) {
+    const local = formatIp(ip);
+    return { family: ip.family, cidr: `${local}/${familyBits(ip.family)}`, local, prefixlen: familyBits(ip.family) };
+  }
+  throw new InvalidArgumentError(field, s, 'not an IP address with prefix (e.g. 172.16.1.101/32)');
+}
+
+/** Canonical route prefix (`default` is accepted and becomes 0.0.0.0/0 or ::/0 by the via's family). */
+export function normRoute(prefix: string, via: string | undefined, field: string): WantRoute {
+  const c = tryParseCidr(prefix) ?? (tryParseIp(prefix) ? tryParseCidr(`${prefix}/${familyBits(tryParseIp(prefix)!.family)}`) : undefined);
+  if (!c) throw new InvalidArgumentError(`${field}.prefix`, prefix, 'not a valid CIDR');
+  if (via === undefined || via === '') return { family: c.family, prefix: formatCidr(c) };
+  const g = tryParseIp(via);
+  if (!g) throw new InvalidArgumentError(`${field}.via`, via, 'not a valid IP address');
+  if (g.family !== c.family) throw new InvalidArgumentError(`${field}.via`, via, `next hop family differs from prefix ${prefix}`);
+  return { family: c.family, prefix: formatCidr(c), via: formatIp(g) };
+}
+
+function normEnd(e: EndSpec, side: Side, owner: string): WantEnd {
+  if (!e || typeof e !== 'object') throw new InvalidArgumentError(side, e, 'missing end');
+  if (typeof e.netns !== 'string' || e.netns === '') throw new InvalidArgumentError(`${side}.netns`, e.netns, 'missing netns URL');
+  if (typeof e.name !== 'string' || !IFNAME_RE.test(e.name)) throw new InvalidArgumentError(`${side}.name`, e.name, 'not a valid interface name (1-15 chars, no whitespace, "/", ":" or quotes)');
+  const addrs = new Map<string, WantAddr>();
+  (e.addrs ?? []).forEach((a, i) => {
+    const n = normAddr(a, `${side}.addrs[${i}]`);
+    addrs.set(n.cidr, n);
+  });
+  const routes = new Map<string, WantRoute>();
+  (e.routes ?? []).forEach((r, i) => {
+    const n = normRoute(r.prefix, r.via, `${side}.routes[${i}]`);
+    routes.delete(n.prefix);
+    routes.set(n.prefix, n);
+  });
+  return { side, netns: e.netns, name: e.name, alias: aliasFor(owner, side), addrs: [...addrs.values()], routes: [...routes.values()] };
+}
+
+/** Validates a spec; every error is an InvalidArgumentError naming the field. */
+export function normalizeSpec(spec: PairSpec): WantPair {
+  if (typeof spec?.owner !== 'string' || !OWNER_RE.test(spec.owner) || /["'\\#]/.test(spec.owner)) {
+    throw new InvalidArgumentError('owner', spec?.owner, 'must be 1-200 printable characters without whitespace, quotes, backslashes or "#"');
+  }
+  if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535)) {
+    throw new InvalidArgumentError('mtu', spec.mtu, 'must be an integer in 68..65535');
+  }
+  const nsc = normEnd(spec.nsc, 'nsc', spec.owner);
+  const nse = normEnd(spec.nse, 'nse', spec.owner);
+  return { owner: spec.owner, nsc, nse, ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}) };
+}

@@ -1,0 +1,86 @@
+/**
+ * The data-plane interface: what the forwarder asks of the kernel for one connection, independent of
+ * how it is done (`linux/` programs real network namespaces, `fake/` keeps everything in memory).
+ *
+ * A connection owns one veth pair: the NSC end in the client's netns and the NSE end in the endpoint's
+ * netns. Both links carry the alias `nsm-ts:<owner>:nsc` / `nsm-ts:<owner>:nse`, which is how ownership is
+ * proven (on converge, on remove, and when a restarted forwarder takes inventory with `owned()`).
+ *
+ * Guarantees of every implementation (checked by `contract.ts`):
+ * - `ensure` converges to the spec and is idempotent: a healthy pair is never recreated (name, MAC and
+ *   ifindex stay), a converged pair gives `actions: []`.
+ * - A link with the requested name that nsm-ts does not own is never touched: `ensure` fails with a
+ *   `DataplaneError` and changes nothing.
+ * - A failed fresh create leaves nothing behind; the error's `step` names what failed.
+ * - `remove` deletes exactly what `owner` owns; missing links are success.
+ */
+
+/** A route on an end. `via` set → gateway route with `onlink`; otherwise a link (scope link) route. */
+export interface RouteSpec {
+  prefix: string;
+  via?: string;
+}
+
+export interface EndSpec {
+  /**
+   * The netns as the mechanism's `inodeURL` carries it: `inode://<dev>/<ino>`,
+   * `file:///proc/<pid>/ns/net` or `file:///run/netns/<name>` (the fake accepts any string).
+   */
+  netns: string;
+  /** Interface name in that netns (1–15 chars). */
+  name: string;
+  /** Addresses with prefix length, e.g. `172.16.1.101/32`, `fd00::101/128`. */
+  addrs: string[];
+  routes: RouteSpec[];
+}
+
+export interface PairSpec {
+  /** Connection id; goes into both links' alias. No whitespace, quotes or backslashes. */
+  owner: string;
+  nsc: EndSpec;
+  nse: EndSpec;
+  /** MTU of both ends; left as the kernel default when unset. */
+  mtu?: number;
+}
+
+export interface EndState {
+  ifindex: number;
+  mac: string;
+  /** The link was created by this call. */
+  created: boolean;
+}
+
+export interface PairState {
+  nsc: EndState;
+  nse: EndState;
+  /** What this call changed, in order (e.g. `nsc: add address 172.16.1.101/32`); empty when converged. */
+  actions: string[];
+}
+
+export type Side = 'nsc' | 'nse';
+
+/** A link carrying an nsm-ts alias, found by `owned()`. */
+export interface OwnedLink {
+  /** `inode://<dev>/<ino>` of the netns holding the link. */
+  netns: string;
+  name: string;
+  owner: string;
+  side: Side;
+  ifindex: number;
+  mac: string;
+}
+
+export interface OpOptions {
+  signal?: AbortSignal;
+}
+
+export interface DataPlane {
+  /** Creates the pair or converges it to `spec`; idempotent. */
+  ensure(spec: PairSpec, opts?: OpOptions): Promise<PairState>;
+  /** Removes the links `spec.owner` owns (found by name, proven by alias); missing = success. */
+  remove(spec: PairSpec, opts?: OpOptions): Promise<void>;
+  /** Every link with an nsm-ts alias in every netns (for adopt/GC at forwarder start). */
+  owned(opts?: OpOptions): Promise<OwnedLink[]>;
+  /** Removes one link found by `owned()` if it still carries the same alias; missing = success. */
+  removeOwned(link: OwnedLink, opts?: OpOptions): Promise<void>;
+}

@@ -1,0 +1,76 @@
+/**
+ * Run directory of the local mesh: one folder holds the sockets, the state file, the pod status files
+ * and the logs. The default matches upstream's default socket (`unix:///var/lib/networkservicemesh/nsm.io.sock`),
+ * so a plain `ip netns exec POD nsm nsc` reaches the local nsmgr without any env var.
+ *
+ * ```
+ * <run-dir>/registry.sock        registry      (NSM_LISTEN_ON of `nsm registry`)
+ * <run-dir>/nsm.io.sock          nsmgr         (NSM_LISTEN_ON of `nsm nsmgr`, NSM_CONNECT_TO of nsc/nse/forwarder)
+ * <run-dir>/forwarder.sock       forwarder     (NSM_LISTEN_ON of `nsm forwarder`)
+ * <run-dir>/mesh.json            state: supervisor, components, pods (written atomically)
+ * <run-dir>/pods/<pod>-<c>.json  status file of a pod process (NSM_STATUS_FILE)
+ * <run-dir>/logs/<name>.log      supervisor.log, registry.log, nsmgr.log, forwarder.log, <pod>-<c>.log
+ * ```
+ */
+import { isAbsolute, join, resolve } from 'node:path';
+
+export const DEFAULT_RUN_DIR = '/var/lib/networkservicemesh';
+export const RUN_DIR_ENV = 'NSM_RUN_DIR';
+
+export const COMPONENTS = ['registry', 'nsmgr', 'forwarder'] as const;
+export type ComponentName = (typeof COMPONENTS)[number];
+
+export const POD_COMPONENTS = ['nsc', 'nse'] as const;
+export type PodComponent = (typeof POD_COMPONENTS)[number];
+
+export interface RunPaths {
+  readonly dir: string;
+  readonly state: string;
+  readonly lock: string;
+  readonly logs: string;
+  readonly pods: string;
+  readonly sockets: Readonly<Record<ComponentName, string>>;
+  log(name: string): string;
+  podStatus(pod: string, component: string): string;
+}
+
+/** Resolves the run dir: flag, then `NSM_RUN_DIR`, then the upstream default. */
+export function resolveRunDir(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const raw = flag || env[RUN_DIR_ENV] || DEFAULT_RUN_DIR;
+  return isAbsolute(raw) ? raw : resolve(raw);
+}
+
+export function runPaths(dir: string): RunPaths {
+  const logs = join(dir, 'logs');
+  const pods = join(dir, 'pods');
+  return Object.freeze({
+    dir,
+    state: join(dir, 'mesh.json'),
+    lock: join(dir, 'mesh.lock'),
+    logs,
+    pods,
+    sockets: Object.freeze({
+      registry: join(dir, 'registry.sock'),
+      nsmgr: join(dir, 'nsm.io.sock'),
+      forwarder: join(dir, 'forwarder.sock'),
+    }),
+    log: (name: string) => join(logs, `${name}.log`),
+    podStatus: (pod: string, component: string) => join(pods, `${pod}-${component}.json`),
+  });
+}
+
+/** The env each node component gets from the supervisor; computed once, so a restart keeps the same env. */
+export function componentEnv(paths: RunPaths, name: ComponentName, hostname: string): Record<string, string> {
+  const sock = (c: ComponentName) => `unix://${paths.sockets[c]}`;
+  switch (name) {
+    case 'registry':
+      return { NSM_LISTEN_ON: sock('registry'), NODE_NAME: hostname };
+    case 'nsmgr':
+      return { NSM_LISTEN_ON: sock('nsmgr'), NSM_REGISTRY_URL: sock('registry'), NSM_NAME: `nsmgr-${hostname}`, NODE_NAME: hostname };
+    case 'forwarder':
+      return { NSM_CONNECT_TO: sock('nsmgr'), NSM_LISTEN_ON: sock('forwarder'), NSM_NAME: `forwarder-${hostname}`, NODE_NAME: hostname };
+  }
+}
+
+/** Pod names are netns names: short, no slashes or spaces. */
+export const POD_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;

@@ -1,0 +1,227 @@
+/**
+ * The local-mesh supervisor (`nsm supervise`, started detached by `nsm up`): runs registry, nsmgr and
+ * forwarder as child processes of the `nsm` program and restarts one that dies, as a kubelet does
+ * (immediately the first time, then 0.2 s doubling to 5 s; the count resets after 30 s up). A restart
+ * keeps the env computed at start (same NSM_NAME, same sockets). Each start and exit is recorded in
+ * `mesh.json` (pid + start time, restarts, last exit) and logged; component output is appended to
+ * `logs/<name>.log`. `stop()` stops the components in reverse order (SIGTERM, SIGKILL after a grace)
+ * and removes sockets they left.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, lstatSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import type { Logger } from '../core/log.js';
+import { socketAlive } from '../core/transport.js';
+import { sleep } from '../core/signals.js';
+import { waitServing } from './grpc.js';
+import { COMPONENTS, componentEnv, type ComponentName, type RunPaths } from './paths.js';
+import { isRunning, recordFor, type ProcRecord } from './proc.js';
+import { updateState, type ComponentRecord } from './state.js';
+
+export interface BackoffOptions {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  readonly resetAfterMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = Object.freeze({ initialMs: 200, maxMs: 5000, resetAfterMs: 30_000 });
+export const DEFAULT_STOP_GRACE_MS = 5000;
+export const DEFAULT_START_WAIT_MS = 10_000;
+
+/** Delay before the next start after `failures` earlier consecutive crashes: 0, initial, 2×initial, … ≤ max. */
+export function restartDelay(failures: number, b: BackoffOptions = DEFAULT_BACKOFF): number {
+  if (failures <= 0) return 0;
+  return Math.min(b.maxMs, b.initialMs * 2 ** (failures - 1));
+}
+
+/** The env a component inherits: the supervisor's, minus NSM_* (except NSM_LOG_LEVEL) so a stray shell var cannot redirect it. */
+export function baseEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) continue;
+    if (k.startsWith('NSM_') && k !== 'NSM_LOG_LEVEL') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+export interface SupervisorDeps {
+  readonly paths: RunPaths;
+  readonly hostname: string;
+  /** Script of the `nsm` program (components run as `node <entry> <name>`). */
+  readonly entry: string;
+  readonly log: Logger;
+}
+
+export interface SupervisorOptions {
+  readonly backoff?: BackoffOptions;
+  readonly stopGraceMs?: number;
+  readonly startWaitMs?: number;
+  readonly components?: readonly ComponentName[];
+}
+
+interface Slot {
+  readonly name: ComponentName;
+  readonly env: Readonly<Record<string, string>>;
+  child?: ChildProcess;
+  rec?: ProcRecord;
+  exited?: Promise<void>;
+  startedAt: number;
+  restarts: number;
+  failures: number;
+  timer?: NodeJS.Timeout;
+}
+
+export class Supervisor {
+  readonly #deps: SupervisorDeps;
+  readonly #opts: Required<SupervisorOptions>;
+  readonly #slots: Slot[];
+  #stopping = false;
+
+  constructor(deps: SupervisorDeps, options: SupervisorOptions = {}) {
+    this.#deps = deps;
+    this.#opts = Object.freeze({
+      backoff: options.backoff ?? DEFAULT_BACKOFF,
+      stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+      startWaitMs: options.startWaitMs ?? DEFAULT_START_WAIT_MS,
+      components: options.components ?? COMPONENTS,
+    });
+    const base = baseEnv();
+    this.#slots = this.#opts.components.map((name) => ({
+      name,
+      env: Object.freeze({ ...base, ...componentEnv(deps.paths, name, deps.hostname) }),
+      startedAt: 0,
+      restarts: 0,
+      failures: 0,
+    }));
+  }
+
+  /** Records the supervisor and starts the components in order, each after the previous one serves. */
+  async start(): Promise<void> {
+    const { paths, hostname } = this.#deps;
+    mkdirSync(paths.logs, { recursive: true });
+    mkdirSync(paths.pods, { recursive: true });
+    updateState(paths, hostname, (s) => ({ ...s, hostname, supervisor: recordFor(process.pid), components: {} }));
+    for (const slot of this.#slots) {
+      if (this.#stopping) return;
+      this.#spawn(slot);
+      const ok = await waitServing(paths.sockets[slot.name], this.#opts.startWaitMs, () => this.#stopping);
+      if (!ok && !this.#stopping) this.#deps.log.warn({ component: slot.name }, 'component not serving yet; starting the next one anyway');
+    }
+  }
+
+  #spawn(slot: Slot): void {
+    const { paths, entry, log } = this.#deps;
+    const logPath = paths.log(slot.name);
+    const fd = openSync(logPath, 'a');
+    try {
+      writeSync(fd, `--- nsm supervise: starting ${slot.name} (restart ${slot.restarts}) at ${new Date().toISOString()} ---\n`);
+      const child = spawn(process.execPath, [entry, slot.name], { env: slot.env, stdio: ['ignore', fd, fd] });
+      slot.child = child;
+      slot.startedAt = Date.now();
+      slot.exited = new Promise<void>((resolve) => {
+        let done = false;
+        const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+          if (done) return;
+          done = true;
+          resolve();
+          this.#onExit(slot, child, code, signal);
+        };
+        child.once('exit', onExit);
+        child.once('error', (err) => {
+          log.error({ component: slot.name, err: err.message }, 'cannot start component');
+          onExit(null, null);
+        });
+      });
+      if (child.pid !== undefined) {
+        const rec = recordFor(child.pid);
+        slot.rec = rec;
+        this.#record(slot, { ...rec, phase: 'running' });
+        log.info({ component: slot.name, childPid: child.pid, restarts: slot.restarts }, 'component started');
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  #onExit(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (slot.child !== child) return;
+    slot.child = undefined;
+    const lastExit = { code, signal, at: new Date().toISOString() };
+    if (this.#stopping) return;
+    const { backoff } = this.#opts;
+    if (Date.now() - slot.startedAt >= backoff.resetAfterMs) slot.failures = 0;
+    const delay = restartDelay(slot.failures, backoff);
+    slot.failures++;
+    slot.restarts++;
+    this.#deps.log.warn({ component: slot.name, code, signal, restarts: slot.restarts, delayMs: delay }, 'component exited; restarting');
+    this.#record(slot, { pid: slot.rec?.pid ?? 0, startTime: slot.rec?.startTime ?? -1, started: slot.rec?.started ?? lastExit.at, phase: 'backoff', lastExit });
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      if (!this.#stopping) this.#spawn(slot);
+    }, delay);
+  }
+
+  #record(slot: Slot, r: Pick<ComponentRecord, 'pid' | 'startTime' | 'started' | 'phase'> & { lastExit?: ComponentRecord['lastExit'] }): void {
+    const { paths, hostname } = this.#deps;
+    try {
+      updateState(paths, hostname, (s) => {
+        const prev = s.components[slot.name];
+        const rec: ComponentRecord = {
+          name: slot.name,
+          pid: r.pid,
+          startTime: r.startTime,
+          started: r.started,
+          restarts: slot.restarts,
+          socket: paths.sockets[slot.name],
+          log: paths.log(slot.name),
+          phase: r.phase,
+          ...(r.lastExit ?? prev?.lastExit ? { lastExit: r.lastExit ?? prev?.lastExit } : {}),
+        };
+        return { ...s, components: { ...s.components, [slot.name]: rec } };
+      });
+    } catch (err) {
+      this.#deps.log.error({ component: slot.name, err: (err as Error).message }, 'cannot record state');
+    }
+  }
+
+  /** Stops the components in reverse start order and removes sockets they left. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    const { paths, hostname, log } = this.#deps;
+    for (const slot of this.#slots) if (slot.timer) clearTimeout(slot.timer);
+    for (const slot of [...this.#slots].reverse()) {
+      const child = slot.child;
+      if (!child || !slot.rec || !isRunning(slot.rec)) continue;
+      log.info({ component: slot.name, childPid: child.pid }, 'stopping component');
+      child.kill('SIGTERM');
+      const gone = await Promise.race([slot.exited!.then(() => true), sleep(this.#opts.stopGraceMs).then(() => false)]);
+      if (!gone) {
+        log.warn({ component: slot.name, childPid: child.pid }, 'component did not stop in time; SIGKILL');
+        child.kill('SIGKILL');
+        await Promise.race([slot.exited, sleep(2000)]);
+      }
+    }
+    for (const slot of this.#slots) await removeStaleSocket(paths.sockets[slot.name]);
+    updateState(paths, hostname, (s) => {
+      const { supervisor: _sup, ...rest } = s;
+      return { ...rest, components: {} };
+    });
+    log.info('all components stopped');
+  }
+}
+
+/** Removes a socket file nobody listens on. */
+export async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return;
+  }
+  if (await socketAlive(path)) return;
+  try {
+    unlinkSync(path);
+  } catch {
+    /* gone */
+  }
+}

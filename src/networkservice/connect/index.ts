@@ -1,0 +1,124 @@
+/**
+ * `connect` server (upstream `sdk:pkg/networkservice/common/connect` + `clienturl`/`clientconn`/`dial`):
+ * the element of a server chain that forwards the Request to the next hop.
+ *
+ * - Request: takes the next hop's URL from `NEXT_URL` (set earlier by discover / discover-forwarder; falls
+ *   back to the URL already in use), dials it through the `ChannelPool` (`dialTimeout`), and runs the
+ *   configured **client chain** (e.g. `[updatePathClient, beginClient, trimPath…]`; `begin` client passes
+ *   through here since the server `begin` already serializes) whose tail makes the real gRPC call with
+ *   metadata `nsm-client-token` / `nsm-client-token-expires` from the TokenGenerator. gRPC errors are mapped
+ *   with `fromClientError`. On success it records `CONNECTED_URL` (read by monitor passthrough, trim-path
+ *   and Close) and continues the server chain with the returned connection; if the rest of the server
+ *   chain fails, the remote connection is Closed again (errors ignored).
+ * - Close: Closes on the remembered `CONNECTED_URL` (else `NEXT_URL`) through the client chain, logs and
+ *   swallows a remote failure, forgets the URL and always calls `next.close`.
+ * The client chain shares this connection's `ctx.state` (client elements must use their own keys).
+ * Placement: near the end of nsmgr / forwarder server chains, after `begin` (state) and discover.
+ * Background work: none (channels belong to the pool).
+ */
+import type { Connection } from '../../api/gen/connection.js';
+import { NetworkServiceDefinition, type NetworkServiceRequest } from '../../api/gen/networkservice.js';
+import { cloneConnection, cloneRequest } from '../../api/helpers.js';
+import { checkOrder, networkServiceChain, type NetworkServiceElement, type NetworkServiceHandler } from '../../core/chain.js';
+import { withContext, type CallContext } from '../../core/context.js';
+import { errorMessage, fromClientError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { linkSignals } from '../../core/signals.js';
+import type { TokenGenerator } from '../../core/token.js';
+import { createClient, type ChannelPool } from '../../core/transport.js';
+import { tokenMetadata } from './metadata.js';
+import { CONNECTED_URL, NEXT_URL } from './state.js';
+
+export { CONNECTED_URL, NEXT_URL } from './state.js';
+export { monitorClientFactory } from './monitor-client.js';
+export { tokenMetadata } from './metadata.js';
+
+/** Upstream sdk default dial timeout (cmd-nsmgr and the forwarder use 750 ms via NSM_DIAL_TIMEOUT). */
+export const DEFAULT_DIAL_TIMEOUT_MS = 15_000;
+/** Bound (ms) of the compensating Close when the rest of the server chain fails after a remote success. */
+export const DEFAULT_CLEANUP_TIMEOUT_MS = 15_000;
+
+export interface ConnectDeps {
+  readonly pool: ChannelPool;
+  readonly tokens: TokenGenerator;
+}
+
+export interface ConnectOptions {
+  /** ms to wait for the next hop's channel. Default DEFAULT_DIAL_TIMEOUT_MS. */
+  readonly dialTimeout?: number;
+  /** Client elements run before the gRPC call, in order. Default: none. */
+  readonly clientChain?: readonly NetworkServiceElement[];
+  /** Capabilities the client chain may rely on from the server chain (checked at build time). */
+  readonly given?: readonly string[];
+}
+
+export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): NetworkServiceElement {
+  const config = Object.freeze({
+    dialTimeout: options.dialTimeout ?? DEFAULT_DIAL_TIMEOUT_MS,
+    clientChain: Object.freeze([...(options.clientChain ?? [])]),
+  });
+  if (!Number.isFinite(config.dialTimeout) || config.dialTimeout <= 0) {
+    throw new InvalidArgumentError('connect dialTimeout', config.dialTimeout, 'must be a positive number of milliseconds');
+  }
+  const given = options.given ?? ['begin', 'state', 'events'];
+  checkOrder('connect client chain', config.clientChain, given);
+
+  const grpcTail = (url: string): NetworkServiceHandler => {
+    const client = async (ctx: CallContext) => createClient(NetworkServiceDefinition, await deps.pool.dial(url, config.dialTimeout, ctx.signal));
+    return {
+      async request(req: NetworkServiceRequest, ctx: CallContext): Promise<Connection> {
+        const c = await client(ctx);
+        try {
+          return await c.request(req, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens) });
+        } catch (err) {
+          throw fromClientError(err, `Request to ${url}`);
+        }
+      },
+      async close(conn: Connection, ctx: CallContext): Promise<void> {
+        const c = await client(ctx);
+        try {
+          await c.close(conn, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens) });
+        } catch (err) {
+          throw fromClientError(err, `Close on ${url}`);
+        }
+      },
+    };
+  };
+  const clientFor = (url: string) => networkServiceChain('connect client chain', config.clientChain, { tail: grpcTail(url), given });
+
+  const closeRemote = async (url: string, conn: Connection, ctx: CallContext) => {
+    try {
+      await clientFor(url).close(cloneConnection(conn), ctx);
+    } catch (err) {
+      ctx.log.warn({ element: 'connect', url, err: errorMessage(err) }, 'remote Close failed; closing locally anyway');
+    }
+  };
+
+  return {
+    name: 'connect-server',
+    requires: ['state'],
+    async request(req, ctx, next) {
+      const url = ctx.state.get(NEXT_URL) ?? ctx.state.get(CONNECTED_URL);
+      if (!url) throw new NotFoundError('connect: no next hop URL for this connection (discover sets NEXT_URL)');
+      const remote = await clientFor(url).request(cloneRequest(req), ctx);
+      ctx.state.set(CONNECTED_URL, url);
+      try {
+        return await next.request({ ...req, connection: remote }, ctx);
+      } catch (err) {
+        const cleanup = linkSignals([], DEFAULT_CLEANUP_TIMEOUT_MS);
+        try {
+          await closeRemote(url, remote, withContext(ctx, { signal: cleanup.signal }));
+        } finally {
+          cleanup.dispose();
+        }
+        ctx.state.delete(CONNECTED_URL);
+        throw err;
+      }
+    },
+    async close(conn, ctx, next) {
+      const url = ctx.state.get(CONNECTED_URL) ?? ctx.state.get(NEXT_URL);
+      if (url) await closeRemote(url, conn, ctx);
+      ctx.state.delete(CONNECTED_URL);
+      return next.close(conn, ctx);
+    },
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * In-memory registry store: NetworkServices and NetworkServiceEndpoints keyed by name.
+ *
+ * Guarantees: every item goes in and out as a deep copy (a caller mutating what it got back cannot
+ * change the store); a watch is subscribed when `watch()` is called (not lazily at the first `next()`),
+ * so a caller can subscribe, then list, and miss nothing; each watcher gets every change after that in
+ * order; aborting the signal, breaking out of the iteration, or `close()` ends the stream and removes
+ * its listener. No timers. Mirrors the maps in upstream `sdk:pkg/registry/core/memory` (expiry lives
+ * in the `expire` element, not here).
+ */
+import { NetworkService, NetworkServiceEndpoint, type MessageFns } from '../../api/gen/registry.js';
+import type { RegistryStore, Store, StoreEvent } from '../store.js';
+import { throwIfAborted } from '../../core/signals.js';
+
+type Codec<T> = Pick<MessageFns<T>, 'encode' | 'decode'>;
+
+/** Deep copy through the generated wire codec (also normalizes defaults, as a gRPC hop would). */
+export function wireCopy<T>(codec: Codec<T>, item: T): T {
+  return codec.decode(codec.encode(item).finish());
+}
+
+interface Watcher<T> {
+  push(ev: StoreEvent<T>): void;
+  end(): void;
+}
+
+/** One kind of item (ns or nse) held in memory. */
+export class MemoryStore<T extends { name: string }> implements Store<T> {
+  readonly #items = new Map<string, T>();
+  readonly #watchers = new Set<Watcher<T>>();
+  readonly #codec: Codec<T>;
+  #closed = false;
+
+  constructor(codec: Codec<T>) {
+    this.#codec = codec;
+  }
+
+  /** Number of live watch subscriptions (tests check it drops to 0). */
+  get watcherCount(): number {
+    return this.#watchers.size;
+  }
+
+  get size(): number {
+    return this.#items.size;
+  }
+
+  async put(item: T, opts: { signal?: AbortSignal } = {}): Promise<T> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    const stored = this.#copy(item);
+    this.#items.set(stored.name, stored);
+    this.#emit('put', stored);
+    return this.#copy(stored);
+  }
+
+  async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<T | undefined> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    const v = this.#items.get(name);
+    return v === undefined ? undefined : this.#copy(v);
+  }
+
+  async list(opts: { signal?: AbortSignal } = {}): Promise<T[]> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    return [...this.#items.values()].map((v) => this.#copy(v));
+  }
+
+  async delete(name: string, opts: { signal?: AbortSignal } = {}): Promise<T | undefined> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    const v = this.#items.get(name);
+    if (v === undefined) return undefined;
+    this.#items.delete(name);
+    this.#emit('delete', v);
+    return this.#copy(v);
+  }
+
+  watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
+    const queue: StoreEvent<T>[] = [];
+    let ended = false;
+    let wake: (() => void) | undefined;
+    const watcher: Watcher<T> = {
+      push: (ev) => {
+        queue.push(ev);
+        wake?.();
+      },
+      end: () => finish(),
+    };
+    const onAbort = () => finish();
+    const finish = () => {
+      if (ended) return;
+      ended = true;
+      queue.length = 0;
+      this.#watchers.delete(watcher);
+      signal.removeEventListener('abort', onAbort);
+      wake?.();
+    };
+    if (signal.aborted || this.#closed) ended = true;
+    else {
+      this.#watchers.add(watcher);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const iterator: AsyncIterator<StoreEvent<T>> = {
+      next: async () => {
+        for (;;) {
+          if (ended) return { done: true, value: undefined };
+          const ev = queue.shift();
+          if (ev) return { done: false, value: ev };
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+      },
+      return: async () => {
+        finish();
+        return { done: true, value: undefined };
+      },
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  /** Ends every watch stream. Items stay readable. */
+  close(): void {
+    this.#closed = true;
+    for (const w of [...this.#watchers]) w.end();
+  }
+
+  #emit(type: StoreEvent<T>['type'], item: T): void {
+    for (const w of this.#watchers) w.push({ type, item: this.#copy(item) });
+  }
+
+  #copy(item: T): T {
+    return wireCopy(this.#codec, item);
+  }
+}
+
+export interface MemoryRegistryStore extends RegistryStore {
+  readonly ns: MemoryStore<NetworkService>;
+  readonly nse: MemoryStore<NetworkServiceEndpoint>;
+}
+
+/** The memory registry store (what `nsm registry` uses by default). */
+export function memoryRegistryStore(): MemoryRegistryStore {
+  const ns = new MemoryStore<NetworkService>(NetworkService);
+  const nse = new MemoryStore<NetworkServiceEndpoint>(NetworkServiceEndpoint);
+  return {
+    ns,
+    nse,
+    async close() {
+      ns.close();
+      nse.close();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * `nsm apply` / `nsm delete` against the real registry component on a unix socket (no root needed).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Command } from 'commander';
+import { NetworkServiceEndpoint } from '../src/api/gen/registry.js';
+import { DEFAULT_REGISTRY_URL, register, resolveRegistryUrl, runApply, runDelete, type ApplyIo } from '../src/cli/commands/apply.js';
+import { registryConfig, startRegistry, type RunningRegistry } from '../src/components/registry/index.js';
+import { registryChain } from '../src/core/chain.js';
+import { newContext } from '../src/core/context.js';
+import { silentLogger } from '../src/core/log.js';
+import { ChannelPool } from '../src/core/transport.js';
+import { nsConnectClient, nseConnectClient } from '../src/registry/connect/index.js';
+
+const SEED_NETSVC = `---
+apiVersion: networkservicemesh.io/v1
+kind: NetworkService
+metadata:
+  name: dataplane-interrupt
+spec:
+  payload: ETHERNET
+`;
+
+const NSE_YAML = `---
+apiVersion: networkservicemesh.io/v1
+kind: NetworkServiceEndpoint
+metadata:
+  name: manual-nse
+spec:
+  network_service_names: [dataplane-interrupt]
+  network_service_labels:
+    dataplane-interrupt:
+      labels: { app: manual }
+  url: tcp://127.0.0.1:5999
+`;
+
+function captureIo(): ApplyIo & { lines: string[]; errors: string[] } {
+  const lines: string[] = [];
+  const errors: string[] = [];
+  return { lines, errors, out: (l) => void lines.push(l), err: (l) => void errors.push(l) };
+}
+
+describe('nsm apply / delete', () => {
+  let dir: string;
+  let url: string;
+  let registry: RunningRegistry;
+  let pool: ChannelPool;
+  const file = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const services = async () => {
+    const out: string[] = [];
+    for await (const r of registryChain('t', [nsConnectClient({ pool, url })]).find({ networkService: undefined, watch: false }, newContext())) {
+      out.push(`${r.networkService!.name}:${r.networkService!.payload}`);
+    }
+    return out.sort();
+  };
+  const endpoints = async () => {
+    const out: NetworkServiceEndpoint[] = [];
+    for await (const r of registryChain('t', [nseConnectClient({ pool, url })]).find({ networkServiceEndpoint: undefined, watch: false }, newContext())) {
+      out.push(r.networkServiceEndpoint!);
+    }
+    return out;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nsm-apply-'));
+    url = `unix://${join(dir, 'registry.sock')}`;
+    registry = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '1m' }), { log: silentLogger });
+    pool = new ChannelPool();
+  });
+
+  after(async () => {
+    pool.close();
+    await registry.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies the seed netsvc.yaml as is, then reports configured', async () => {
+    const f = file('netsvc.yaml', SEED_NETSVC);
+    const io = captureIo();
+    await runApply({ files: [f], registryUrl: url, io });
+    assert.deepEqual(io.lines, ['networkservice/dataplane-interrupt created']);
+    assert.deepEqual(io.errors, []);
+    assert.deepEqual(await services(), ['dataplane-interrupt:ETHERNET']);
+
+    const again = captureIo();
+    await runApply({ files: [f], registryUrl: url, io: again });
+    assert.deepEqual(again.lines, ['networkservice/dataplane-interrupt configured']);
+  });
+
+  it('applies an NSE (with a note that it expires) and deletes both', async () => {
+    const f = file('both.yaml', `${SEED_NETSVC}${NSE_YAML}`);
+    const io = captureIo();
+    await runApply({ files: [f], registryUrl: url, io });
+    assert.deepEqual(io.lines, ['networkservice/dataplane-interrupt configured', 'networkserviceendpoint/manual-nse created']);
+    assert.match(io.errors.join('\n'), /expire/);
+    const [nse] = await endpoints();
+    assert.equal(nse.name, 'manual-nse');
+    assert.equal(nse.url, 'tcp://127.0.0.1:5999');
+    assert.ok(nse.expirationTime && nse.expirationTime.getTime() > Date.now());
+
+    const del = captureIo();
+    await runDelete({ files: [f], registryUrl: url, io: del });
+    assert.deepEqual(del.lines, ['networkservice "dataplane-interrupt" deleted', 'networkserviceendpoint "manual-nse" deleted']);
+    assert.deepEqual(await services(), []);
+    assert.deepEqual(await endpoints(), []);
+  });
+
+  it('delete of something not registered is NotFoundError unless --ignore-not-found', async () => {
+    const f = file('netsvc2.yaml', SEED_NETSVC);
+    await assert.rejects(runDelete({ files: [f], registryUrl: url, io: captureIo() }), { name: 'NotFoundError' });
+    const io = captureIo();
+    await runDelete({ files: [f], registryUrl: url, io, ignoreNotFound: true });
+    assert.match(io.lines[0], /not found \(ignored\)/);
+  });
+
+  it('a bad document registers nothing and names file, document and field', async () => {
+    const f = file('bad.yaml', `${SEED_NETSVC}${NSE_YAML.replace('url:', 'uri:')}`);
+    await assert.rejects(runApply({ files: [f], registryUrl: url, io: captureIo() }), (err: Error & { field?: string }) => {
+      assert.equal(err.name, 'InvalidArgumentError');
+      assert.equal(err.field, `${f} document 2: spec.uri`);
+      return true;
+    });
+    assert.deepEqual(await services(), []);
+    await assert.rejects(runApply({ files: [join(dir, 'missing.yaml')], registryUrl: url, io: captureIo() }), { name: 'InvalidArgumentError' });
+  });
+
+  it('an unreachable registry is UnavailableError', async () => {
+    const f = file('netsvc3.yaml', SEED_NETSVC);
+    await assert.rejects(runApply({ files: [f], registryUrl: `unix://${join(dir, 'nobody.sock')}`, timeoutMs: 300, io: captureIo() }), { name: 'UnavailableError' });
+  });
+
+  it('resolves the registry URL: flag > NSM_REGISTRY_URL > run dir > default', () => {
+    assert.equal(resolveRegistryUrl('tcp://1.2.3.4:5002', { NSM_REGISTRY_URL: 'unix:///x.sock' }), 'tcp://1.2.3.4:5002');
+    assert.equal(resolveRegistryUrl(undefined, { NSM_REGISTRY_URL: 'unix:///x.sock' }), 'unix:///x.sock');
+    assert.equal(resolveRegistryUrl(undefined, { NSM_RUN_DIR: '/tmp/mesh' }), 'unix:///tmp/mesh/registry.sock');
+    assert.equal(resolveRegistryUrl(undefined, {}), DEFAULT_REGISTRY_URL);
+    assert.equal(DEFAULT_REGISTRY_URL, 'unix:///var/lib/networkservicemesh/registry.sock');
+    assert.throws(() => resolveRegistryUrl('http://x', {}), { name: 'InvalidArgumentError' });
+  });
+
+  it('the commander commands apply and delete through the program', async () => {
+    const io = captureIo();
+    const program = new Command('nsm').exitOverride();
+    register(program, io, { NSM_REGISTRY_URL: url });
+    const f = file('netsvc4.yaml', SEED_NETSVC);
+    await program.parseAsync(['apply', '-f', f], { from: 'user' });
+    await program.parseAsync(['delete', '-f', f, '--timeout', '5s'], { from: 'user' });
+    assert.equal(process.exitCode ?? 0, 0);
+    assert.deepEqual(io.lines, ['networkservice/dataplane-interrupt created', 'networkservice "dataplane-interrupt" deleted']);
+  });
+});
