@@ -3,11 +3,14 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import * as apply from './commands/apply.js';
 import * as down from './commands/down.js';
+import * as example from './commands/example.js';
 import * as forwarder from './commands/forwarder.js';
+import * as health from './commands/health.js';
 import * as nsc from './commands/nsc.js';
 import * as nse from './commands/nse.js';
 import * as nsmgr from './commands/nsmgr.js';
 import * as registry from './commands/registry.js';
+import * as registryK8s from './commands/registry-k8s.js';
 import * as runPod from './commands/run.js';
 import * as status from './commands/status.js';
 import * as stopPod from './commands/stop-pod.js';
@@ -19,11 +22,13 @@ export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../packag
 const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
   // components
   registry,
+  registryK8s,
   nsmgr,
   forwarder,
   nse,
   nsc,
   // the local mesh
+  example,
   apply,
   up,
   down,
@@ -31,6 +36,8 @@ const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
   runPod,
   stopPod,
   supervise,
+  // tools
+  health,
 ];
 
 export function buildProgram(): Command {

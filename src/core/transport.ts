@@ -99,27 +99,37 @@ export const SERVER_OPTIONS = {
 /** Serves the given services plus Health on every URL. Stale unix sockets are replaced. */
 export async function serve(urls: readonly string[], services: readonly ServiceRegistration[], field = 'NSM_LISTEN_ON'): Promise<GrpcServer> {
   const parsed = urls.map((u) => parseUrl(u, field));
-  const server: Server = createServer(SERVER_OPTIONS);
+  if (parsed.length === 0) throw new InvalidArgumentError(field, '', 'at least one URL to listen on is required');
   const health = new HealthService(services.map((s) => s.definition.fullName));
-  server.add(HealthDefinition, health);
-  for (const s of services) server.add(s.definition, s.implementation);
+  // one gRPC server per URL: a server can listen only once
+  const servers: Server[] = [];
   const addresses: string[] = [];
   const sockets: string[] = [];
+  const newServer = () => {
+    const server: Server = createServer(SERVER_OPTIONS);
+    server.add(HealthDefinition, health);
+    for (const s of services) server.add(s.definition, s.implementation);
+    servers.push(server);
+    return server;
+  };
   try {
     for (const p of parsed) {
+      const server = newServer();
       if (p.kind === 'unix') {
         await claimSocketPath(p.path, field);
         await server.listen(`unix://${p.path}`);
         sockets.push(p.path);
         addresses.push(p.url);
       } else {
-        const port = await server.listen(`${p.host === '' ? '0.0.0.0' : p.host}:${p.port}`);
-        addresses.push(`tcp://${p.host === '' ? '0.0.0.0' : p.host}:${port}`);
+        const host = p.host === '' ? '0.0.0.0' : p.host;
+        const port = await server.listen(`${host}:${p.port}`);
+        addresses.push(`tcp://${host}:${port}`);
       }
     }
   } catch (err) {
-    server.forceShutdown();
+    for (const s of servers) s.forceShutdown();
     for (const s of sockets) removeSocket(s);
+    health.stop();
     if (err instanceof InvalidArgumentError || err instanceof UnavailableError) throw err;
     throw new UnavailableError(`cannot listen on ${parsed.map((p) => p.url).join(',')}: ${(err as Error).message}`, { cause: err });
   }
@@ -133,12 +143,14 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
       stopped = true;
       health.setAll(false);
       health.stop();
-      if (opts.force) server.forceShutdown();
-      else {
-        const t = setTimeout(() => server.forceShutdown(), 2000);
-        await server.shutdown();
-        clearTimeout(t);
-      }
+      await Promise.all(
+        servers.map(async (server) => {
+          if (opts.force) return server.forceShutdown();
+          const t = setTimeout(() => server.forceShutdown(), 2000);
+          await server.shutdown();
+          clearTimeout(t);
+        }),
+      );
       for (const s of sockets) removeSocket(s);
     },
   };

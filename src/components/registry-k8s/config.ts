@@ -1,0 +1,46 @@
+/**
+ * `nsm registry-k8s` configuration: the env vars of upstream cmd-registry-k8s (same names and defaults),
+ * plus where the Kubernetes API is: `NSM_KUBECONFIG`, else `KUBECONFIG`, else the pod's service account
+ * (in-cluster), else ~/.kube/config.
+ */
+import { defineConfig, env } from '../config.js';
+
+export const registryK8sConfig = defineConfig('registry-k8s', {
+  namespace: {
+    ...env.string('NSM_NAMESPACE', 'namespace where NetworkService / NetworkServiceEndpoint custom resources are created (Find lists all namespaces)', {
+      default: 'default',
+    }),
+    parse(raw: string): string {
+      const v = raw.trim();
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) || v.length > 63) throw new Error('must be a Kubernetes namespace name (DNS-1123 label)');
+      return v;
+    },
+  },
+  listenOn: {
+    ...env.urls('NSM_LISTEN_ON', 'comma-separated URLs to serve the registry on: unix:///path or tcp://host:port (k8s: tcp://:5002)', {
+      default: 'unix:///listen.on.socket',
+    }),
+    parse(raw: string): string[] {
+      const urls = env.urls('NSM_LISTEN_ON', '').parse(raw);
+      if (urls.length === 0) throw new Error('at least one URL is required');
+      return urls;
+    },
+  },
+  expirePeriod: env.duration('NSM_EXPIRE_PERIOD', 'NSE registration lifetime when the NSE asks for none longer: an NSE not re-registered within it is removed', {
+    default: '1m',
+    min: 1,
+  }),
+  logLevel: env.logLevel(),
+  kubeconfig: env.string('NSM_KUBECONFIG', 'kubeconfig file; empty: KUBECONFIG, else in-cluster service account, else ~/.kube/config'),
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
+    default: '10m',
+    min: 1,
+  }),
+  proxyRegistryUrl: env.url(
+    'NSM_PROXY_REGISTRY_URL',
+    'where upstream forwards interdomain (name@domain) operations; accepted for compatibility but NOT used (nsm-ts has no interdomain)',
+  ),
+  kubeletQps: env.int('NSM_KUBELET_QPS', 'upstream client rate limit; accepted for compatibility, not applied', { default: '205', min: 1 }),
+});
+
+export type RegistryK8sConfig = ReturnType<typeof registryK8sConfig.parse>;

@@ -1,0 +1,102 @@
+/**
+ * `nsm example dataplane-interrupt` end to end (real processes, real netns): it passes and cleans up;
+ * with --keep, `nsm status -o json` shows the connection with its 4-segment path; Ctrl-C and a failing
+ * step leave nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { MAIN, netnsDelete, requireRoot, sh, tempDir, waitFor } from './harness.js';
+
+function example(t: TestContext, runDir: string, extra: string[] = []) {
+  const child = spawn(process.execPath, [MAIN, 'example', 'dataplane-interrupt', '--run-dir', runDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return { child, exit, out: () => out };
+}
+
+async function assertNothingLeft(runDir: string) {
+  const ns = (await sh('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0]);
+  assert.ok(!ns.includes('nsc-kernel') && !ns.includes('nse-kernel'), `pods left: ${ns.join(' ')}`);
+  const state = join(runDir, 'mesh.json');
+  if (existsSync(state)) {
+    const s = JSON.parse(readFileSync(state, 'utf8')) as { supervisor?: { pid: number }; components?: Record<string, { pid: number }> };
+    for (const p of [s.supervisor, ...Object.values(s.components ?? {})]) {
+      if (p?.pid) assert.equal(existsSync(`/proc/${p.pid}`) && readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes(MAIN), false, `process ${p.pid} left`);
+    }
+  }
+  const socks = existsSync(runDir) ? readdirSync(runDir).filter((f) => f.endsWith('.sock')) : [];
+  assert.deepEqual(socks, [], 'sockets left');
+}
+
+const cleanupPods = async (runDir: string) => {
+  for (const pod of ['nsc-kernel', 'nse-kernel']) await sh(process.execPath, [MAIN, 'stop-pod', pod, '--run-dir', runDir]).catch(() => undefined);
+  await sh(process.execPath, [MAIN, 'down', '--run-dir', runDir]).catch(() => undefined);
+  for (const pod of ['nsc-kernel', 'nse-kernel']) await netnsDelete(pod);
+};
+
+describe('nsm example dataplane-interrupt (real processes, real netns)', { concurrency: false }, () => {
+  it('runs the seed step for step, exits 0 and leaves nothing behind', async (t) => {
+    if (!requireRoot(t)) return;
+    const runDir = tempDir(t, 'nsmt-ex-');
+    t.after(() => cleanupPods(runDir));
+    const ex = example(t, runDir);
+    const code = await ex.exit;
+    assert.equal(code, 0, ex.out());
+    assert.match(ex.out(), /every step passed/);
+    assert.match(ex.out(), /pinger said "(ping timeout|missing \d+ pings)"/);
+    assert.match(ex.out(), /healed +\+\d+/);
+    await assertNothingLeft(runDir);
+  });
+
+  it('with --keep, nsm status -o json lists the connection with its 4-segment path', async (t) => {
+    if (!requireRoot(t)) return;
+    const runDir = tempDir(t, 'nsmt-ex-');
+    t.after(() => cleanupPods(runDir));
+    const ex = example(t, runDir, ['--keep']);
+    assert.equal(await ex.exit, 0, ex.out());
+    const status = JSON.parse(await sh(process.execPath, [MAIN, 'status', '-o', 'json', '--run-dir', runDir])) as {
+      connections: Array<{ service: string; path: string[] | string }>;
+    };
+    const conn = status.connections.find((c) => c.service === "dataplane-interrupt");
+    assert.ok(conn, JSON.stringify(status.connections));
+    const path = Array.isArray(conn.path) ? conn.path : conn.path.split(' -> ');
+    assert.equal(path.length, 4, `path ${path.join(' -> ')}`);
+    await cleanupPods(runDir);
+    await assertNothingLeft(runDir);
+  });
+
+  it('Ctrl-C in the middle leaves no netns, link, socket or process behind', async (t) => {
+    if (!requireRoot(t)) return;
+    const runDir = tempDir(t, 'nsmt-ex-');
+    t.after(() => cleanupPods(runDir));
+    const ex = example(t, runDir);
+    await waitFor('the pinger step', () => ex.out().includes('[ 8]'), 60_000);
+    ex.child.kill('SIGINT');
+    assert.equal(await ex.exit, 130, ex.out());
+    assert.match(ex.out(), /Interrupted/);
+    await assertNothingLeft(runDir);
+  });
+
+  it('a failing step exits non-zero and cleans up what it started', async (t) => {
+    if (!requireRoot(t)) return;
+    const runDir = tempDir(t, 'nsmt-ex-');
+    await sh('ip', ['netns', 'add', 'nse-kernel']);
+    t.after(() => netnsDelete('nse-kernel'));
+    t.after(() => cleanupPods(runDir));
+    const ex = example(t, runDir);
+    assert.equal(await ex.exit, 1, ex.out());
+    assert.match(ex.out(), /pod nse-kernel already exists/);
+    const ns = (await sh('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0]);
+    assert.ok(ns.includes('nse-kernel'), 'a netns the example did not create is left alone');
+    await netnsDelete('nse-kernel');
+    await assertNothingLeft(runDir);
+  });
+});
