@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { MAIN, netnsDelete, requireRoot, sh, tempDir, waitFor } from './harness.js';
+import { MAIN, netnsDelete, requireRoot, sh, waitFor } from './harness.js';
 
 function example(t: TestContext, runDir: string, extra: string[] = []) {
   const child = spawn(process.execPath, [MAIN, 'example', 'dataplane-interrupt', '--run-dir', runDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -42,11 +43,20 @@ const cleanupPods = async (runDir: string) => {
   for (const pod of ['nsc-kernel', 'nse-kernel']) await netnsDelete(pod);
 };
 
+/** A run dir removed only after the example's pods and mesh are stopped (one hook, in that order). */
+function exampleDir(t: TestContext): string {
+  const runDir = mkdtempSync(join(tmpdir(), 'nsmt-ex-'));
+  t.after(async () => {
+    await cleanupPods(runDir);
+    rmSync(runDir, { recursive: true, force: true });
+  });
+  return runDir;
+}
+
 describe('nsm example dataplane-interrupt (real processes, real netns)', { concurrency: false }, () => {
   it('runs the seed step for step, exits 0 and leaves nothing behind', async (t) => {
     if (!requireRoot(t)) return;
-    const runDir = tempDir(t, 'nsmt-ex-');
-    t.after(() => cleanupPods(runDir));
+    const runDir = exampleDir(t);
     const ex = example(t, runDir);
     const code = await ex.exit;
     assert.equal(code, 0, ex.out());
@@ -58,8 +68,7 @@ describe('nsm example dataplane-interrupt (real processes, real netns)', { concu
 
   it('with --keep, nsm status -o json lists the connection with its 4-segment path', async (t) => {
     if (!requireRoot(t)) return;
-    const runDir = tempDir(t, 'nsmt-ex-');
-    t.after(() => cleanupPods(runDir));
+    const runDir = exampleDir(t);
     const ex = example(t, runDir, ['--keep']);
     assert.equal(await ex.exit, 0, ex.out());
     const status = JSON.parse(await sh(process.execPath, [MAIN, 'status', '-o', 'json', '--run-dir', runDir])) as {
@@ -75,8 +84,7 @@ describe('nsm example dataplane-interrupt (real processes, real netns)', { concu
 
   it('Ctrl-C in the middle leaves no netns, link, socket or process behind', async (t) => {
     if (!requireRoot(t)) return;
-    const runDir = tempDir(t, 'nsmt-ex-');
-    t.after(() => cleanupPods(runDir));
+    const runDir = exampleDir(t);
     const ex = example(t, runDir);
     await waitFor('the pinger step', () => ex.out().includes('[ 8]'), 60_000);
     ex.child.kill('SIGINT');
@@ -87,10 +95,9 @@ describe('nsm example dataplane-interrupt (real processes, real netns)', { concu
 
   it('a failing step exits non-zero and cleans up what it started', async (t) => {
     if (!requireRoot(t)) return;
-    const runDir = tempDir(t, 'nsmt-ex-');
+    const runDir = exampleDir(t);
     await sh('ip', ['netns', 'add', 'nse-kernel']);
     t.after(() => netnsDelete('nse-kernel'));
-    t.after(() => cleanupPods(runDir));
     const ex = example(t, runDir);
     assert.equal(await ex.exit, 1, ex.out());
     assert.match(ex.out(), /pod nse-kernel already exists/);

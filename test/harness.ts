@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
+import { SEED_PINGER_SCRIPT } from '../src/local/example.js';
 
 const run = promisify(execFile);
 
@@ -16,6 +17,31 @@ export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 export const MAIN = join(ROOT, 'dist/src/cli/main.js');
 export const IS_ROOT = process.getuid?.() === 0;
 export const NOT_ROOT_REASON = 'needs root (network namespaces, veth interfaces)';
+
+const stacks = new WeakMap<TestContext, Array<() => unknown>>();
+
+/**
+ * Registers a cleanup; a test's cleanups run last-in-first-out (node:test runs `t.after` hooks in
+ * registration order), so clients stop before the mesh they talk to, and temp dirs go last.
+ */
+export function defer(t: TestContext, fn: () => unknown): void {
+  let stack = stacks.get(t);
+  if (!stack) {
+    const fns: Array<() => unknown> = [];
+    stacks.set(t, fns);
+    t.after(async () => {
+      for (const f of fns.reverse()) {
+        try {
+          await f();
+        } catch (err) {
+          console.error(`cleanup failed: ${(err as Error).message}`);
+        }
+      }
+    });
+    stack = fns;
+  }
+  stack.push(fn);
+}
 
 /** Skips (with a printed reason) unless running as root. */
 export function requireRoot(t: TestContext): boolean {
@@ -28,7 +54,7 @@ export function requireRoot(t: TestContext): boolean {
 
 export function tempDir(t: TestContext, prefix = 'nsmt-'): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(d, { recursive: true, force: true }));
+  defer(t, () => rmSync(d, { recursive: true, force: true }));
   return d;
 }
 
@@ -63,9 +89,7 @@ export async function netns(t: TestContext, base: string): Promise<string> {
   const name = `nsmt-${base}-${Math.random().toString(36).slice(2, 7)}`;
   await run('ip', ['netns', 'add', name]);
   await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  t.after(async () => {
-    await netnsDelete(name);
-  });
+  defer(t, () => netnsDelete(name));
   return name;
 }
 
@@ -152,7 +176,7 @@ export function nsm(t: TestContext, dir: string, name: string, args: string[], e
       return code;
     },
   };
-  t.after(async () => {
+  defer(t, async () => {
     await proc.kill('SIGTERM');
     out.end();
   });
@@ -213,18 +237,8 @@ export function busyboxPath(dir: string): string {
   return bin;
 }
 
-/** The seed's pinger script, verbatim in behaviour: stops at the first missing ping or read timeout. */
-export const SEED_PINGER = `
-  PINGER_PATH=$1; rm -f "$PINGER_PATH"
-  seq=0
-  ping -i 0.2 172.16.1.100 | while :; do
-    read -t 1 line || { echo ping timeout; touch $PINGER_PATH; break; }
-    seq1=$(echo $line | sed -n "s/.* seq=\\([0-9]\\+\\) .*/\\1/p")
-    [ "$seq1" ] || continue
-    [ "$seq" -eq "$seq1" ] || { echo missing $((seq1 - seq)) pings; touch $PINGER_PATH; break; }
-    seq=$((seq1+1))
-  done
-`;
+/** The seed's pinger script (one copy, in the example command). */
+export const SEED_PINGER = SEED_PINGER_SCRIPT;
 
 /** Starts the seed pinger under busybox inside `ns`; killed after the test. */
 export function seedPinger(t: TestContext, dir: string, ns: string, pingerPath: string): ChildProcess {
@@ -234,7 +248,7 @@ export function seedPinger(t: TestContext, dir: string, ns: string, pingerPath: 
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  t.after(() => {
+  defer(t, () => {
     try {
       process.kill(-child.pid!, 'SIGKILL');
     } catch {
@@ -295,7 +309,7 @@ export function pingCounter(t: TestContext, ns: string, addr: string, intervalS 
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exit = new Promise<void>((r) => child.once('exit', () => r()));
-  t.after(() => {
+  defer(t, () => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   return {

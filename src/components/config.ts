@@ -47,7 +47,7 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
           out[key] = v.parse(raw ?? '');
         } catch (err) {
           if (err instanceof ConfigError) throw err;
-          throw new ConfigError(v.name, raw ?? '', (err as Error).message);
+          throw new ConfigError(v.name, raw ?? '', err instanceof InvalidArgumentError ? err.reason : (err as Error).message);
         }
       }
       return Object.freeze(out) as Parsed<S>;
@@ -60,8 +60,9 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
       });
     },
     markdown() {
+      const cell = (s: string) => s.replace(/\|/g, '\\|');
       const rows = Object.values(vars).map(
-        (v) => `| \`${v.name}\` | ${v.required ? '(required)' : v.default === undefined || v.default === '' ? '' : `\`${v.default}\``} | ${v.description} |`,
+        (v) => `| \`${v.name}\` | ${v.required ? '(required)' : v.default === undefined || v.default === '' ? '' : `\`${cell(v.default)}\``} | ${cell(v.description)} |`,
       );
       return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
     },
@@ -187,7 +188,7 @@ function checkUrl(name: string, raw: string): string {
   try {
     return parseUrl(raw, name).url;
   } catch (err) {
-    if (err instanceof InvalidArgumentError) throw new ConfigError(name, raw, err.message.replace(`${name}: `, '').replace(/ \(got .*\)$/, ''));
+    if (err instanceof InvalidArgumentError) throw new ConfigError(name, raw, err.reason);
     throw err;
   }
 }

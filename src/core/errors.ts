@@ -18,7 +18,7 @@ export class InvalidArgumentError extends NsmError {
   constructor(
     readonly field: string,
     readonly value: unknown,
-    reason: string,
+    readonly reason: string,
     options?: { cause?: unknown },
   ) {
     super(`${field}: ${reason} (got ${JSON.stringify(value)})`, options);

@@ -146,7 +146,7 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
       await Promise.all(
         servers.map(async (server) => {
           if (opts.force) return server.forceShutdown();
-          const t = setTimeout(() => server.forceShutdown(), 2000);
+          const t = setTimeout(() => server.forceShutdown(), 500);
           await server.shutdown();
           clearTimeout(t);
         }),

@@ -2,8 +2,6 @@
  * Bounded exponential backoff and an abortable delay on an injectable `Clock`, shared by the registry
  * client's background loops (refresh, heal, registration retry) so fake-clock tests never sleep.
  */
-import type { Clock } from '../../core/clock.js';
-import { cancelled } from '../../core/signals.js';
 
 export const DEFAULT_RETRY_MIN_MS = 200;
 export const DEFAULT_RETRY_MAX_MS = 5_000;
@@ -29,18 +27,5 @@ export class Backoff {
   }
 }
 
-/** Resolves after `ms` on `clock`, or rejects with the signal's reason when it aborts first. */
-export function clockDelay(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(cancelled(signal));
-    const onAbort = () => {
-      handle.cancel();
-      reject(cancelled(signal));
-    };
-    const handle = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
+/** Abortable delay on the injectable clock (one implementation, in src/core/delay.ts). */
+export { delay as clockDelay } from '../../core/delay.js';

@@ -1,0 +1,330 @@
+/**
+ * Sandbox: an in-process mesh for tier-2 tests (upstream `sdk:pkg/tools/sandbox`). One registry and N nodes
+ * (nsmgr + forwarder on a fake data plane per node), plus endpoints and clients added by the test, all
+ * started with the real `start*` functions of the components and talking real gRPC over unix sockets in a
+ * temp dir — exactly as the processes do, minus the kernel.
+ *
+ *   const sb = await sandbox({ nodes: 1 });
+ *   t.after(() => sb.close());
+ *   await sb.addEndpoint({ name: 'nse-1', services: ['svc'], cidr: '172.16.1.100/31' });
+ *   const nsc = await sb.addClient({ name: 'nsc-1', networkServices: ['kernel://svc/nsm-1'] });
+ *   const [conn] = await nsc.connected;
+ *
+ * Every server (registry, nsmgr, forwarder, NSE) is a {@link SandboxServer}: `sb.kill(s)` stops it,
+ * `sb.restart(s)` starts it again on the same URL with the same config and name (fresh state, as a
+ * restarted process). Clients get the node's fake data plane as probe unless told otherwise, checked
+ * every 50 ms (`NSM_LIVENESS_CHECK_INTERVAL`; override through `env`).
+ * `close()` stops everything, newest first, and removes the temp dir. Logs are silent unless
+ * `NSM_SANDBOX_LOG` names a level (e.g. `NSM_SANDBOX_LOG=debug`).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient } from 'nice-grpc';
+import { MonitorConnectionDefinition, type ConnectionEvent, type MonitorScopeSelector } from '../api/gen/connection.js';
+import { NetworkService, NetworkServiceRegistryDefinition } from '../api/gen/registry.js';
+import { createLogger, parseLogLevel, silentLogger, type Logger } from '../core/log.js';
+import { linkSignals } from '../core/signals.js';
+import { ChannelPool } from '../core/transport.js';
+import { FakeDataPlane } from '../dataplane/fake/index.js';
+import { fakeProbe } from '../dataplane/fake/probe.js';
+import type { DataPlaneProbe } from '../dataplane/probe.js';
+import type { OpOptions, PairSpec, PairState } from '../dataplane/types.js';
+import { forwarderConfig, startForwarder, type RunningForwarder } from '../components/forwarder/index.js';
+import { nscConfig, startNsc, type RunningNsc } from '../components/nsc/index.js';
+import { nseConfig, startNse, type RunningNse } from '../components/nse/index.js';
+import { nsmgrConfig, startNsmgr, type RunningNsmgr } from '../components/nsmgr/index.js';
+import { registryConfig, startRegistry, type RunningRegistry } from '../components/registry/index.js';
+
+type Env = Readonly<Record<string, string>>;
+
+export interface SandboxOptions {
+  /** Number of nodes (nsmgr + forwarder each). Default 1. */
+  readonly nodes?: number;
+  /** NSE registration lifetime in the registry (`NSM_EXPIRE_PERIOD`). Default `1m`. */
+  readonly registryExpiry?: string;
+  /** `NSM_MAX_TOKEN_LIFETIME` of every component (drives refresh and timeouts). Default `10m`. */
+  readonly tokenLifetime?: string;
+  /** NSC `NSM_REQUEST_TIMEOUT`. Default `5s`. */
+  readonly requestTimeout?: string;
+  readonly log?: Logger;
+}
+
+/** The fake data plane of a node, counting what the forwarder asks of it. */
+export class SandboxDataPlane extends FakeDataPlane {
+  /** `ensure` calls per owner (connection id): one per Request reaching the forwarder's xconnect. */
+  readonly ensures = new Map<string, number>();
+  /** Veth pairs created (fresh creates, not converges). */
+  creates = 0;
+  removes = 0;
+
+  override async ensure(spec: PairSpec, opts?: OpOptions): Promise<PairState> {
+    this.ensures.set(spec.owner, (this.ensures.get(spec.owner) ?? 0) + 1);
+    const r = await super.ensure(spec, opts);
+    if (r.nsc.created) this.creates++;
+    return r;
+  }
+
+  override async remove(spec: PairSpec, opts?: OpOptions): Promise<void> {
+    this.removes++;
+    return super.remove(spec, opts);
+  }
+}
+
+/** A restartable server of the sandbox. `running` is undefined while killed. */
+export interface SandboxServer<R = unknown> {
+  readonly kind: 'registry' | 'nsmgr' | 'forwarder' | 'nse';
+  readonly name: string;
+  readonly url: string;
+  /** The env-style config it is (re)started with. */
+  readonly env: Env;
+  readonly running: R | undefined;
+}
+
+export interface SandboxNode {
+  readonly index: number;
+  readonly nsmgr: SandboxServer<RunningNsmgr>;
+  readonly forwarder: SandboxServer<RunningForwarder>;
+  readonly dataplane: SandboxDataPlane;
+}
+
+export interface EndpointOptions {
+  readonly name: string;
+  /** `NSM_SERVICE_NAMES`. Default `['ns-1']`. */
+  readonly services?: readonly string[];
+  /** `NSM_CIDR_PREFIX`. Default `169.254.0.0/16`. */
+  readonly cidr?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  /** `NSM_REGISTER_SERVICE`. Default true. */
+  readonly registerService?: boolean;
+  /** Node index. Default 0. */
+  readonly node?: number;
+  /** Extra `NSM_*` settings. */
+  readonly env?: Env;
+}
+
+export interface ClientOptions {
+  readonly name: string;
+  /** `NSM_NETWORK_SERVICES` NSURLs, e.g. `kernel://svc/nsm-1?app=a`. */
+  readonly networkServices: readonly string[];
+  /** Data-plane probe for heal. Default: `fakeProbe` of the node's data plane; `false` = none. */
+  readonly probe?: DataPlaneProbe | false;
+  readonly node?: number;
+  readonly env?: Env;
+}
+
+export interface SandboxClient extends RunningNsc {
+  readonly name: string;
+  /** The client's netns in the node's fake data plane (`fake://<name>`). */
+  readonly netns: string;
+  readonly node: SandboxNode;
+}
+
+/** Records a MonitorConnections stream; stopped by `stop()` or `sandbox.close()`. */
+export interface MonitorRecorder {
+  readonly events: ConnectionEvent[];
+  /** Resolves with the first recorded event (past or future) matching `pred`; rejects after `timeoutMs`. */
+  waitFor(pred: (e: ConnectionEvent) => boolean, timeoutMs?: number): Promise<ConnectionEvent>;
+  stop(): void;
+}
+
+export interface Sandbox {
+  readonly dir: string;
+  readonly registry: SandboxServer<RunningRegistry>;
+  readonly nodes: readonly SandboxNode[];
+  addEndpoint(opts: EndpointOptions): Promise<SandboxServer<RunningNse>>;
+  /** Starts a client; await `client.connected` for its connections. */
+  addClient(opts: ClientOptions): Promise<SandboxClient>;
+  /** Registers a NetworkService with the registry directly (as `nsm apply -f netsvc.yaml`). */
+  registerService(ns: Partial<NetworkService>): Promise<NetworkService>;
+  /** Records the MonitorConnections stream of a server (all connections unless `selector`). */
+  monitor(server: SandboxServer, selector?: Partial<MonitorScopeSelector>): MonitorRecorder;
+  kill(server: SandboxServer): Promise<void>;
+  restart(server: SandboxServer): Promise<void>;
+  close(): Promise<void>;
+}
+
+class Restartable<R extends { stop(): Promise<void> }> implements SandboxServer<R> {
+  running: R | undefined;
+  constructor(
+    readonly kind: SandboxServer['kind'],
+    readonly name: string,
+    readonly url: string,
+    readonly env: Env,
+    readonly start: () => Promise<R>,
+  ) {}
+
+  async up(): Promise<this> {
+    if (!this.running) this.running = await this.start();
+    return this;
+  }
+
+  async down(): Promise<void> {
+    const r = this.running;
+    this.running = undefined;
+    await r?.stop();
+  }
+}
+
+export async function sandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+  const level = parseLogLevel(process.env.NSM_SANDBOX_LOG ?? '');
+  const log = options.log ?? (level ? createLogger('sandbox', level) : silentLogger);
+  const dir = mkdtempSync(join(tmpdir(), 'nsm-sbx-'));
+  const sock = (name: string) => `unix://${join(dir, `${name}.sock`)}`;
+  const common = { NSM_MAX_TOKEN_LIFETIME: options.tokenLifetime ?? '10m' };
+  const pool = new ChannelPool();
+  const servers: Restartable<{ stop(): Promise<void> }>[] = [];
+  const clients: SandboxClient[] = [];
+  const recorders = new Set<MonitorRecorder>();
+
+  const server = async <R extends { stop(): Promise<void> }>(kind: SandboxServer['kind'], name: string, env: Env, start: (env: Env) => Promise<R>) => {
+    const s = new Restartable<R>(kind, name, env.NSM_LISTEN_ON!, env, () => start(env));
+    servers.push(s as unknown as Restartable<{ stop(): Promise<void> }>);
+    return s.up();
+  };
+  const own = (s: SandboxServer): Restartable<{ stop(): Promise<void> }> => {
+    const r = servers.find((x) => x === s);
+    if (!r) throw new Error(`${s.kind} ${s.name} is not part of this sandbox`);
+    return r;
+  };
+
+  const sb: Sandbox = {
+    dir,
+    registry: undefined as unknown as SandboxServer<RunningRegistry>,
+    nodes: [],
+
+    async addEndpoint(o) {
+      const node = nodeAt(o.node);
+      const env: Env = {
+        ...common,
+        NSM_NAME: o.name,
+        NSM_CONNECT_TO: node.nsmgr.url,
+        NSM_LISTEN_ON: sock(o.name),
+        NSM_SERVICE_NAMES: (o.services ?? ['ns-1']).join(','),
+        NSM_CIDR_PREFIX: o.cidr ?? '169.254.0.0/16',
+        NSM_LABELS: Object.entries(o.labels ?? {}).map(([k, v]) => `${k}:${v}`).join(','),
+        NSM_REGISTER_SERVICE: String(o.registerService ?? true),
+        ...o.env,
+      };
+      const nse = await server('nse', o.name, env, (e) => startNse(nseConfig.parse(e), { log: log.child({ component: o.name }), netnsUrl: `fake://${o.name}` }));
+      await nse.running!.registered;
+      return nse;
+    },
+
+    async addClient(o) {
+      const node = nodeAt(o.node);
+      const env: Env = {
+        ...common,
+        NSM_NAME: o.name,
+        NSM_CONNECT_TO: node.nsmgr.url,
+        NSM_NETWORK_SERVICES: o.networkServices.join(','),
+        NSM_REQUEST_TIMEOUT: options.requestTimeout ?? '5s',
+        NSM_LIVENESS_CHECK_INTERVAL: '50ms',
+        ...o.env,
+      };
+      const config = nscConfig.parse(env);
+      const probe = o.probe === false ? undefined : (o.probe ?? fakeProbe(node.dataplane, { interval: config.livenessCheckInterval }));
+      const netns = `fake://${o.name}`;
+      const running = await startNsc(config, { log: log.child({ component: o.name }), netnsUrl: netns, probe });
+      const c: SandboxClient = { ...running, name: o.name, netns, node };
+      clients.push(c);
+      return c;
+    },
+
+    async registerService(ns) {
+      const client = createClient(NetworkServiceRegistryDefinition, pool.get(sb.registry.url));
+      const link = linkSignals([], 5000);
+      try {
+        return await client.register(NetworkService.fromPartial(ns), { signal: link.signal });
+      } finally {
+        link.dispose();
+      }
+    },
+
+    monitor(s, selector = {}) {
+      const events: ConnectionEvent[] = [];
+      const waiters = new Set<() => void>();
+      const ac = new AbortController();
+      const client = createClient(MonitorConnectionDefinition, pool.get(s.url));
+      void (async () => {
+        try {
+          for await (const ev of client.monitorConnections({ pathSegments: [], networkServices: [], ...selector }, { signal: ac.signal })) {
+            events.push(ev);
+            for (const w of waiters) w();
+          }
+        } catch {
+          /* stopped, or the server went away */
+        }
+      })();
+      const rec: MonitorRecorder = {
+        events,
+        waitFor(pred, timeoutMs = 5000) {
+          const found = events.find(pred);
+          if (found) return Promise.resolve(found);
+          return new Promise((resolve, reject) => {
+            const check = () => {
+              const e = events.find(pred);
+              if (!e) return;
+              done();
+              resolve(e);
+            };
+            const t = setTimeout(() => (done(), reject(new Error(`no matching monitor event from ${s.name} within ${timeoutMs} ms`))), timeoutMs);
+            const done = () => (clearTimeout(t), waiters.delete(check));
+            waiters.add(check);
+          });
+        },
+        stop() {
+          ac.abort();
+          recorders.delete(rec);
+        },
+      };
+      recorders.add(rec);
+      return rec;
+    },
+
+    kill: (s) => own(s).down(),
+
+    async restart(s) {
+      const r = own(s);
+      await r.down();
+      await r.up();
+    },
+
+    async close() {
+      for (const r of [...recorders]) r.stop();
+      for (const c of clients.splice(0).reverse()) await c.stop().catch(() => undefined);
+      for (const s of servers.splice(0).reverse()) await s.down().catch(() => undefined);
+      pool.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+
+  const nodeAt = (i = 0): SandboxNode => {
+    const n = sb.nodes[i];
+    if (!n) throw new Error(`sandbox has no node ${i} (nodes: ${sb.nodes.length})`);
+    return n;
+  };
+
+  try {
+    const registryEnv: Env = { ...common, NSM_LISTEN_ON: sock('registry'), NSM_EXPIRE_PERIOD: options.registryExpiry ?? '1m' };
+    (sb as { registry: SandboxServer<RunningRegistry> }).registry = await server('registry', 'registry', registryEnv, (e) =>
+      startRegistry(registryConfig.parse(e), { log: log.child({ component: 'registry' }) }),
+    );
+    const nodes: SandboxNode[] = [];
+    for (let i = 0; i < (options.nodes ?? 1); i++) {
+      const nsmgrEnv: Env = { ...common, NSM_NAME: `nsmgr-${i}`, NSM_LISTEN_ON: sock(`nsmgr-${i}`), NSM_REGISTRY_URL: sb.registry.url, NODE_NAME: `node-${i}` };
+      const nsmgr = await server('nsmgr', `nsmgr-${i}`, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: log.child({ component: `nsmgr-${i}` }) }));
+      const dataplane = new SandboxDataPlane();
+      const fwdEnv: Env = { ...common, NSM_NAME: `forwarder-${i}`, NSM_LISTEN_ON: sock(`forwarder-${i}`), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: `node-${i}` };
+      const forwarder = await server('forwarder', `forwarder-${i}`, fwdEnv, (e) =>
+        startForwarder(forwarderConfig.parse(e), { log: log.child({ component: `forwarder-${i}` }), dataplane }),
+      );
+      nodes.push({ index: i, nsmgr, forwarder, dataplane });
+    }
+    (sb as { nodes: readonly SandboxNode[] }).nodes = nodes;
+  } catch (err) {
+    await sb.close();
+    throw err;
+  }
+  return sb;
+}
