@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addrs, applyNetsvc, healEvents, link, netns, nsm, ping, pingCounter, requireRoot, seed, sh, startMesh, waitFor } from './harness.js';
+import { addrs, applyNetsvc, healEvents, seedNscEnv, link, netns, nsm, ping, pingCounter, requireRoot, seed, sh, startMesh, waitFor } from './harness.js';
 
 const inNs = (ns: string, ...args: string[]) => sh('ip', ['netns', 'exec', ns, ...args]);
 
@@ -130,6 +130,22 @@ describe('client lifecycle (real processes, real netns)', { concurrency: false }
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok(await link(pods.nscNs, 'nsm-1'), 'still there right after the kill');
     await waitFor('nsm-1 removed by the timeout', async () => !(await link(pods.nscNs, 'nsm-1')), 30_000, 250);
+  });
+
+  it('a restarted NSC adopts the connection nsmgr still holds: no second interface, same ifindex and MAC', async (t) => {
+    if (!requireRoot(t)) return;
+    const mesh = await startMesh(t);
+    const pods = await seed(t, mesh);
+    const before = await link(pods.nscNs, 'nsm-1');
+    await pods.nsc.kill('SIGKILL');
+    const again = nsm(t, mesh.dir, 'nsc-again', ['nsc'], seedNscEnv(mesh), pods.nscNs);
+    await again.waitLog(/connection established/);
+    assert.match(again.log(), /adopting the connection nsmgr still holds/);
+    const after = await link(pods.nscNs, 'nsm-1');
+    assert.deepEqual([after?.ifindex, after?.address], [before?.ifindex, before?.address]);
+    const nscLinks = (await sh('ip', ['-n', pods.nscNs, '-o', 'link'])).trim().split('\n');
+    assert.equal(nscLinks.length, 2, `lo and nsm-1 only: ${nscLinks.join(' | ')}`);
+    assert.ok(await ping(pods.nscNs, '172.16.1.100', 2));
   });
 
   it('re-Request after ip link set nsm-1 down brings the same link back up (same MAC and ifindex)', async (t) => {
