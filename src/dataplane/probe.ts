@@ -12,6 +12,6 @@ export interface DataPlaneProbe {
   watch(conn: Connection, signal: AbortSignal): AsyncIterable<Observation>;
   /** One immediate check of the kernel state and of probe freshness. */
   check(conn: Connection, signal: AbortSignal): Promise<Observation>;
-  /** Restarts the probe grace period (after a successful Request). */
-  reset(conn: Connection): void;
+  /** Restarts the probe grace period (after a successful Request); `graceMs` overrides its length once. */
+  reset(conn: Connection, graceMs?: number): void;
 }

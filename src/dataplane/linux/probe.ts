@@ -55,6 +55,8 @@ export function linuxProbe(deps: { log: Logger; clock?: Clock }, options: LinuxP
   /** Per pair key `src>dst`: time of last reply. */
   const lastReply = new Map<string, number>();
   let graceFrom = clock.now();
+  /** Extra grace beyond one timeout (after a reselect: a new interface takes a moment to pass traffic). */
+  let extraGrace = 0;
 
   async function kernelCheck(conn: Connection, signal?: AbortSignal): Promise<Observation> {
     const want = expectOf(conn);
@@ -85,15 +87,16 @@ export function linuxProbe(deps: { log: Logger; clock?: Clock }, options: LinuxP
     if (!want) return { ok: true };
     const now = clock.now();
     for (const [s, d] of want.pairs) {
-      const since = Math.max(lastReply.get(`${s}>${d}`) ?? 0, graceFrom);
+      const since = Math.max(lastReply.get(`${s}>${d}`) ?? 0, graceFrom + extraGrace);
       if (now - since > options.timeout) return { ok: false, source: 'probe', detail: `no ICMP reply from ${d} (source ${s}) for ${now - since} ms` };
     }
     return { ok: true };
   }
 
   return {
-    reset() {
+    reset(_conn, graceMs) {
       graceFrom = clock.now();
+      extraGrace = graceMs === undefined ? 0 : Math.max(0, graceMs - options.timeout);
     },
     async check(conn, signal) {
       const k = await kernelCheck(conn, signal);

@@ -138,10 +138,13 @@ function routeMatches(k: KRoute, w: WantRoute): boolean {
 // ---- batch lines ----
 
 export const L = {
-  create: (nsc: string, nse: string, nsePath: string, mtu?: number): BatchLine => {
+  /** Creates `name` here and its veth peer `peer` directly in the netns at `peerPath`. */
+  create: (name: string, peer: string, peerPath: string, mtu?: number): BatchLine => {
     const m = mtu ? ` mtu ${mtu}` : '';
-    return { step: 'create veth', cmd: `link add ${nsc}${m} type veth peer name ${nse}${m} netns ${nsePath}` };
+    return { step: 'create veth', cmd: `link add ${name}${m} type veth peer name ${peer}${m} netns ${peerPath}` };
   },
+  /** Drops neighbour entries (e.g. an ARP entry left INCOMPLETE while the link had no carrier). */
+  flushNeigh: (name: string): BatchLine => ({ step: 'flush neighbours', cmd: `neigh flush dev ${name}` }),
   alias: (name: string, alias: string): BatchLine => ({ step: 'set alias', cmd: `link set dev ${name} alias ${alias}` }),
   mtu: (name: string, mtu: number): BatchLine => ({ step: `set mtu ${mtu}`, cmd: `link set dev ${name} mtu ${mtu}` }),
   up: (name: string): BatchLine => ({ step: 'set up', cmd: `link set dev ${name} up` }),

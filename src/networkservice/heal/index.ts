@@ -26,6 +26,7 @@ export const DEFAULT_HEAL_CONFIRMATIONS = 3;
 export const DEFAULT_HEAL_MAX_BACKOFF = 5000;
 export const DEFAULT_HEAL_BASE_BACKOFF = 100;
 export const DEFAULT_HEAL_STABLE_WINDOW = 5000;
+export const DEFAULT_HEAL_RESELECT_GRACE = 3000;
 
 export const HEAL_MACHINE = new StateKey<HealMachine>('heal/machine');
 
@@ -44,6 +45,7 @@ export function healClient(deps: HealDeps, options: Partial<HealOptions> = {}): 
     maxBackoff: options.maxBackoff ?? DEFAULT_HEAL_MAX_BACKOFF,
     baseBackoff: options.baseBackoff ?? DEFAULT_HEAL_BASE_BACKOFF,
     stableWindow: options.stableWindow ?? DEFAULT_HEAL_STABLE_WINDOW,
+    reselectGrace: options.reselectGrace ?? DEFAULT_HEAL_RESELECT_GRACE,
   });
   const log = deps.log.child({ element: 'heal' });
   return {
@@ -73,6 +75,9 @@ export function healClient(deps: HealDeps, options: Partial<HealOptions> = {}): 
       void machine.run();
       return conn;
     },
-    close: (conn, ctx, next) => next.close(conn, ctx),
+    close(conn, ctx, next) {
+      ctx.state.get(HEAL_MACHINE)?.closing();
+      return next.close(conn, ctx);
+    },
   };
 }

@@ -8,7 +8,7 @@ import { silentLogger } from '../../core/log.js';
 import { HealMachine } from './machine.js';
 import type { ControlPlaneWatch, DataPlaneProbe, HealEvent, Observation } from './types.js';
 
-const OPTS = { interval: 200, confirmations: 3, maxBackoff: 5000, baseBackoff: 100, stableWindow: 5000 };
+const OPTS = { interval: 200, confirmations: 3, maxBackoff: 5000, baseBackoff: 100, stableWindow: 5000, reselectGrace: 3000 };
 
 /** A controllable probe: `state` is what check() sees; `emit` pushes a watch observation. */
 function fakeProbe() {
@@ -186,6 +186,45 @@ describe('heal machine', () => {
     assert.equal(h.types().at(-1), 'healed');
     h.ev.end();
     await h.done;
+  });
+
+  it('a kernel fault soon after a repair is repaired again (reconcile fixes kernel state), never reselected', async () => {
+    const h = setup([], () => h.probe.set({ ok: true }));
+    for (let i = 0; i < 3; i++) {
+      await settle(h.clock, 500);
+      h.probe.set({ ok: false, source: 'kernel', detail: 'nsm-1 is down' });
+      h.probe.emit({ ok: false, source: 'kernel', detail: 'nsm-1 is down' });
+      await settle(h.clock, 600);
+    }
+    assert.deepEqual(h.ev.calls, [false, false, false]);
+    h.ev.end();
+    await h.done;
+  });
+
+  it('a probe fault soon after a repair escalates to reselect: the repair did not restore traffic', async () => {
+    const h = setup([], () => h.probe.set({ ok: true }));
+    await settle(h.clock, 50);
+    h.probe.set({ ok: false, source: 'kernel', detail: 'route missing' });
+    h.probe.emit({ ok: false, source: 'kernel', detail: 'route missing' });
+    await settle(h.clock, 600);
+    h.probe.emit({ ok: false, source: 'probe', detail: 'no ICMP reply for 1000 ms' });
+    await settle(h.clock, 200);
+    assert.deepEqual(h.ev.calls, [false, true]);
+    h.ev.end();
+    await h.done;
+  });
+
+  it('closing(): the Close of the owner is not taken for a fault (its DELETE event heals nothing)', async () => {
+    const h = setup();
+    await settle(h.clock, 50);
+    h.m.closing();
+    h.cp.down('connection deleted by the nsmgr');
+    h.probe.emit({ ok: false, source: 'kernel', detail: 'interface nsm-1 is missing' });
+    await settle(h.clock, 1000);
+    assert.deepEqual(h.ev.calls, []);
+    assert.deepEqual(h.types(), []);
+    await h.done;
+    h.ev.end();
   });
 
   it('does nothing after Close', async () => {

@@ -17,7 +17,10 @@
  *      repair is answered "endpoint not found" the endpoint is gone, and the connection is reselected.
  *    - Data-plane fault → repair in place first (the forwarder reconciles; name, MAC, ifindex kept).
  *      Reselect (Close, then Request with a new forwarder/endpoint) when the repair did not restore the
- *      data plane, or when a new data-plane fault follows within `stableWindow` of the last repair.
+ *      data plane, or when a *probe* fault (traffic, not kernel state) follows within `stableWindow` of a
+ *      repair: reconciling restored the kernel state but not the traffic. A kernel-state fault always
+ *      starts with a repair, however often it happens: reconciling is exactly what fixes it.
+ *    - After a reselect (a new interface) the probe grace is `reselectGrace` instead of one timeout.
  * 3. Retry. A failed attempt waits a bounded backoff (100 ms doubling up to `maxBackoff`) before the next;
  *    two failed repairs of a data-plane fault escalate to reselect.
  * 4. Nothing runs after Close: every wait and watch is tied to the connection's lifetime signal.
@@ -38,6 +41,8 @@ export interface HealOptions {
   readonly maxBackoff: number;
   readonly stableWindow: number;
   readonly baseBackoff: number;
+  /** Probe grace after a reselect (a new interface), in ms. */
+  readonly reselectGrace: number;
 }
 
 export interface HealMachineDeps {
@@ -58,6 +63,7 @@ export class HealMachine {
   #queue: Trigger[] = [];
   #wake?: () => void;
   #lastRepairAt = -Infinity;
+  #closing = false;
   readonly #deps: HealMachineDeps;
   readonly #opts: HealOptions;
 
@@ -82,13 +88,26 @@ export class HealMachine {
     if (this.#state === 'watching' || this.#state === 'suspect') this.#restartWatchers();
   }
 
+  /**
+   * The connection is being closed by its owner: stop watching at once, so the Close's own DELETE event
+   * is not taken for a fault. (An internal Close of a reselect happens while healing and does not stop it.)
+   */
+  closing(): void {
+    if (this.#state !== 'watching' && this.#state !== 'suspect') return;
+    this.#closing = true;
+    this.#watchers?.abort();
+    this.#queue = [];
+    this.#wake?.();
+  }
+
   /** Runs until the connection's lifetime ends. */
   async run(): Promise<void> {
     const lifetime = this.#deps.events.lifetime;
     this.#restartWatchers();
     try {
-      while (!lifetime.aborted) {
+      while (!lifetime.aborted && !this.#closing) {
         const trigger = await this.#next(lifetime);
+        if (this.#closing || !trigger) break;
         await this.#handle(trigger, lifetime);
       }
     } catch (err) {
@@ -115,8 +134,9 @@ export class HealMachine {
     this.#wake?.();
   }
 
-  async #next(signal: AbortSignal): Promise<Trigger> {
+  async #next(signal: AbortSignal): Promise<Trigger | undefined> {
     while (this.#queue.length === 0) {
+      if (this.#closing) return undefined;
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => reject(signal.reason);
         this.#wake = () => {
@@ -132,6 +152,7 @@ export class HealMachine {
 
   #restartWatchers(): void {
     this.#watchers?.abort();
+    if (this.#closing) return;
     this.#queue = [];
     const ac = new AbortController();
     this.#watchers = ac;
@@ -192,7 +213,8 @@ export class HealMachine {
 
     let failedRepairs = 0;
     let endpointGone = false;
-    let forceReselect = dpDown && detectedAt - this.#lastRepairAt < this.#opts.stableWindow;
+    const probeFault = trigger.kind === 'dp' && trigger.obs.source === 'probe';
+    let forceReselect = probeFault && detectedAt - this.#lastRepairAt < this.#opts.stableWindow;
     for (let attempt = 1; !lifetime.aborted; attempt++) {
       const action: HealAction = forceReselect || endpointGone || (dpDown && failedRepairs >= 2) ? 'reselect' : 'repair';
       if (action === 'reselect') {
@@ -213,7 +235,7 @@ export class HealMachine {
         if (action === 'repair' && dpDown) this.#lastRepairAt = clock.now();
         this.#emit({ type: 'healed', connId, at: clock.now(), action, cause, detectedAt, ms: clock.now() - detectedAt, attempts: attempt });
         this.#set('watching');
-        probe?.reset(conn);
+        probe?.reset(conn, action === 'reselect' ? this.#opts.reselectGrace : undefined);
         this.#restartWatchers();
         return;
       } catch (err) {

@@ -1,0 +1,337 @@
+/**
+ * Small helpers shared by the end-to-end benchmarks (plain scripts, not node:test): machine info,
+ * percentiles, `nsmb-*` network namespaces, `nsm` processes started and killed by pid, a mesh
+ * (registry + nsmgr + forwarder) and one cleanup list that also runs on Ctrl-C / SIGTERM / errors.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { stat, readdir } from 'node:fs/promises';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+export const MAIN = join(ROOT, 'dist/src/cli/main.js');
+
+/** Wall-clock time in ms with sub-ms resolution (same clock as `ping -D`). */
+export const wallNow = (): number => performance.timeOrigin + performance.now();
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---- statistics and output ---------------------------------------------------------------------------
+
+export interface Stats {
+  n: number;
+  min: number;
+  p50: number;
+  p95: number;
+  max: number;
+  mean: number;
+}
+
+export function stats(samples: number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))] ?? NaN;
+  return { n: s.length, min: s[0] ?? NaN, p50: at(0.5), p95: at(0.95), max: s.at(-1) ?? NaN, mean: s.reduce((x, y) => x + y, 0) / Math.max(1, s.length) };
+}
+
+export const ms = (v: number, digits = 1): string => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+
+/** A markdown table (also readable on a terminal). */
+export function table(header: string[], rows: Array<Array<string | number>>): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const w = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
+  return [line(header), `|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
+}
+
+export function machineInfo(): string {
+  const la = loadavg().map((x) => x.toFixed(2)).join(' ');
+  return `machine: ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), kernel ${release()}, node ${process.version}, ${new Date().toISOString()}, loadavg ${la}`;
+}
+
+export const loadavgNow = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
+
+export function argValue(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && process.argv[i + 1] !== undefined) return process.argv[i + 1]!;
+  const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return eq ? eq.slice(name.length + 3) : dflt;
+}
+
+export const hasFlag = (name: string): boolean => process.argv.includes(`--${name}`);
+
+// ---- cleanup -------------------------------------------------------------------------------------------
+
+type Fn = () => Promise<void> | void;
+const cleanups: Fn[] = [];
+let cleaning: Promise<void> | undefined;
+
+/** Registers a cleanup; they run in reverse order, once, at the end or on a signal. */
+export function onCleanup(fn: Fn): void {
+  cleanups.push(fn);
+}
+
+export function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length) {
+      const fn = cleanups.pop()!;
+      try {
+        await fn();
+      } catch (err) {
+        process.stderr.write(`cleanup: ${(err as Error).message}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+/** Runs `main`, then the cleanups; Ctrl-C / SIGTERM / SIGHUP also run them before exiting. */
+export function runBench(main: () => Promise<void>): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\n${sig}: cleaning up…\n`);
+      void cleanupAll().finally(() => process.exit(130));
+    });
+  }
+  for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
+    process.on(ev, (err: unknown) => {
+      process.stderr.write(`${ev}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\ncleaning up…\n`);
+      void cleanupAll().finally(() => process.exit(1));
+    });
+  }
+  main()
+    .catch((err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    })
+    .finally(() => cleanupAll().then(() => process.exit(process.exitCode ?? 0)));
+}
+
+// ---- commands ------------------------------------------------------------------------------------------
+
+export async function sh(cmd: string, args: string[]): Promise<string> {
+  const { stdout } = await run(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
+}
+
+/** `nsenter --net=<path> argv…` with optional stdin; rejects on non-zero exit. */
+export function execIn(path: string, argv: string[], input?: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const c = spawn('nsenter', [`--net=${path}`, ...argv], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    c.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    c.on('error', rej);
+    c.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${argv.join(' ')}: exit ${code}: ${err.trim()}`))));
+    if (input !== undefined) {
+      c.stdin!.on('error', () => undefined);
+      c.stdin!.end(input);
+    }
+  });
+}
+
+// ---- network namespaces --------------------------------------------------------------------------------
+
+export interface Ns {
+  name: string;
+  path: string;
+  inodeUrl: string;
+  ino: bigint;
+}
+
+const made = new Set<string>();
+// Registered first, so it runs last: processes are killed before their netns go.
+onCleanup(async () => {
+  for (const n of [...made]) await delNsByName(n);
+});
+
+/** Creates netns `nsmb-<tag>-<rand>` with lo up; deleted by `delNs` or at cleanup. */
+export async function addNs(tag: string): Promise<Ns> {
+  const name = `nsmb-${tag}-${Math.random().toString(36).slice(2, 7)}`;
+  await run('ip', ['netns', 'add', name]);
+  made.add(name);
+  await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  const path = `/run/netns/${name}`;
+  const s = await stat(path, { bigint: true });
+  return { name, path, inodeUrl: `inode://${s.dev}/${s.ino}`, ino: s.ino };
+}
+
+async function delNsByName(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('ip', ['netns', 'del', name]);
+      break;
+    } catch (err) {
+      if (!existsSync(`/run/netns/${name}`)) break;
+      if (attempt >= 20) {
+        process.stderr.write(`cannot delete netns ${name}: ${(err as Error).message.trim()}\n`);
+        return;
+      }
+      if (process.env.NSMB_DEBUG) process.stderr.write(`ip netns del ${name} (attempt ${attempt}): ${(err as Error).message.trim()}\n`);
+      await sleep(20 * attempt);
+    }
+  }
+  made.delete(name);
+}
+
+export async function delNs(ns: Ns): Promise<void> {
+  await delNsByName(ns.name);
+}
+
+/** `nsmb-*` netns still present (named) — for the leak check at the end. */
+export async function leftoverNs(): Promise<string[]> {
+  return (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => made.has(n));
+}
+
+// ---- processes -----------------------------------------------------------------------------------------
+
+export interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly logFile: string;
+  log(): string;
+  waitLog(re: RegExp, timeoutMs?: number, from?: number): Promise<RegExpExecArray>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 20): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Starts `nsm <args>` (inside netns `ns` when given) with its output in `<dir>/<name>.log`; killed by pid at cleanup. */
+export function startNsm(dir: string, name: string, args: string[], env: Record<string, string>, ns?: Ns): Proc {
+  const logFile = join(dir, `${name}.log`);
+  const out = createWriteStream(logFile, { flags: 'a' });
+  const cmd = ns ? 'ip' : process.execPath;
+  const argv = ns ? ['netns', 'exec', ns.name, process.execPath, MAIN, ...args] : [MAIN, ...args];
+  const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.pipe(out, { end: false });
+  child.stderr!.pipe(out, { end: false });
+  const exit = new Promise<void>((r) => child.once('exit', () => r()));
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const proc: Proc = {
+    name,
+    child,
+    pid: child.pid!,
+    logFile,
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+    waitLog: (re, timeoutMs = 15_000, from = 0) =>
+      waitFor(`${name} log ${re}`, () => {
+        if (!alive()) throw new Error(`${name} exited (code ${child.exitCode}, signal ${child.signalCode}); log:\n${proc.log().slice(-2000)}`);
+        return re.exec(proc.log().slice(from)) ?? undefined;
+      }, timeoutMs),
+    async kill(signal = 'SIGTERM') {
+      if (alive()) child.kill(signal);
+      const t = setTimeout(() => alive() && child.kill('SIGKILL'), 8000);
+      await exit;
+      clearTimeout(t);
+      out.end();
+    },
+  };
+  onCleanup(() => proc.kill('SIGTERM'));
+  return proc;
+}
+
+export function benchDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), `nsmb-${prefix}-`));
+  onCleanup(() => {
+    if (!process.env.NSMB_KEEP_LOGS) rmSync(d, { recursive: true, force: true });
+    else process.stderr.write(`logs kept in ${d}\n`);
+  });
+  return d;
+}
+
+export type MeshComponent = 'registry' | 'nsmgr' | 'forwarder';
+
+export interface Mesh {
+  readonly dir: string;
+  readonly sock: Record<MeshComponent, string>;
+  procs: Record<MeshComponent, Proc>;
+  /** SIGKILL `c` and start it again at once; resolves when the new one logs "ready". */
+  restart(c: MeshComponent, signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startMesh(dir: string, levels: Partial<Record<MeshComponent, string>> = {}): Promise<Mesh> {
+  const sock = { registry: `unix://${dir}/registry.sock`, nsmgr: `unix://${dir}/nsm.io.sock`, forwarder: `unix://${dir}/forwarder.sock` };
+  const envs: Record<MeshComponent, Record<string, string>> = {
+    registry: { NSM_LISTEN_ON: sock.registry },
+    nsmgr: { NSM_NAME: 'nsmgr-bench', NSM_LISTEN_ON: sock.nsmgr, NSM_REGISTRY_URL: sock.registry, NODE_NAME: 'node-1' },
+    forwarder: { NSM_NAME: 'forwarder-bench', NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1' },
+  };
+  const starts: Record<string, number> = {};
+  const start = async (c: MeshComponent) => {
+    starts[c] = (starts[c] ?? 0) + 1;
+    const p = startNsm(dir, `${c}-${starts[c]}`, [c], { NSM_LOG_LEVEL: levels[c] ?? 'info', ...envs[c] });
+    await p.waitLog(/"msg":"ready"/);
+    return p;
+  };
+  const procs = { registry: await start('registry'), nsmgr: await start('nsmgr'), forwarder: await start('forwarder') };
+  return {
+    dir,
+    sock,
+    procs,
+    async restart(c, signal = 'SIGKILL') {
+      await procs[c].kill(signal);
+      procs[c] = await start(c);
+    },
+  };
+}
+
+/** The seed NSE (icmp responder) inside `ns`, registered with its service; resolves when ready. */
+export async function startNse(mesh: Mesh, ns: Ns, env: Record<string, string>): Promise<Proc> {
+  const p = startNsm(mesh.dir, 'nse', ['nse'], {
+    NSM_CONNECT_TO: mesh.sock.nsmgr,
+    NSM_NAME: 'nse-bench',
+    NSM_SERVICE_NAMES: 'dataplane-interrupt',
+    NSM_REGISTER_SERVICE: 'true',
+    ...env,
+  }, ns);
+  await p.waitLog(/"msg":"ready"/);
+  return p;
+}
+
+// ---- kernel views --------------------------------------------------------------------------------------
+
+export interface LinkView {
+  ifname: string;
+  flags: string[];
+  operstate: string;
+  addr_info: Array<{ family: string; local: string; prefixlen: number; scope: string }>;
+}
+
+export async function linkView(ns: Ns, dev: string): Promise<LinkView | undefined> {
+  try {
+    return (JSON.parse(await sh('ip', ['-n', ns.name, '-j', 'addr', 'show', 'dev', dev])) as LinkView[])[0];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function nonLoLinks(ns: Ns): Promise<string[]> {
+  const l = JSON.parse(await sh('ip', ['-n', ns.name, '-j', 'link', 'show'])) as Array<{ ifname: string }>;
+  return l.map((x) => x.ifname).filter((n) => n !== 'lo');
+}
+
+export interface RouteView {
+  dst: string;
+  dev: string;
+  scope?: string;
+  prefsrc?: string;
+  gateway?: string;
+  protocol?: string;
+}
+
+export async function routes(ns: Ns): Promise<RouteView[]> {
+  return JSON.parse(await sh('ip', ['-n', ns.name, '-j', 'route', 'show'])) as RouteView[];
+}
