@@ -8,18 +8,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { DataplaneError } from '../core/errors.js';
 import { endsFromIpContext } from './ipcontext.js';
-import type { DataPlane, PairSpec, RouteSpec } from './types.js';
+import type { DataPlane, InterfaceState, PairSpec } from './types.js';
 
-export interface ContractLink {
-  exists: boolean;
-  up: boolean;
-  ifindex: number;
-  mac: string;
-  mtu: number;
-  alias?: string;
-  addrs: string[];
-  routes: RouteSpec[];
-}
+/** The part of an interface's state the contract checks (the fake reports no carrier/operstate). */
+export type ContractLink = Pick<InterfaceState, 'exists' | 'up' | 'ifindex' | 'mac' | 'mtu' | 'alias' | 'addrs' | 'routes'>;
 
 /** Ways to break a netns behind the data plane's back (`ns` is the netns URL used in specs). */
 export interface ContractBreak {

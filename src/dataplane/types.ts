@@ -84,3 +84,19 @@ export interface DataPlane {
   /** Removes one link found by `owned()` if it still carries the same alias; missing = success. */
   removeOwned(link: OwnedLink, opts?: OpOptions): Promise<void>;
 }
+
+/** What the kernel says about one interface (linux/inspect.ts reads it; the contract suite checks a subset). */
+export interface InterfaceState {
+  exists: boolean;
+  up: boolean;
+  carrier: boolean;
+  operstate: string;
+  ifindex: number;
+  mac: string;
+  mtu: number;
+  alias?: string;
+  /** Addresses other than link-local, as `ip/prefix`. */
+  addrs: string[];
+  /** Routes on the interface other than the kernel's own (prefix routes of addresses). */
+  routes: RouteSpec[];
+}

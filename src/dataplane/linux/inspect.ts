@@ -4,26 +4,13 @@
  * from a long-lived `ip monitor`, so heal can react without polling.
  */
 import { silentLogger, type Logger } from '../../core/log.js';
-import type { RouteSpec } from '../types.js';
+import type { InterfaceState } from '../types.js';
 import { Ip, SELF, type MonitorNotice, type NetnsPath } from './ip.js';
 import { STATE_READ_LINES, managedRoutes, parseState } from './state.js';
 
 export type { MonitorNotice };
 
-export interface InterfaceState {
-  exists: boolean;
-  up: boolean;
-  carrier: boolean;
-  operstate: string;
-  ifindex: number;
-  mac: string;
-  mtu: number;
-  alias?: string;
-  /** Addresses other than link-local, as `ip/prefix`. */
-  addrs: string[];
-  /** Routes on the interface other than the kernel's own (prefix routes of addresses). */
-  routes: RouteSpec[];
-}
+export type { InterfaceState };
 
 export interface InspectDeps {
   log?: Logger;

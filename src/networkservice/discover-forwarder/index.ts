@@ -85,12 +85,17 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
       const stored = ctx.state.get(FORWARDER_NAME);
 
       const service = conn.networkService;
-      const ns = (await findNetworkServices(deps.nsRegistry, { name: service }, ctx)).find((s) => s.name === service);
+      // the two lookups are independent: one round trip instead of two
+      const [services, forwarders] = await Promise.all([
+        findNetworkServices(deps.nsRegistry, { name: service }, ctx),
+        findEndpoints(deps.nseRegistry, { networkServiceNames: [config.forwarderServiceName], name: stored ?? '', url: config.nsmgrUrl }, ctx),
+      ]);
+      const ns = services.find((s) => s.name === service);
       if (!ns) throw new NotFoundError(`network service "${service}" not found`);
 
-      const found = (
-        await findEndpoints(deps.nseRegistry, { networkServiceNames: [config.forwarderServiceName], name: stored ?? '', url: config.nsmgrUrl }, ctx)
-      ).filter((f) => f.networkServiceNames.includes(config.forwarderServiceName) && (stored === undefined || f.name === stored) && !isExpired(f, now()));
+      const found = forwarders.filter(
+        (f) => f.networkServiceNames.includes(config.forwarderServiceName) && (stored === undefined || f.name === stored) && !isExpired(f, now()),
+      );
       const candidates = matchForwarders(conn.labels ?? {}, ns, found, config.forwarderServiceName);
       if (candidates.length === 0) {
         throw new NotFoundError(stored !== undefined ? `forwarder "${stored}" is not available` : `no forwarder found for "${service}" (registered: ${found.length})`);

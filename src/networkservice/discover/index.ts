@@ -48,11 +48,14 @@ export function discoverServer(deps: DiscoverDeps): NetworkServiceElement {
         return next.request(req, ctx);
       }
       const service = conn.networkService;
-      const ns = (await findNetworkServices(deps.nsRegistry, { name: service }, ctx)).find((s) => s.name === service);
+      // the two lookups are independent: one round trip instead of two
+      const [services, endpoints] = await Promise.all([
+        findNetworkServices(deps.nsRegistry, { name: service }, ctx),
+        findEndpoints(deps.nseRegistry, { networkServiceNames: [service] }, ctx),
+      ]);
+      const ns = services.find((s) => s.name === service);
       if (!ns) throw new NotFoundError(`network service "${service}" not found`);
-      const all = (await findEndpoints(deps.nseRegistry, { networkServiceNames: [service] }, ctx)).filter(
-        (n) => n.networkServiceNames.includes(service) && !isExpired(n, now()),
-      );
+      const all = endpoints.filter((n) => n.networkServiceNames.includes(service) && !isExpired(n, now()));
       const candidates = matchEndpoints(conn.labels ?? {}, ns, all);
       log.debug({ service, found: all.map((n) => n.name), candidates: candidates.map((n) => n.name) }, 'endpoints discovered');
       if (candidates.length === 0) {

@@ -31,7 +31,7 @@ import type { EventFactory } from '../../core/context.js';
 import { backoff, delay } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { linkSignals } from '../../core/signals.js';
+import { linkSignals, ENDED } from '../../core/signals.js';
 import type { DataPlaneProbe, Observation } from '../../dataplane/probe.js';
 import type { ControlPlaneWatch, HealAction, HealCause, HealEvent, HealState } from './types.js';
 
@@ -95,7 +95,7 @@ export class HealMachine {
   closing(): void {
     if (this.#state !== 'watching' && this.#state !== 'suspect') return;
     this.#closing = true;
-    this.#watchers?.abort();
+    this.#watchers?.abort(ENDED);
     this.#queue = [];
     this.#wake?.();
   }
@@ -114,7 +114,7 @@ export class HealMachine {
       if (!lifetime.aborted) this.#deps.log.error({ err: errorMessage(err) }, 'heal loop ended unexpectedly');
     } finally {
       this.#set('closed');
-      this.#watchers?.abort();
+      this.#watchers?.abort(ENDED);
     }
   }
 
@@ -151,7 +151,7 @@ export class HealMachine {
   }
 
   #restartWatchers(): void {
-    this.#watchers?.abort();
+    this.#watchers?.abort(ENDED);
     if (this.#closing) return;
     this.#queue = [];
     const ac = new AbortController();
@@ -197,7 +197,7 @@ export class HealMachine {
       }
     }
     const detectedAt = clock.now();
-    this.#watchers?.abort();
+    this.#watchers?.abort(ENDED);
     this.#queue = [];
 
     let dpDown = cause === 'data-plane';

@@ -28,7 +28,7 @@ import { cloneConnection } from '../../api/helpers.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { errorMessage, UnavailableError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { linkSignals } from '../../core/signals.js';
+import { linkSignals, ENDED } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
 import { CONNECTED_URL } from '../connect/state.js';
 import { MonitorService } from './service.js';
@@ -95,7 +95,7 @@ export function monitorServer(deps: MonitorDeps): NetworkServiceElement {
   };
 
   const stop = (pt: Passthrough | undefined) => {
-    if (pt && !pt.controller.signal.aborted) pt.controller.abort();
+    if (pt && !pt.controller.signal.aborted) pt.controller.abort(ENDED);
   };
 
   return {

@@ -12,6 +12,7 @@
  *   `bufferSize` distinct connections the oldest pending event is dropped (counted in `dropped`).
  *   A cancelled subscription leaves no listener behind.
  */
+import { ENDED } from '../../core/signals.js';
 import {
   Connection,
   ConnectionEventType,
@@ -62,6 +63,11 @@ class Subscriber {
     if (first.done) return undefined;
     this.pending.delete(first.value[0]);
     return first.value[1];
+  }
+
+  /** Wakes a pending `wait` (used when the service stops). */
+  interrupt(): void {
+    this.#wake?.();
   }
 
   /** Resolves on the next push or when a signal aborts; removes its listeners either way. */
@@ -119,9 +125,10 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
     this.#broadcast(ConnectionEventType.DELETE, c);
   }
 
-  /** Ends every subscription (server stop). */
+  /** Ends every subscription (server stop): wakes each waiting subscriber, which then sees the stop. */
   stop(): void {
-    this.#stop.abort();
+    this.#stop.abort(ENDED);
+    for (const s of this.#subscribers) s.interrupt();
   }
 
   #broadcast(type: ConnectionEventType, conn: Connection): void {
@@ -137,7 +144,9 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
       const initial: Record<string, Connection> = {};
       for (const c of this.#connections.values()) if (matchesSelector(c, selector)) initial[c.id] = cloneConnection(c);
       yield { type: ConnectionEventType.INITIAL_STATE_TRANSFER, connections: initial };
-      const signals = [call.signal, this.#stop.signal];
+      // only the call's own signal is listened to; stop() wakes subscribers itself, so the service-wide
+      // stop signal does not collect one listener per open stream
+      const signals = [call.signal];
       while (!call.signal.aborted && !this.#stop.signal.aborted) {
         const next = sub.shift();
         if (next) {

@@ -7,6 +7,7 @@
  * runs after `stop()`. Timers come from the injected `Clock`. NSE registry chain, after `validate`,
  * before `store`. Mirrors upstream `sdk:pkg/registry/common/expire` (nse_server.go).
  */
+import { ENDED } from '../../core/signals.js';
 import type { NseElement, NseHandler } from '../../core/chain.js';
 import type { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
@@ -80,7 +81,7 @@ export function expireNseServer(
       return next.unregister(nse, ctx);
     },
     stop() {
-      lifetime.abort();
+      lifetime.abort(ENDED);
       for (const name of [...entries.keys()]) cancel(name);
     },
   };

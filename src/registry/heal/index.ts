@@ -27,7 +27,7 @@ import { realClock, type Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
-import { linkSignals } from '../../core/signals.js';
+import { linkSignals, ENDED } from '../../core/signals.js';
 import { Backoff, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS, clockDelay } from '../refresh/backoff.js';
 
 /** Bound of one re-Register attempt. */
@@ -72,7 +72,7 @@ function healElement<T extends { name: string }, Q, R>(
     const e = entries.get(name);
     if (!e) return;
     entries.delete(name);
-    e.controller.abort();
+    e.controller.abort(ENDED);
   };
   deps.signal?.addEventListener('abort', () => {
     for (const name of [...entries.keys()]) cancel(name);

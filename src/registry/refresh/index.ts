@@ -18,7 +18,7 @@ import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
-import { linkSignals } from '../../core/signals.js';
+import { linkSignals, ENDED } from '../../core/signals.js';
 import { Backoff, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS, clockDelay } from './backoff.js';
 
 export { Backoff, clockDelay, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS } from './backoff.js';
@@ -67,7 +67,7 @@ export function nseRefreshClient(deps: RefreshDeps = {}, options: RefreshOptions
     if (!e) return;
     entries.delete(name);
     e.timer?.cancel();
-    e.controller.abort();
+    e.controller.abort(ENDED);
   };
   deps.signal?.addEventListener('abort', () => {
     for (const name of [...entries.keys()]) cancel(name);

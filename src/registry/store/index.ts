@@ -18,7 +18,7 @@ import type {
 } from '../../api/gen/registry.js';
 import type { NsElement, NseElement, RegistryElement } from '../../core/chain.js';
 import type { CallContext } from '../../core/context.js';
-import { linkSignals } from '../../core/signals.js';
+import { linkSignals, ENDED } from '../../core/signals.js';
 import { matchNetworkService, matchNetworkServiceEndpoint } from '../matchutils/index.js';
 import type { RegistryStore, Store } from '../store.js';
 
@@ -58,13 +58,13 @@ function storeServer<T extends { name: string }, Q extends { watch: boolean }, R
           if (!changes) return;
           for await (const ev of changes) if (matches(t, ev.item)) yield response(ev.item, ev.type === 'delete');
         } finally {
-          done.abort();
+          done.abort(ENDED);
           link?.dispose();
         }
       })();
     },
     stop() {
-      lifetime.abort();
+      lifetime.abort(ENDED);
     },
   };
 }
