@@ -3,7 +3,7 @@
  * restarts of every component (killed with SIGKILL and started again, as a supervisor would).
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { addrs, applyNetsvc, healEvents, seedNscEnv, link, netns, nsm, ping, pingCounter, requireRoot, seed, sh, startMesh, waitFor } from './harness.js';
 
 const inNs = (ns: string, ...args: string[]) => sh('ip', ['netns', 'exec', ns, ...args]);
@@ -39,41 +39,37 @@ describe('heal: data-plane interruptions (real processes, real netns)', { concur
 });
 
 describe('heal: component restarts (real processes, real netns)', { concurrency: false }, () => {
-  it('nsmgr SIGKILL + restart: zero lost pings, same interface, connection re-attached', async (t) => {
-    if (!requireRoot(t)) return;
+  /** Kills `component` with SIGKILL and starts it again while `ping -i 0.2` runs through the connection. */
+  async function restartUnderTraffic(t: TestContext, component: 'nsmgr' | 'forwarder') {
     const mesh = await startMesh(t);
     const pods = await seed(t, mesh);
     const before = await link(pods.nscNs, 'nsm-1');
     const pinger = pingCounter(t, pods.nscNs, '172.16.1.100');
     await new Promise((r) => setTimeout(r, 1000));
-    await mesh.restart('nsmgr');
+    await mesh.restart(component);
     await pods.nsc.waitLog(/"type":"healed"/, 15_000);
     await new Promise((r) => setTimeout(r, 1000));
-    const r = await pinger.stop();
-    assert.ok(r.sent >= 8, `pings were sent (${r.sent})`);
-    assert.equal(r.lost, 0, `lost ${r.lost} of ${r.sent} pings`);
+    const pings = await pinger.stop();
     const after = await link(pods.nscNs, 'nsm-1');
-    assert.deepEqual([after?.ifindex, after?.address], [before?.ifindex, before?.address], 'same name, ifindex and MAC');
-    const healed = healEvents(pods.nsc).filter((e) => e.type === 'healed');
-    assert.equal(healed.at(-1)?.action, 'repair', 'control-plane heal never reselects while the data plane works');
-    assert.equal(healed.at(-1)?.cause, 'control-plane');
+    return { pods, pings, before, after, healed: healEvents(pods.nsc).filter((e) => e.type === 'healed') };
+  }
+
+  it('nsmgr SIGKILL + restart: zero lost pings, same interface, connection re-attached', async (t) => {
+    if (!requireRoot(t)) return;
+    const r = await restartUnderTraffic(t, 'nsmgr');
+    assert.ok(r.pings.sent >= 8, `pings were sent (${r.pings.sent})`);
+    assert.equal(r.pings.lost, 0, `lost ${r.pings.lost} of ${r.pings.sent} pings`);
+    assert.deepEqual([r.after?.ifindex, r.after?.address], [r.before?.ifindex, r.before?.address], 'same name, ifindex and MAC');
+    assert.equal(r.healed.at(-1)?.action, 'repair', 'control-plane heal never reselects while the data plane works');
+    assert.equal(r.healed.at(-1)?.cause, 'control-plane');
   });
 
   it('forwarder SIGKILL + restart: links adopted, ping -i 0.2 loses nothing', async (t) => {
     if (!requireRoot(t)) return;
-    const mesh = await startMesh(t);
-    const pods = await seed(t, mesh);
-    const before = await link(pods.nscNs, 'nsm-1');
-    const pinger = pingCounter(t, pods.nscNs, '172.16.1.100');
-    await new Promise((r) => setTimeout(r, 1000));
-    await mesh.restart('forwarder');
-    await pods.nsc.waitLog(/"type":"healed"/, 15_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    const r = await pinger.stop();
-    assert.equal(r.lost, 0, `lost ${r.lost} of ${r.sent} pings`);
-    const after = await link(pods.nscNs, 'nsm-1');
-    assert.deepEqual([after?.ifindex, after?.address], [before?.ifindex, before?.address], 'link adopted, not recreated');
-    assert.ok(await ping(pods.nseNs, '172.16.1.101', 2));
+    const r = await restartUnderTraffic(t, 'forwarder');
+    assert.equal(r.pings.lost, 0, `lost ${r.pings.lost} of ${r.pings.sent} pings`);
+    assert.deepEqual([r.after?.ifindex, r.after?.address], [r.before?.ifindex, r.before?.address], 'link adopted, not recreated');
+    assert.ok(await ping(r.pods.nseNs, '172.16.1.101', 2));
   });
 
   it('NSE SIGKILL with a second NSE present: the connection moves to it', async (t) => {

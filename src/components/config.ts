@@ -160,7 +160,11 @@ export const env = {
     name,
     description,
     ...o,
-    parse: (r) => parseList(r).map((u) => checkUrl(name, u)),
+    parse: (r) => {
+      const urls = parseList(r).map((u) => checkUrl(name, u));
+      if (urls.length === 0) throw new Error('at least one URL is required');
+      return urls;
+    },
   }),
   logLevel: (name = 'NSM_LOG_LEVEL', o: Opts = { default: 'INFO' }): EnvVar<LogLevel> => ({
     name,

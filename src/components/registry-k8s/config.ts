@@ -4,6 +4,7 @@
  * (in-cluster), else ~/.kube/config.
  */
 import { defineConfig, env } from '../config.js';
+import { REGISTRY_COMMON_VARS } from '../registry/config.js';
 
 export const registryK8sConfig = defineConfig('registry-k8s', {
   namespace: {
@@ -16,30 +17,15 @@ export const registryK8sConfig = defineConfig('registry-k8s', {
       return v;
     },
   },
-  listenOn: {
-    ...env.urls('NSM_LISTEN_ON', 'comma-separated URLs to serve the registry on: unix:///path or tcp://host:port (k8s: tcp://:5002)', {
-      default: 'unix:///listen.on.socket',
-    }),
-    parse(raw: string): string[] {
-      const urls = env.urls('NSM_LISTEN_ON', '').parse(raw);
-      if (urls.length === 0) throw new Error('at least one URL is required');
-      return urls;
-    },
-  },
+  listenOn: REGISTRY_COMMON_VARS.listenOn,
   expirePeriod: env.duration('NSM_EXPIRE_PERIOD', 'NSE registration lifetime when the NSE asks for none longer: an NSE not re-registered within it is removed', {
     default: '1m',
     min: 1,
   }),
-  logLevel: env.logLevel(),
+  logLevel: REGISTRY_COMMON_VARS.logLevel,
   kubeconfig: env.string('NSM_KUBECONFIG', 'kubeconfig file; empty: KUBECONFIG, else in-cluster service account, else ~/.kube/config'),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
-    default: '10m',
-    min: 1,
-  }),
-  proxyRegistryUrl: env.url(
-    'NSM_PROXY_REGISTRY_URL',
-    'where upstream forwards interdomain (name@domain) operations; accepted for compatibility but NOT used (nsm-ts has no interdomain)',
-  ),
+  maxTokenLifetime: REGISTRY_COMMON_VARS.maxTokenLifetime,
+  proxyRegistryUrl: REGISTRY_COMMON_VARS.proxyRegistryUrl,
   kubeletQps: env.int('NSM_KUBELET_QPS', 'upstream client rate limit; accepted for compatibility, not applied', { default: '205', min: 1 }),
 });
 

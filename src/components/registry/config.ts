@@ -4,22 +4,11 @@
  */
 import { defineConfig, env } from '../config.js';
 
-export const registryConfig = defineConfig('registry', {
-  listenOn: {
-    ...env.urls('NSM_LISTEN_ON', 'comma-separated URLs to serve the registry on: unix:///path or tcp://host:port (k8s: tcp://:5002)', {
-      default: 'unix:///listen.on.socket',
-    }),
-    parse(raw: string): string[] {
-      const urls = env.urls('NSM_LISTEN_ON', '').parse(raw);
-      if (urls.length === 0) throw new Error('at least one URL is required');
-      return urls;
-    },
-  },
-  expirePeriod: env.duration(
-    'NSM_EXPIRE_PERIOD',
-    'NSE registration lifetime: an NSE not re-registered within it is removed (watchers get deleted=true). Honoured here; upstream cmd-registry-memory parses it but hard-codes 1m',
-    { default: '1m', min: 1 },
-  ),
+/** The variables both registries (memory and Kubernetes) take with the same meaning. */
+export const REGISTRY_COMMON_VARS = {
+  listenOn: env.urls('NSM_LISTEN_ON', 'comma-separated URLs to serve the registry on: unix:///path or tcp://host:port (k8s: tcp://:5002)', {
+    default: 'unix:///listen.on.socket',
+  }),
   logLevel: env.logLevel(),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
     default: '10m',
@@ -29,6 +18,18 @@ export const registryConfig = defineConfig('registry', {
     'NSM_PROXY_REGISTRY_URL',
     'where upstream forwards interdomain (name@domain) operations; accepted for compatibility but NOT used (nsm-ts has no interdomain)',
   ),
+} as const;
+
+export const registryConfig = defineConfig('registry', {
+  listenOn: REGISTRY_COMMON_VARS.listenOn,
+  expirePeriod: env.duration(
+    'NSM_EXPIRE_PERIOD',
+    'NSE registration lifetime: an NSE not re-registered within it is removed (watchers get deleted=true). Honoured here; upstream cmd-registry-memory parses it but hard-codes 1m',
+    { default: '1m', min: 1 },
+  ),
+  logLevel: REGISTRY_COMMON_VARS.logLevel,
+  maxTokenLifetime: REGISTRY_COMMON_VARS.maxTokenLifetime,
+  proxyRegistryUrl: REGISTRY_COMMON_VARS.proxyRegistryUrl,
 });
 
 export type RegistryConfig = ReturnType<typeof registryConfig.parse>;
