@@ -38,19 +38,13 @@ export async function runComponent<S extends Record<string, EnvVar<unknown>>>(op
   process.on('SIGUSR1', () => void (log.level = 'trace'));
   process.on('SIGUSR2', () => void (log.level = level));
 
-  let running: Running;
-  try {
-    running = await opts.start(config, log);
-  } catch (err) {
-    log.error({ err: errorMessage(err) }, 'start failed');
-    process.stderr.write(`nsm ${opts.schema.component}: start failed: ${errorMessage(err)}\n`);
-    if (err instanceof ConfigError || err instanceof InvalidArgumentError) process.exit(EXIT_CONFIG);
-    process.exit(1);
-  }
-  log.info('ready');
+  // Signal handlers go in before start: a SIGTERM during start-up must not hit Node's default handler
+  // (that would end the process before it removes what start created); it is honoured once start ends.
+  let running: Running | undefined;
+  let requested: string | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping || !running) return;
     stopping = true;
     log.info({ signal }, 'stopping');
     const hard = setTimeout(() => {
@@ -67,9 +61,26 @@ export async function runComponent<S extends Record<string, EnvVar<unknown>>>(op
     log.flush?.();
     process.exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGHUP', () => void stop('SIGHUP'));
+  const onSignal = (signal: string) => {
+    if (running) void stop(signal);
+    else requested ??= signal;
+  };
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => onSignal(sig));
+
+  try {
+    running = await opts.start(config, log);
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'start failed');
+    process.stderr.write(`nsm ${opts.schema.component}: start failed: ${errorMessage(err)}\n`);
+    if (err instanceof ConfigError || err instanceof InvalidArgumentError) process.exit(EXIT_CONFIG);
+    process.exit(1);
+  }
+  if (requested) {
+    log.info({ signal: requested }, 'stop was requested during start');
+    await stop(requested);
+    return;
+  }
+  log.info('ready');
   if (running.done) {
     await running.done;
     await stop('done');
