@@ -22,8 +22,9 @@ import { createInterface } from 'node:readline';
 import type { TestNetns } from '../src/dataplane/linux/testenv.js';
 import { rawCreate } from './kernel-raw.js';
 import {
+  startSeedClient,
   addNs, argValue, benchDir, delNs, execIn, hasFlag, loadavgNow, machineInfo, ms, nonLoLinks, routes, runBench, sh, sleep, startMesh, startNse,
-  startNsm, stats, table, waitFor, wallNow, linkView, onCleanup, type Mesh, type Ns, type Proc,
+  stats, table, waitFor, wallNow, linkView, onCleanup, type Mesh, type Ns, type Proc,
 } from './lib.js';
 
 const REPS = Number(argValue('reps', '20'));
@@ -287,15 +288,7 @@ runBench(async () => {
   const nse = await addNs('nse');
   const nsc = await addNs('nsc');
   await startNse(mesh, nse, { NSM_CIDR_PREFIX: '172.16.1.100/31' });
-  const passThrough = Object.fromEntries(
-    ['NSM_LIVENESS_CHECK_INTERVAL', 'NSM_LIVENESS_CHECK_TIMEOUT', 'NSM_HEAL_CONFIRMATIONS', 'NSM_LIVENESS_CHECK_ENABLED'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
-  );
-  const nscProc = startNsm(dir, 'nsc', ['nsc'], { NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NAME: 'nsc-bench', NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...passThrough }, nsc);
-  await nscProc.waitLog(/"msg":"connection established"/);
-  const settings = (/"config":\[([^\]]*)\]/.exec(nscProc.log())?.[1] ?? '')
-    .split('","')
-    .map((s) => s.replace(/"/g, ''))
-    .filter((s) => /NSM_LIVENESS_CHECK_INTERVAL|NSM_LIVENESS_CHECK_TIMEOUT|NSM_HEAL_CONFIRMATIONS|NSM_LIVENESS_CHECK_ENABLED/.test(s));
+  const { proc: nscProc, settings } = await startSeedClient(mesh, nsc);
   console.log(`NSC probe settings: ${settings.join(', ')}`);
   const prober = new Prober(nsc);
   const t: Topo = { mesh, nse, nsc, nscProc, prober };

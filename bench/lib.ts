@@ -301,6 +301,24 @@ export async function startNse(mesh: Mesh, ns: Ns, env: Record<string, string>):
   return p;
 }
 
+/** The heal knobs a benchmark passes from its own env to the NSC (defaults otherwise). */
+const HEAL_KNOBS = ['NSM_LIVENESS_CHECK_INTERVAL', 'NSM_LIVENESS_CHECK_TIMEOUT', 'NSM_HEAL_CONFIRMATIONS', 'NSM_LIVENESS_CHECK_ENABLED'] as const;
+
+/**
+ * The seed's client: `nsm nsc` for kernel://dataplane-interrupt/nsm-1 in `ns`, with the heal knobs of
+ * this process's env; resolves when connected, with the NSC's effective probe settings (from its log).
+ */
+export async function startSeedClient(mesh: Mesh, ns: Ns, env: Record<string, string> = {}): Promise<{ proc: Proc; settings: string[] }> {
+  const knobs = Object.fromEntries(HEAL_KNOBS.flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  const proc = startNsm(mesh.dir, 'nsc', ['nsc'], { NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NAME: 'nsc-bench', NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...env, ...knobs }, ns);
+  await proc.waitLog(/"msg":"connection established"/);
+  const settings = (/"config":\[([^\]]*)\]/.exec(proc.log())?.[1] ?? '')
+    .split('","')
+    .map((s) => s.replace(/"/g, ''))
+    .filter((s) => HEAL_KNOBS.some((k) => s.startsWith(`${k}=`)));
+  return { proc, settings };
+}
+
 // ---- kernel views --------------------------------------------------------------------------------------
 
 export interface LinkView {

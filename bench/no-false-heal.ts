@@ -15,7 +15,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
-import { argValue, addNs, benchDir, loadavgNow, machineInfo, onCleanup, runBench, sleep, startMesh, startNse, startNsm, stats, wallNow, ms } from './lib.js';
+import {
+  startSeedClient, argValue, addNs, benchDir, loadavgNow, machineInfo, onCleanup, runBench, sleep, startMesh, startNse, stats, wallNow, ms } from './lib.js';
 
 const MINUTES = Number(argValue('minutes', '10'));
 const BUSY = Number(argValue('busy', String(cpus().length)));
@@ -29,15 +30,7 @@ runBench(async () => {
   const nse = await addNs('nse');
   const nsc = await addNs('nsc');
   await startNse(mesh, nse, { NSM_CIDR_PREFIX: '172.16.1.100/31' });
-  const passThrough = Object.fromEntries(
-    ['NSM_LIVENESS_CHECK_INTERVAL', 'NSM_LIVENESS_CHECK_TIMEOUT', 'NSM_HEAL_CONFIRMATIONS', 'NSM_LIVENESS_CHECK_ENABLED'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
-  );
-  const nscProc = startNsm(dir, 'nsc', ['nsc'], { NSM_LOG_LEVEL: 'debug', NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NAME: 'nsc-bench', NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...passThrough }, nsc);
-  await nscProc.waitLog(/"msg":"connection established"/);
-  const settings = (/"config":\[([^\]]*)\]/.exec(nscProc.log())?.[1] ?? '')
-    .split('","')
-    .map((s) => s.replace(/"/g, ''))
-    .filter((s) => /NSM_LIVENESS_CHECK_INTERVAL|NSM_LIVENESS_CHECK_TIMEOUT|NSM_HEAL_CONFIRMATIONS|NSM_LIVENESS_CHECK_ENABLED/.test(s));
+  const { proc: nscProc, settings } = await startSeedClient(mesh, nsc, { NSM_LOG_LEVEL: 'debug' });
   const logFrom = nscProc.log().length;
 
   // Independent prober, 5 pings/s.

@@ -62,10 +62,3 @@ export function endpoint(deps: EndpointDeps, additional: readonly NetworkService
     ],
   };
 }
-
-/** The first tcp:// URL of a listen list, with an unspecified host resolved for peers (or undefined). */
-export function publicUrl(listenOn: readonly string[], addresses: readonly string[]): string | undefined {
-  const i = listenOn.findIndex((u) => u.startsWith('tcp://'));
-  if (i < 0) return undefined;
-  return addresses[i]?.replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
-}

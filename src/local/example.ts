@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
-import { down, requireRoot, requireTools, runningSupervisor, up, type MeshContext } from './mesh.js';
+import { down, requireRoot, requireTools, up, type MeshContext } from './mesh.js';
 import { ip, netnsExists } from './netns.js';
 import { readStatusFile, runPod, stopPod } from './pods.js';
 import { readState } from './state.js';
@@ -329,7 +329,6 @@ export async function runExample(ctx: MeshContext, opts: ExampleOptions): Promis
     process.removeListener('SIGTERM', onSignal);
     await cleanup();
   }
-  void runningSupervisor;
   return code;
 }
 

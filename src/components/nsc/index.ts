@@ -24,7 +24,7 @@ import { ChannelPool } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
 import { beginClient } from '../../networkservice/begin/index.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
-import { connectServer, NEXT_URL, tokenMetadata } from '../../networkservice/connect/index.js';
+import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
 import { healClient, monitorControlPlane, type HealEvent } from '../../networkservice/heal/index.js';
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { refreshClient } from '../../networkservice/refresh/index.js';
@@ -68,8 +68,7 @@ export async function startNsc(
   const stopping = new AbortController();
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsc/${config.name}` });
   const monitorClient = (): MonitorConnectionClient =>
-    createClient(MonitorConnectionDefinition, pool.get(config.connectTo), { '*': { metadata: undefined } }) as MonitorConnectionClient;
-  void tokenMetadata;
+    createClient(MonitorConnectionDefinition, pool.get(config.connectTo)) as MonitorConnectionClient;
 
   const healEvents: HealEvent[] = [];
   const states = new Map<string, NscStatus['connections'][number]>();
