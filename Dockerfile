@@ -11,7 +11,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
-RUN ./node_modules/.bin/tsc -p tsconfig.json \
+RUN npm run --silent build \
  && find dist -name '*.test.js' -delete -o -name '*.map' -delete \
  && npm ci --omit=dev --ignore-scripts
 

@@ -48,7 +48,7 @@ trap cleanup EXIT
 # 1. The project.
 if [ "${SKIP_TSC:-0}" != 1 ]; then
   log "compiling the project (tsc)"
-  (cd "$ROOT" && ./node_modules/.bin/tsc -p tsconfig.json) || die "tsc failed; fix the errors or set SKIP_TSC=1 to package the existing dist/"
+  (cd "$ROOT" && npm run --silent build) || die "tsc failed; fix the errors or set SKIP_TSC=1 to package the existing dist/"
 fi
 [ -f "$ROOT/dist/src/cli/main.js" ] || die "dist/src/cli/main.js missing: build the project first"
 

@@ -25,5 +25,5 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
-./node_modules/.bin/tsc -p tsconfig.json >&2
+node node_modules/tsc-native/bin/tsc -p tsconfig.json >&2
 chmod +x dist/src/cli/main.js 2>/dev/null || true

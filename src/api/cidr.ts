@@ -4,7 +4,7 @@
  * leading zeros in IPv4 octets, no zone ids) and every parse error is an `InvalidArgumentError` naming the
  * field and the value. Used by IPAM, by the data plane and by config validation.
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError } from './errors.js';
 
 export type IpFamily = 4 | 6;
 

@@ -6,7 +6,7 @@
  * joined with `,`). Every error is an `InvalidArgumentError` naming `NSM_NETWORK_SERVICES` and the value.
  * Mirrors upstream `sdk/pkg/tools/nsurl`.
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError } from './errors.js';
 import type { Mechanism } from './gen/connection.js';
 import { CLS_LOCAL, LINUX_IF_MAX_LENGTH, PARAM_NAME } from './constants.js';
 

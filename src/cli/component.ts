@@ -6,13 +6,10 @@
  */
 import type { ConfigSchema, EnvVar } from '../components/config.js';
 import { ConfigError, InvalidArgumentError, errorMessage } from '../core/errors.js';
+import type { Running } from '../core/lifecycle.js';
 import { createLogger, parseLogLevel, type Logger } from '../core/log.js';
 
-export interface Running {
-  stop(): Promise<void>;
-  /** Resolves if the component ends by itself (e.g. an NSC whose work is done). */
-  readonly done?: Promise<void>;
-}
+export type { Running };
 
 export const EXIT_CONFIG = 2;
 

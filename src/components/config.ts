@@ -123,6 +123,9 @@ export function parseLabels(raw: string): Record<string, string> {
 
 type Opts = { default?: string; required?: boolean };
 
+/** Where nsmgr serves on a node and where clients, endpoints and forwarders reach it (upstream's default). */
+export const DEFAULT_NSM_SOCKET = 'unix:///var/lib/networkservicemesh/nsm.io.sock';
+
 export const env = {
   string: (name: string, description: string, o: Opts = {}): EnvVar<string> => ({ name, description, ...o, parse: (r) => r.trim() }),
   duration: (name: string, description: string, o: Opts & { min?: number } = {}): EnvVar<number> => ({

@@ -4,26 +4,9 @@
  * edge (`fromClientError`).
  */
 import { ClientError, ServerError, Status } from 'nice-grpc';
+import { NsmError, InvalidArgumentError } from '../api/errors.js';
 
-export class NsmError extends Error {
-  override name = 'NsmError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-
-/** A value that a caller supplied is wrong. Names the field and the value. */
-export class InvalidArgumentError extends NsmError {
-  override name = 'InvalidArgumentError';
-  constructor(
-    readonly field: string,
-    readonly value: unknown,
-    readonly reason: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${field}: ${reason} (got ${JSON.stringify(value)})`, options);
-  }
-}
+export { NsmError, InvalidArgumentError } from '../api/errors.js';
 
 /** A configuration value (env var or flag) is wrong. Exit code 2 at the process edge. */
 export class ConfigError extends NsmError {
@@ -72,6 +55,11 @@ export class PermissionDeniedError extends NsmError {
   override name = 'PermissionDeniedError';
 }
 
+/** A bounded resource (a queue, a pool, a limit) is full. */
+export class ResourceExhaustedError extends NsmError {
+  override name = 'ResourceExhaustedError';
+}
+
 const STATUS_BY_NAME: Record<string, Status> = {
   InvalidArgumentError: Status.INVALID_ARGUMENT,
   ConfigError: Status.INVALID_ARGUMENT,
@@ -80,6 +68,7 @@ const STATUS_BY_NAME: Record<string, Status> = {
   DataplaneError: Status.INTERNAL,
   CancelledError: Status.CANCELLED,
   PermissionDeniedError: Status.PERMISSION_DENIED,
+  ResourceExhaustedError: Status.RESOURCE_EXHAUSTED,
 };
 
 /** Maps any error to a gRPC ServerError (server edge only). */
@@ -106,6 +95,8 @@ export function fromClientError(err: unknown, what: string): Error {
       return new CancelledError(msg, { cause: err });
     case Status.PERMISSION_DENIED:
       return new PermissionDeniedError(msg, { cause: err });
+    case Status.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(msg, { cause: err });
     case Status.UNAVAILABLE:
     case Status.DEADLINE_EXCEEDED:
       return new UnavailableError(msg, { cause: err });

@@ -43,7 +43,7 @@ export function parseUrl(url: string, field = 'url'): ParsedUrl {
   } else if (u === '') {
     throw new InvalidArgumentError(field, url, 'empty URL; use unix:///path or tcp://host:port');
   } else hostPort = u;
-  const m = /^(\[[^\]]+\]|[^:\/]*):(\d{1,5})$/.exec(hostPort);
+  const m = /^(\[[^\]]+\]|[^:/]*):(\d{1,5})$/.exec(hostPort);
   if (!m) throw new InvalidArgumentError(field, url, 'expected tcp://host:port');
   const port = Number(m[2]);
   if (port > 65535) throw new InvalidArgumentError(field, url, 'port out of range');
@@ -75,7 +75,6 @@ export function socketAlive(path: string, timeoutMs = 300): Promise<boolean> {
 // ---- Servers ----------------------------------------------------------------------------------------
 
 export interface ServiceRegistration {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly definition: CompatServiceDefinition & { fullName: string };
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly implementation: any;

@@ -1,6 +1,5 @@
 /** `nsm forwarder` configuration: the env vars of upstream forwarders (cmd-forwarder-vpp) that apply to a kernel forwarder. */
-import { defineConfig, env } from '../config.js';
-import { DEFAULT_NSM_SOCKET } from '../nsc/config.js';
+import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
 
 export const forwarderConfig = defineConfig('forwarder', {
   name: env.string('NSM_NAME', 'forwarder name (registered; path segment name)', { default: 'forwarder' }),

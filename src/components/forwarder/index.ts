@@ -16,7 +16,7 @@ import type { Logger } from '../../core/log.js';
 import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import type { DataPlane } from '../../dataplane/types.js';
-import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
+import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverServer } from '../../networkservice/discover/index.js';
 import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js';
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
@@ -27,7 +27,7 @@ import { xconnectServer } from '../../networkservice/xconnect/index.js';
 import { passThrough } from '../../core/chain.js';
 import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
 import { nseRegistryClient, startRegistration } from '../../registry/client/index.js';
-import type { Running } from '../../cli/component.js';
+import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { forwarderConfig } from './config.js';
 
@@ -57,7 +57,7 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
   const nseRegistry = registryChain('forwarder-nse-registry', [nseConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
     discoverServer({ nsRegistry, nseRegistry }),
-    roundRobinServer({ nextUrlKey: NEXT_URL }),
+    roundRobinServer(),
     mechanismsServer({ KERNEL: passThrough('kernel') }),
     xconnectServer({ dataplane: deps.dataplane, log, nseMechanism: (ctx) => ctx.state.get(NSE_SIDE_MECHANISM), owners }),
     endpointGoneServer(),

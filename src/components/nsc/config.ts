@@ -1,8 +1,6 @@
 /** `nsm nsc` configuration: upstream cmd-nsc env vars and defaults, plus the heal knobs of nsm-ts. */
-import { defineConfig, env, parseList } from '../config.js';
+import { defineConfig, env, parseList, DEFAULT_NSM_SOCKET } from '../config.js';
 import { parseNsUrl } from '../../api/nsurl.js';
-
-export const DEFAULT_NSM_SOCKET = 'unix:///var/lib/networkservicemesh/nsm.io.sock';
 
 export const nscConfig = defineConfig('nsc', {
   name: env.string('NSM_NAME', 'client name: path segment 0; connection ids are <NSM_NAME>-<i>', { default: 'nsc' }),

@@ -12,7 +12,7 @@ import { MonitorConnectionDefinition, type Connection, type MonitorConnectionCli
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { Connection as ConnectionFns } from '../../api/gen/connection.js';
 import { nsUrlMechanism, type NsUrl } from '../../api/nsurl.js';
-import { networkServiceChain, type NetworkServiceElement, type NetworkServiceHandler } from '../../core/chain.js';
+import { networkServiceChain, type NetworkServiceHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { backoff, delay } from '../../core/delay.js';
@@ -24,12 +24,13 @@ import { ChannelPool } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
 import { beginClient } from '../../networkservice/begin/index.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
-import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
+import { clientUrl } from '../../networkservice/client-url/index.js';
+import { connectServer } from '../../networkservice/connect/index.js';
 import { healClient, monitorControlPlane, type HealEvent } from '../../networkservice/heal/index.js';
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { refreshClient } from '../../networkservice/refresh/index.js';
 import { updatePathClient } from '../../networkservice/update-path/index.js';
-import type { Running } from '../../cli/component.js';
+import type { Running } from '../../core/lifecycle.js';
 import { nscConfig } from './config.js';
 
 export { nscConfig };
@@ -47,15 +48,6 @@ export interface RunningNsc extends Running {
   readonly connected: Promise<Connection[]>;
   readonly connections: () => Connection[];
   readonly healEvents: HealEvent[];
-}
-
-/** Sets the URL `connect` dials: the client's nsmgr. */
-function clientUrl(url: string): NetworkServiceElement {
-  return {
-    name: 'client-url',
-    request: (req, ctx, next) => (ctx.state.set(NEXT_URL, url), next.request(req, ctx)),
-    close: (conn, ctx, next) => (ctx.state.set(NEXT_URL, url), next.close(conn, ctx)),
-  };
 }
 
 export async function startNsc(

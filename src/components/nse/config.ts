@@ -1,7 +1,6 @@
 /** `nsm nse` configuration: upstream cmd-nse-icmp-responder env vars and defaults. */
-import { defineConfig, env } from '../config.js';
+import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
 import { parseCidrGroups } from '../../networkservice/ipam/index.js';
-import { DEFAULT_NSM_SOCKET } from '../nsc/config.js';
 
 export const nseConfig = defineConfig('nse', {
   name: env.string('NSM_NAME', 'endpoint name (registered; path segment name)', { default: 'icmp-server' }),

@@ -17,7 +17,7 @@ import { groupIpamServer } from '../../networkservice/ipam/index.js';
 import { kernelMechanismServer } from '../../networkservice/mechanisms/kernel/index.js';
 import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
 import { nseRegistryClient, nsRegistryClient, startNsRegistration, startRegistration, type Registration } from '../../registry/client/index.js';
-import type { Running } from '../../cli/component.js';
+import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { nseConfig } from './config.js';
 

@@ -1,6 +1,5 @@
 /** `nsm nsmgr` configuration: upstream cmd-nsmgr env vars and defaults. */
-import { defineConfig, env } from '../config.js';
-import { DEFAULT_NSM_SOCKET } from '../nsc/config.js';
+import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
 
 export const nsmgrConfig = defineConfig('nsmgr', {
   name: env.string('NSM_NAME', 'nsmgr name (path segment name)', { default: 'nmgr' }),

@@ -11,11 +11,11 @@ import type { Logger } from '../../core/log.js';
 import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
-import { connectServer, NEXT_URL } from '../../networkservice/connect/index.js';
+import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverForwarderServer } from '../../networkservice/discover-forwarder/index.js';
 import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
 import { endpoint } from '../endpoint.js';
-import type { Running } from '../../cli/component.js';
+import type { Running } from '../../core/lifecycle.js';
 import { nsmgrConfig } from './config.js';
 
 export { nsmgrConfig };
@@ -40,7 +40,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
   const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log: log.child({ element: 'registry' }), clock }, { dialTimeout: config.dialTimeout });
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
-    discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse, nextUrlKey: NEXT_URL }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
+    discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),
   ]);
   const server = await serve(config.listenOn, [

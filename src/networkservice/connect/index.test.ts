@@ -20,7 +20,8 @@ import { defaultRequest } from '../../testing/requests.js';
 import { beginClient, beginServer } from '../begin/index.js';
 import { MonitorService, monitorServer } from '../monitor/index.js';
 import { updatePathClient, updatePathServer } from '../update-path/index.js';
-import { CONNECTED_URL, connectServer, monitorClientFactory, NEXT_URL } from './index.js';
+import { CLIENT_URL } from '../client-url/index.js';
+import { CONNECTED_URL, connectServer, monitorClientFactory } from './index.js';
 
 describe('connect server (real gRPC on a unix socket)', () => {
   let dir: string;
@@ -75,8 +76,8 @@ describe('connect server (real gRPC on a unix socket)', () => {
       passThrough('discover', {
         async request(req, ctx, next) {
           const u = (opts.url ?? (() => url))();
-          if (u) ctx.state.set(NEXT_URL, u);
-          else ctx.state.delete(NEXT_URL);
+          if (u) ctx.state.set(CLIENT_URL, u);
+          else ctx.state.delete(CLIENT_URL);
           return next.request(req, ctx);
         },
       }),
@@ -177,7 +178,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
       updatePathServer({ name: 'nsmgr' }),
       beginServer(),
       monitorServer({ monitor: localMonitor, monitorClient: monitorClientFactory({ pool, tokens }) }),
-      passThrough('discover', { request: (req, ctx, next) => (ctx.state.set(NEXT_URL, url), next.request(req, ctx)) }),
+      passThrough('discover', { request: (req, ctx, next) => (ctx.state.set(CLIENT_URL, url), next.request(req, ctx)) }),
       connectServer({ pool, tokens }, { clientChain: [updatePathClient({ name: 'nsmgr' })] }),
     ]);
     const conn = await chain.request(nscRequest('nsc-9'), newContext());

@@ -2,7 +2,7 @@
  * `connect` server (upstream `sdk:pkg/networkservice/common/connect` + `clienturl`/`clientconn`/`dial`):
  * the element of a server chain that forwards the Request to the next hop.
  *
- * - Request: takes the next hop's URL from `NEXT_URL` (set earlier by discover / discover-forwarder; falls
+ * - Request: takes the next hop's URL from `CLIENT_URL` (set earlier by discover / discover-forwarder; falls
  *   back to the URL already in use), dials it through the `ChannelPool` (`dialTimeout`), and runs the
  *   configured **client chain** (e.g. `[updatePathClient, beginClient, trimPath…]`; `begin` client passes
  *   through here since the server `begin` already serializes) whose tail makes the real gRPC call with
@@ -10,7 +10,7 @@
  *   with `fromClientError`. On success it records `CONNECTED_URL` (read by monitor passthrough, trim-path
  *   and Close) and continues the server chain with the returned connection; if the rest of the server
  *   chain fails, the remote connection is Closed again (errors ignored).
- * - Close: Closes on the remembered `CONNECTED_URL` (else `NEXT_URL`) through the client chain, logs and
+ * - Close: Closes on the remembered `CONNECTED_URL` (else `CLIENT_URL`) through the client chain, logs and
  *   swallows a remote failure, forgets the URL and always calls `next.close`.
  * The client chain shares this connection's `ctx.state` (client elements must use their own keys).
  * Placement: near the end of nsmgr / forwarder server chains, after `begin` (state) and discover.
@@ -26,9 +26,10 @@ import { linkSignals } from '../../core/signals.js';
 import type { TokenGenerator } from '../../core/token.js';
 import { createClient, type ChannelPool } from '../../core/transport.js';
 import { tokenMetadata } from './metadata.js';
-import { CONNECTED_URL, NEXT_URL } from './state.js';
+import { CLIENT_URL } from '../client-url/index.js';
+import { CONNECTED_URL } from './state.js';
 
-export { CONNECTED_URL, NEXT_URL } from './state.js';
+export { CONNECTED_URL } from './state.js';
 export { monitorClientFactory } from './monitor-client.js';
 export { tokenMetadata } from './metadata.js';
 
@@ -97,8 +98,8 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
     name: 'connect-server',
     requires: ['state'],
     async request(req, ctx, next) {
-      const url = ctx.state.get(NEXT_URL) ?? ctx.state.get(CONNECTED_URL);
-      if (!url) throw new NotFoundError('connect: no next hop URL for this connection (discover sets NEXT_URL)');
+      const url = ctx.state.get(CLIENT_URL) ?? ctx.state.get(CONNECTED_URL);
+      if (!url) throw new NotFoundError('connect: no next hop URL for this connection (discover sets CLIENT_URL)');
       const remote = await clientFor(url).request(cloneRequest(req), ctx);
       ctx.state.set(CONNECTED_URL, url);
       try {
@@ -115,7 +116,7 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
       }
     },
     async close(conn, ctx, next) {
-      const url = ctx.state.get(CONNECTED_URL) ?? ctx.state.get(NEXT_URL);
+      const url = ctx.state.get(CONNECTED_URL) ?? ctx.state.get(CLIENT_URL);
       if (url) await closeRemote(url, conn, ctx);
       ctx.state.delete(CONNECTED_URL);
       return next.close(conn, ctx);

@@ -1,14 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { CLIENT_URL } from '../client-url/index.js';
 import { Connection as ConnectionFns, State } from '../../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { networkServiceChain } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
-import { StateKey } from '../../core/state.js';
 import { arrayRegistries, ns, nse } from '../discover/testing.js';
 import { FORWARDER_NAME, discoverForwarderServer, matchForwarders } from './index.js';
 
-const NEXT_URL = new StateKey<string>('test.nextUrl');
 const P2P = { forwarder: { p2p: 'true' } };
 
 function request(opts: { hint?: string; state?: State; labels?: Record<string, string> } = {}): NetworkServiceRequest {
@@ -31,16 +30,16 @@ function setup(forwarders = [nse('fwd-a', ['forwarder'], 'unix:///a', P2P), nse(
   const calls: string[] = [];
   const closes: string[] = [];
   const down = new Set<string>();
-  const chain = networkServiceChain('nsmgr', [discoverForwarderServer({ ...regs, nextUrlKey: NEXT_URL }, { nsmgrUrl: 'tcp://nsmgr:5001' })], {
+  const chain = networkServiceChain('nsmgr', [discoverForwarderServer(regs, { nsmgrUrl: 'tcp://nsmgr:5001' })], {
     given: ['state'],
     tail: {
       request: async (r, ctx) => {
-        const url = ctx.state.get(NEXT_URL)!;
+        const url = ctx.state.get(CLIENT_URL)!;
         calls.push(url);
         if (down.has(url)) throw new Error(`${url} unreachable`);
         return r.connection!;
       },
-      close: async (_c, ctx) => void closes.push(String(ctx.state.get(NEXT_URL))),
+      close: async (_c, ctx) => void closes.push(String(ctx.state.get(CLIENT_URL))),
     },
   });
   return { regs, calls, closes, down, chain };

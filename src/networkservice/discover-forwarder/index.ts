@@ -9,12 +9,13 @@
  *  - else, on the first request, the forwarder named in `path_segments[index+1]` first (heal after an
  *    NSMgr restart keeps the data path), then the rest in registry order until one succeeds.
  * `state = RESELECT_REQUESTED` forgets the stored forwarder and ignores the path hint. The chosen
- * forwarder's URL goes to `deps.nextUrlKey` for `connect`, its name to `FORWARDER_NAME`.
+ * forwarder's URL goes to `CLIENT_URL` for `connect`, its name to `FORWARDER_NAME`.
  * Close: forwarder = stored name, else the next path segment's name; looks it up to point `connect` at it;
  * always calls next, whatever the registry says.
  * Mirrors `sdk/pkg/networkservice/common/discoverforwarder`. No background work.
  */
 import { State } from '../../api/gen/connection.js';
+import { CLIENT_URL, CLIENT_URL_CAPABILITY } from '../client-url/index.js';
 import { DEFAULT_FORWARDER_LABELS, FORWARDER_SERVICE } from '../../api/constants.js';
 import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { cloneRequest, nextSegment } from '../../api/helpers.js';
@@ -33,8 +34,6 @@ export const FORWARDER_NAME = new StateKey<string>('discoverForwarder.name');
 export interface DiscoverForwarderDeps {
   readonly nsRegistry: NsHandler;
   readonly nseRegistry: NseHandler;
-  /** State key holding the URL `connect` dials (its `NEXT_URL`). */
-  readonly nextUrlKey: StateKey<string>;
   readonly now?: () => number;
 }
 
@@ -76,7 +75,7 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
   return {
     name: DISCOVER_FORWARDER,
     requires: ['state'],
-    provides: ['forwarder'],
+    provides: ['forwarder', CLIENT_URL_CAPABILITY],
     async request(req, ctx, next) {
       const conn = req.connection!;
       const log = ctx.log.child({ element: DISCOVER_FORWARDER });
@@ -114,7 +113,7 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
           failures.push(`${fwd.name}: no url`);
           continue;
         }
-        ctx.state.set(deps.nextUrlKey, fwd.url);
+        ctx.state.set(CLIENT_URL, fwd.url);
         try {
           const out = await next.request(cloneRequest(req), ctx);
           ctx.state.set(FORWARDER_NAME, fwd.name);
@@ -138,7 +137,7 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
       } else {
         try {
           const fwd = (await findEndpoints(deps.nseRegistry, { name, url: config.nsmgrUrl }, ctx)).find((f) => f.name === name);
-          if (fwd?.url) ctx.state.set(deps.nextUrlKey, fwd.url);
+          if (fwd?.url) ctx.state.set(CLIENT_URL, fwd.url);
           else log.debug({ forwarder: name }, 'forwarder not found on close');
         } catch (err) {
           log.debug({ forwarder: name, err: errorMessage(err) }, 'registry lookup failed on close');

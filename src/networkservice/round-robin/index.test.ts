@@ -1,16 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { CLIENT_URL } from '../client-url/index.js';
 import { Connection as ConnectionFns } from '../../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { networkServiceChain } from '../../core/chain.js';
 import { ChainOrderError } from '../../core/errors.js';
 import { newContext } from '../../core/context.js';
-import { StateKey } from '../../core/state.js';
 import { discoverServer } from '../discover/index.js';
 import { arrayRegistries, ns, nse } from '../discover/testing.js';
 import { roundRobinServer } from './index.js';
 
-const NEXT_URL = new StateKey<string>('test.nextUrl');
 
 function request(nseName = ''): NetworkServiceRequest {
   return { connection: ConnectionFns.fromPartial({ id: 'c1', networkService: 'svc', networkServiceEndpointName: nseName }), mechanismPreferences: [] };
@@ -20,16 +19,16 @@ function setup(endpoints = [nse('a', ['svc'], 'unix:///a'), nse('b', ['svc'], 'u
   const regs = arrayRegistries([ns({ name: 'svc' })], endpoints);
   const calls: string[] = [];
   const closes: string[] = [];
-  const chain = networkServiceChain('fwd', [discoverServer(regs), roundRobinServer({ nextUrlKey: NEXT_URL })], {
+  const chain = networkServiceChain('fwd', [discoverServer(regs), roundRobinServer()], {
     tail: {
       request: async (r, ctx) => {
-        const url = ctx.state.get(NEXT_URL)!;
+        const url = ctx.state.get(CLIENT_URL)!;
         calls.push(`${r.connection!.networkServiceEndpointName}@${url}`);
         if (down.has(url)) throw new Error(`${url} unreachable`);
         return r.connection!;
       },
       close: async (c, ctx) => {
-        closes.push(`${c.networkServiceEndpointName}@${ctx.state.get(NEXT_URL)}`);
+        closes.push(`${c.networkServiceEndpointName}@${ctx.state.get(CLIENT_URL)}`);
       },
     },
   });
@@ -79,6 +78,6 @@ describe('round robin', () => {
   });
 
   it('requires discover before it', () => {
-    assert.throws(() => networkServiceChain('bad', [roundRobinServer({ nextUrlKey: NEXT_URL })]), ChainOrderError);
+    assert.throws(() => networkServiceChain('bad', [roundRobinServer()]), ChainOrderError);
   });
 });

@@ -3,7 +3,7 @@
  * `CANDIDATES` that discover stored: a per-network-service counter chooses `candidates[counter % n]`
  * (counter++ on every pick); on an error from downstream the next pick is tried, up to n attempts. The
  * chosen NSE's name goes into `network_service_endpoint_name` and its `url` into the state key `connect`
- * reads (`deps.nextUrlKey`). A request that already names its NSE (refresh) uses that one without touching
+ * reads (`CLIENT_URL`). A request that already names its NSE (refresh) uses that one without touching
  * the counter. Close points `connect` at the NSE discover resolved (if any) and always calls next.
  * Mirrors `sdk/pkg/networkservice/common/roundrobin`. No background work.
  */
@@ -12,17 +12,12 @@ import type { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { cloneRequest } from '../../api/helpers.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { NotFoundError, UnavailableError, errorMessage } from '../../core/errors.js';
-import type { StateKey } from '../../core/state.js';
+import { CLIENT_URL, CLIENT_URL_CAPABILITY } from '../client-url/index.js';
 import { CANDIDATES, DISCOVER } from '../discover/index.js';
 
 export const ROUND_ROBIN = 'round-robin';
 
-export interface RoundRobinDeps {
-  /** State key holding the URL `connect` dials (its `NEXT_URL`). */
-  readonly nextUrlKey: StateKey<string>;
-}
-
-export function roundRobinServer(deps: RoundRobinDeps): NetworkServiceElement {
+export function roundRobinServer(): NetworkServiceElement {
   const counters = new Map<string, number>();
   const pick = (service: string, n: number): number => {
     const c = counters.get(service) ?? 0;
@@ -33,6 +28,7 @@ export function roundRobinServer(deps: RoundRobinDeps): NetworkServiceElement {
   return {
     name: ROUND_ROBIN,
     requires: [DISCOVER],
+    provides: [CLIENT_URL_CAPABILITY],
     async request(req, ctx, next) {
       const conn = req.connection!;
       const candidates = ctx.state.get(CANDIDATES) ?? [];
@@ -46,7 +42,7 @@ export function roundRobinServer(deps: RoundRobinDeps): NetworkServiceElement {
         const nse: NetworkServiceEndpoint = named ?? candidates[pick(conn.networkService, candidates.length)];
         const attempt = cloneRequest(req);
         attempt.connection!.networkServiceEndpointName = nse.name;
-        ctx.state.set(deps.nextUrlKey, nse.url);
+        ctx.state.set(CLIENT_URL, nse.url);
         try {
           const out: Connection = await next.request(attempt, ctx);
           return out;
@@ -62,7 +58,7 @@ export function roundRobinServer(deps: RoundRobinDeps): NetworkServiceElement {
     },
     async close(conn, ctx, next) {
       const nse = ctx.state.get(CANDIDATES)?.find((c) => c.name === conn.networkServiceEndpointName);
-      if (nse) ctx.state.set(deps.nextUrlKey, nse.url);
+      if (nse) ctx.state.set(CLIENT_URL, nse.url);
       ctx.state.delete(CANDIDATES);
       return next.close(conn, ctx);
     },

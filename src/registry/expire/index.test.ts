@@ -17,9 +17,8 @@ function setup(options: { expirePeriod?: number } = { expirePeriod: PERIOD }) {
   const storeEl = storeNseServer({ store });
   const chain = registryChain('nse', [expire, storeEl]);
   const watchCtl = new AbortController();
-  const watch = chain
-    .find(NetworkServiceEndpointQuery.fromPartial({ networkServiceEndpoint: {}, watch: true }), newContext({ signal: watchCtl.signal }))
-    [Symbol.asyncIterator]();
+  const stream = chain.find(NetworkServiceEndpointQuery.fromPartial({ networkServiceEndpoint: {}, watch: true }), newContext({ signal: watchCtl.signal }));
+  const watch = stream[Symbol.asyncIterator]();
   const events: NetworkServiceEndpointResponse[] = [];
   const pump = (async () => {
     for (;;) {

@@ -41,9 +41,8 @@ describe('store (nse)', () => {
     const chain = registryChain('nse', [storeNseServer({ store })]);
     await chain.register(nse('a'), newContext());
     const ac = new AbortController();
-    const it = chain
-      .find(NetworkServiceEndpointQuery.fromPartial({ networkServiceEndpoint: { networkServiceNames: ['ns1'] }, watch: true }), newContext({ signal: ac.signal }))
-      [Symbol.asyncIterator]();
+    const stream = chain.find(NetworkServiceEndpointQuery.fromPartial({ networkServiceEndpoint: { networkServiceNames: ['ns1'] }, watch: true }), newContext({ signal: ac.signal }));
+    const it = stream[Symbol.asyncIterator]();
     assert.deepEqual((await it.next()).value, { networkServiceEndpoint: nse('a'), deleted: false });
     await chain.register(nse('other', ['ns2']), newContext()); // does not match
     await chain.register(nse('b'), newContext());

@@ -1,0 +1,24 @@
+/**
+ * The base error of nsm-ts and the one error the API helpers (NSURLs, CIDRs) raise. They live here, at
+ * the bottom of the layers, so `src/api` needs nothing from `src/core`; `src/core/errors.ts` re-exports
+ * them beside the other classes.
+ */
+export class NsmError extends Error {
+  override name = 'NsmError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A value that a caller supplied is wrong. Names the field and the value. */
+export class InvalidArgumentError extends NsmError {
+  override name = 'InvalidArgumentError';
+  constructor(
+    readonly field: string,
+    readonly value: unknown,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${field}: ${reason} (got ${JSON.stringify(value)})`, options);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * One push-and-wake async queue for the whole code base: producers `push`, one consumer reads it as an
+ * `AsyncIterable`. It is bounded (`limit`, with a policy for what happens when it is full) and
+ * abort-aware (a signal ends the consumer's iteration; `close()` ends it after what is buffered, or at
+ * once with `discard`). Iteration ends cleanly (no rejection) on close and on abort, so a `for await`
+ * loop needs no try/catch for either.
+ *
+ * Guarantees:
+ * - items come out in push order; none is delivered twice;
+ * - at most `limit` items are buffered; on overflow `drop-oldest` discards the oldest buffered item,
+ *   `drop-newest` refuses the pushed one, `throw` raises QueueFullError; `push` returns false when an item
+ *   was dropped;
+ * - after `close()` every `push` is ignored (returns false);
+ * - nothing is left registered on a signal after the iteration ends.
+ */
+import { ResourceExhaustedError } from './errors.js';
+
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'throw';
+
+export interface QueueOptions {
+  /** Most items buffered at once (default 10 000). */
+  readonly limit?: number;
+  /** What a push into a full queue does (default `throw`). */
+  readonly overflow?: OverflowPolicy;
+  /** Ends the iteration when aborted (buffered items are dropped). */
+  readonly signal?: AbortSignal;
+  /** Named in the overflow error. */
+  readonly name?: string;
+}
+
+export const DEFAULT_QUEUE_LIMIT = 10_000;
+
+export class AsyncQueue<T> implements AsyncIterable<T> {
+  readonly #items: T[] = [];
+  readonly #limit: number;
+  readonly #overflow: OverflowPolicy;
+  readonly #name: string;
+  readonly #signal: AbortSignal | undefined;
+  #wake: (() => void) | undefined;
+  #closed = false;
+  #dropped = 0;
+  #iterating = false;
+
+  constructor(options: QueueOptions = {}) {
+    const limit = options.limit ?? DEFAULT_QUEUE_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`queue limit must be a positive integer, got ${limit}`);
+    this.#limit = limit;
+    this.#overflow = options.overflow ?? 'throw';
+    this.#name = options.name ?? 'queue';
+    this.#signal = options.signal;
+    if (this.#signal?.aborted) this.close(true);
+    else this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** Items buffered and not yet read. */
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /** Items dropped so far by the overflow policy. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Adds an item; returns false when it (or, with drop-oldest, an older one) was dropped or the queue is closed. */
+  push(item: T): boolean {
+    if (this.#closed) return false;
+    let kept = true;
+    if (this.#items.length >= this.#limit) {
+      this.#dropped++;
+      if (this.#overflow === 'throw') throw new ResourceExhaustedError(`${this.#name} is full (${this.#limit} items)`);
+      if (this.#overflow === 'drop-newest') return false;
+      this.#items.shift();
+      kept = false;
+    }
+    this.#items.push(item);
+    this.#wakeUp();
+    return kept;
+  }
+
+  /** Ends the stream after what is buffered; with `discard`, at once. Idempotent. */
+  close(discard = false): void {
+    if (discard) this.#items.length = 0;
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#wakeUp();
+  }
+
+  /** Reads the next item, or undefined once the queue is closed and empty. */
+  async next(): Promise<{ value: T; done: false } | { value: undefined; done: true }> {
+    for (;;) {
+      if (this.#items.length > 0) return { value: this.#items.shift()!, done: false };
+      if (this.#closed) return { value: undefined, done: true };
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  /** One consumer at a time; breaking out of the loop closes the queue. */
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    if (this.#iterating) throw new Error(`${this.#name} has a consumer already`);
+    this.#iterating = true;
+    return {
+      next: () => this.next() as Promise<IteratorResult<T>>,
+      return: async () => {
+        this.close(true);
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  readonly #onAbort = (): void => this.close(true);
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
