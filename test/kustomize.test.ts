@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { nseFromResource, nsFromResource } from '../src/registry/k8s/convert.js';
+import { nseFromResource, nsFromResource } from '../src/registry/cr.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const DEPLOY = join(ROOT, 'deployments');

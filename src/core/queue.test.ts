@@ -92,3 +92,24 @@ test('one consumer at a time, and the limit is checked', () => {
   assert.throws(() => q[Symbol.asyncIterator](), /has a consumer already/);
   assert.throws(() => new AsyncQueue({ limit: 0 }), RangeError);
 });
+
+test("'fail' overflow ends the consumer's iteration with ResourceExhaustedError, once", async () => {
+  const q = new AsyncQueue<number>({ limit: 2, overflow: 'fail', name: 'watch' });
+  assert.equal(q.push(1), true);
+  assert.equal(q.push(2), true);
+  assert.equal(q.push(3), false);
+  assert.equal(q.closed, true);
+  assert.equal(q.dropped, 1);
+  assert.equal(q.push(4), false, 'pushes after the failure are ignored');
+  await assert.rejects(collect(q), { name: 'ResourceExhaustedError', message: /watch is full \(2 items\)/ });
+  assert.deepEqual(await q.next(), { value: undefined, done: true });
+});
+
+test("'fail' overflow wakes a waiting consumer with the error", async () => {
+  const q = new AsyncQueue<number>({ limit: 1, overflow: 'fail' });
+  const waiting = q.next();
+  q.push(1); // wakes the consumer, which has not taken the item yet
+  assert.equal(q.push(2), false);
+  await assert.rejects(waiting, { name: 'ResourceExhaustedError' });
+  assert.deepEqual(await q.next(), { value: undefined, done: true });
+});

@@ -8,14 +8,17 @@
  * Guarantees:
  * - items come out in push order; none is delivered twice;
  * - at most `limit` items are buffered; on overflow `drop-oldest` discards the oldest buffered item,
- *   `drop-newest` refuses the pushed one, `throw` raises QueueFullError; `push` returns false when an item
- *   was dropped;
+ *   `drop-newest` refuses the pushed one, `throw` raises ResourceExhaustedError to the producer, `fail`
+ *   closes the queue at once (buffered items discarded) and the consumer's next read rejects with
+ *   ResourceExhaustedError (once; the iteration then ends), for streams whose consumer must learn that
+ *   it lost items (a watch that cannot keep up must resync, not silently miss a delete); `push` returns
+ *   false when an item was dropped;
  * - after `close()` every `push` is ignored (returns false);
  * - nothing is left registered on a signal after the iteration ends.
  */
 import { ResourceExhaustedError } from './errors.js';
 
-export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'throw';
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'throw' | 'fail';
 
 export interface QueueOptions {
   /** Most items buffered at once (default 10 000). */
@@ -40,6 +43,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   #closed = false;
   #dropped = 0;
   #iterating = false;
+  #failure: Error | undefined;
 
   constructor(options: QueueOptions = {}) {
     const limit = options.limit ?? DEFAULT_QUEUE_LIMIT;
@@ -73,6 +77,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     if (this.#items.length >= this.#limit) {
       this.#dropped++;
       if (this.#overflow === 'throw') throw new ResourceExhaustedError(`${this.#name} is full (${this.#limit} items)`);
+      if (this.#overflow === 'fail') {
+        this.#failure = new ResourceExhaustedError(`${this.#name} is full (${this.#limit} items): the consumer fell behind`);
+        this.close(true);
+        return false;
+      }
       if (this.#overflow === 'drop-newest') return false;
       this.#items.shift();
       kept = false;
@@ -91,11 +100,16 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     this.#wakeUp();
   }
 
-  /** Reads the next item, or undefined once the queue is closed and empty. */
+  /** Reads the next item, or undefined once the queue is closed and empty; rejects once after a `fail` overflow. */
   async next(): Promise<{ value: T; done: false } | { value: undefined; done: true }> {
     for (;;) {
       if (this.#items.length > 0) return { value: this.#items.shift()!, done: false };
-      if (this.#closed) return { value: undefined, done: true };
+      if (this.#closed) {
+        const failure = this.#failure;
+        this.#failure = undefined;
+        if (failure) throw failure;
+        return { value: undefined, done: true };
+      }
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
   }

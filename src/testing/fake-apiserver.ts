@@ -18,29 +18,24 @@
  *
  * Test hooks: `compact()` forgets the event history (a watch from an older resourceVersion then gets
  * 410 Gone, as after etcd compaction), `closeWatches()` ends every open watch stream (as the real
- * server does on its watch timeout), `expireWatches()` sends them a 410 ERROR event first. It does not validate specs against CRD schemas, has no admission,
- * no finalizers, no RBAC, no pagination (`limit` is ignored) and no Table output.
+ * server does on its watch timeout), `expireWatches()` sends them a 410 ERROR event first. It does not
+ * validate specs against CRD schemas, has no admission, no finalizers, no RBAC, no pagination (`limit`
+ * is ignored) and no Table output.
+ *
+ * Layout: `discovery` (static documents), `ObjectStore` (objects, resourceVersions, event history),
+ * `WatchHub` (open watch streams), the route handlers (`route` → namespaces / collection / item /
+ * patch), and `startTestApiServer` (HTTP server plus test hooks). The CRD names (group, plural, short
+ * names) come from `src/registry/cr.ts`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { CR_API_VERSION as GROUP_VERSION, GROUP, NS_KIND, NSE_KIND, VERSION, isValidObjectName, type ResourceKind } from '../registry/cr.js';
 
-const GROUP = 'networkservicemesh.io';
-const VERSION = 'v1';
-const GROUP_VERSION = `${GROUP}/${VERSION}`;
+type Resource = ResourceKind;
 
-interface Resource {
-  plural: string;
-  singular: string;
-  kind: string;
-  shortNames: string[];
-}
-
-const RESOURCES: readonly Resource[] = [
-  { plural: 'networkservices', singular: 'networkservice', kind: 'NetworkService', shortNames: ['netsvc', 'netsvcs'] },
-  { plural: 'networkserviceendpoints', singular: 'networkserviceendpoint', kind: 'NetworkServiceEndpoint', shortNames: ['nse', 'nses'] },
-];
+const RESOURCES: readonly Resource[] = [NS_KIND, NSE_KIND];
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -84,7 +79,7 @@ export interface TestApiServer {
   stop(): Promise<void>;
 }
 
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// ---- helpers --------------------------------------------------------------------------------------------
 
 function statusBody(code: number, reason: string, message: string, details?: Obj): Obj {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
@@ -100,6 +95,8 @@ class HttpError extends Error {
     super(message);
   }
 }
+
+const notFound = (r: Resource, name: string) => new HttpError(404, 'NotFound', `${r.plural}.${GROUP} "${name}" not found`, { name, group: GROUP, kind: r.plural });
 
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
@@ -133,208 +130,185 @@ function matches(obj: Obj, f: Filter): boolean {
   return true;
 }
 
-/** Starts the test API server on 127.0.0.1 (port 0 = any free port). */
-export async function startTestApiServer(opts: { port?: number } = {}): Promise<TestApiServer> {
-  let rv = 100;
-  let compactedAt = 0;
-  const store = new Map<string, Obj>(); // key: plural/namespace/name
-  const history: WatchEvent[] = [];
-  const watches = new Set<OpenWatch>();
-  const requests: string[] = [];
-  const namespaces = new Set(['default', 'kube-system', 'kube-public', 'nsm-system']);
+function reply(res: ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
 
-  const key = (plural: string, ns: string, name: string) => `${plural}/${ns}/${name}`;
+async function readBody(req: IncomingMessage): Promise<Obj> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0].trim();
+  try {
+    const body: unknown = ct.includes('yaml') ? parseYaml(text) : JSON.parse(text);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('not an object');
+    return body as Obj;
+  } catch (err) {
+    throw new HttpError(400, 'BadRequest', `cannot decode request body (${ct}): ${(err as Error).message}`);
+  }
+}
 
-  const record = (type: WatchEvent['type'], plural: string, object: Obj) => {
-    const ev: WatchEvent = { rv, type, plural, object: structuredClone(object) };
-    history.push(ev);
-    for (const w of watches) if (w.filter.plural === plural && matches(ev.object, w.filter)) send(w, ev.type, ev.object);
-  };
+function kubeconfigText(url: string, namespace: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '  - name: nsm-ts-test-apiserver',
+    '    cluster:',
+    `      server: ${url}`,
+    '      insecure-skip-tls-verify: true',
+    'users:',
+    '  - name: nsm-ts-test',
+    '    user: {}',
+    'contexts:',
+    '  - name: nsm-ts-test',
+    '    context:',
+    '      cluster: nsm-ts-test-apiserver',
+    '      user: nsm-ts-test',
+    `      namespace: ${namespace}`,
+    'current-context: nsm-ts-test',
+    '',
+  ].join('\n');
+}
 
-  const send = (w: OpenWatch, type: string, object: Obj) => {
-    w.res.write(`${JSON.stringify({ type, object })}\n`);
-  };
+// ---- discovery --------------------------------------------------------------------------------------------
 
-  const endWatch = (w: OpenWatch) => {
-    if (w.timer) clearTimeout(w.timer);
-    watches.delete(w);
-    w.res.end();
-  };
-
-  const reply = (res: ServerResponse, code: number, body: unknown) => {
-    const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-    res.end(text);
-  };
-
-  const notFound = (r: Resource, name: string) => new HttpError(404, 'NotFound', `${r.plural}.${GROUP} "${name}" not found`, { name, group: GROUP, kind: r.plural });
-
-  const discovery = (path: string): unknown => {
-    switch (path) {
-      case '/version':
-        return { major: '1', minor: '32', gitVersion: 'v1.32.0-nsm-ts-test-apiserver', platform: 'linux/amd64', goVersion: 'none (nsm-ts test API server, not a real Kubernetes)' };
-      case '/api':
-        return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1' }] };
-      case '/api/v1':
-        return {
-          kind: 'APIResourceList',
-          groupVersion: 'v1',
-          resources: [{ name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list'], shortNames: ['ns'] }],
-        };
-      case '/apis':
-        return {
-          kind: 'APIGroupList',
-          apiVersion: 'v1',
-          groups: [{ name: GROUP, versions: [{ groupVersion: GROUP_VERSION, version: VERSION }], preferredVersion: { groupVersion: GROUP_VERSION, version: VERSION } }],
-        };
-      case `/apis/${GROUP}`:
-        return { kind: 'APIGroup', apiVersion: 'v1', name: GROUP, versions: [{ groupVersion: GROUP_VERSION, version: VERSION }], preferredVersion: { groupVersion: GROUP_VERSION, version: VERSION } };
-      case `/apis/${GROUP_VERSION}`:
-        return {
-          kind: 'APIResourceList',
-          apiVersion: 'v1',
-          groupVersion: GROUP_VERSION,
-          resources: RESOURCES.map((r) => ({
-            name: r.plural,
-            singularName: r.singular,
-            namespaced: true,
-            kind: r.kind,
-            verbs: ['delete', 'deletecollection', 'get', 'list', 'patch', 'create', 'update', 'watch'],
-            shortNames: r.shortNames,
-            storageVersionHash: r.kind,
-          })),
-        };
-      case '/openapi/v3':
-        return { paths: { [`apis/${GROUP_VERSION}`]: { serverRelativeURL: `/openapi/v3/apis/${GROUP_VERSION}?hash=nsm-ts-test` } } };
-      case `/openapi/v3/apis/${GROUP_VERSION}`:
-        return openApiV3();
-      default:
-        return undefined;
-    }
-  };
-
-  // Just enough OpenAPI v3 for kubectl: a PATCH operation per kind that lists the `fieldValidation`
-  // parameter (so kubectl leaves validation to the server instead of downloading OpenAPI v2), and the
-  // CRDs' structural schema (spec preserves unknown fields).
-  const openApiV3 = () => {
-    const paths: Obj = {};
-    const schemas: Obj = {};
-    for (const r of RESOURCES) {
-      const gvk = { group: GROUP, version: VERSION, kind: r.kind };
-      const ref = `io.networkservicemesh.${VERSION}.${r.kind}`;
-      paths[`/apis/${GROUP_VERSION}/namespaces/{namespace}/${r.plural}/{name}`] = {
-        patch: {
-          operationId: `patch${r.kind}`,
-          'x-kubernetes-action': 'patch',
-          'x-kubernetes-group-version-kind': gvk,
-          parameters: ['dryRun', 'fieldManager', 'fieldValidation', 'force'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
-          responses: { '200': { description: 'OK', content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } } },
-        },
+/** The discovery document at `path`, or undefined. */
+function discovery(path: string): unknown {
+  switch (path) {
+    case '/version':
+      return { major: '1', minor: '32', gitVersion: 'v1.32.0-nsm-ts-test-apiserver', platform: 'linux/amd64', goVersion: 'none (nsm-ts test API server, not a real Kubernetes)' };
+    case '/api':
+      return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1' }] };
+    case '/api/v1':
+      return {
+        kind: 'APIResourceList',
+        groupVersion: 'v1',
+        resources: [{ name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list'], shortNames: ['ns'] }],
       };
-      schemas[ref] = {
-        type: 'object',
-        properties: {
-          apiVersion: { type: 'string' },
-          kind: { type: 'string' },
-          metadata: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-          spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-        },
-        'x-kubernetes-group-version-kind': [gvk],
+    case '/apis':
+      return {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: [{ name: GROUP, versions: [{ groupVersion: GROUP_VERSION, version: VERSION }], preferredVersion: { groupVersion: GROUP_VERSION, version: VERSION } }],
       };
-    }
-    return { openapi: '3.0.0', info: { title: 'nsm-ts test API server (not a real Kubernetes)', version: 'v0.1.0' }, paths, components: { schemas } };
-  };
+    case `/apis/${GROUP}`:
+      return { kind: 'APIGroup', apiVersion: 'v1', name: GROUP, versions: [{ groupVersion: GROUP_VERSION, version: VERSION }], preferredVersion: { groupVersion: GROUP_VERSION, version: VERSION } };
+    case `/apis/${GROUP_VERSION}`:
+      return {
+        kind: 'APIResourceList',
+        apiVersion: 'v1',
+        groupVersion: GROUP_VERSION,
+        resources: RESOURCES.map((r) => ({
+          name: r.plural,
+          singularName: r.singular,
+          namespaced: true,
+          kind: r.kind,
+          verbs: ['delete', 'deletecollection', 'get', 'list', 'patch', 'create', 'update', 'watch'],
+          shortNames: r.shortNames,
+          storageVersionHash: r.kind,
+        })),
+      };
+    case '/openapi/v3':
+      return { paths: { [`apis/${GROUP_VERSION}`]: { serverRelativeURL: `/openapi/v3/apis/${GROUP_VERSION}?hash=nsm-ts-test` } } };
+    case `/openapi/v3/apis/${GROUP_VERSION}`:
+      return openApiV3();
+    default:
+      return undefined;
+  }
+}
 
-  const namespaceObj = (name: string) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, resourceVersion: '1' }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } });
+/**
+ * Just enough OpenAPI v3 for kubectl: a PATCH operation per kind that lists the `fieldValidation`
+ * parameter (so kubectl leaves validation to the server instead of downloading OpenAPI v2), and the
+ * CRDs' structural schema (spec preserves unknown fields).
+ */
+function openApiV3(): Obj {
+  const paths: Obj = {};
+  const schemas: Obj = {};
+  for (const r of RESOURCES) {
+    const gvk = { group: GROUP, version: VERSION, kind: r.kind };
+    const ref = `io.networkservicemesh.${VERSION}.${r.kind}`;
+    paths[`/apis/${GROUP_VERSION}/namespaces/{namespace}/${r.plural}/{name}`] = {
+      patch: {
+        operationId: `patch${r.kind}`,
+        'x-kubernetes-action': 'patch',
+        'x-kubernetes-group-version-kind': gvk,
+        parameters: ['dryRun', 'fieldManager', 'fieldValidation', 'force'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
+        responses: { '200': { description: 'OK', content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } } },
+      },
+    };
+    schemas[ref] = {
+      type: 'object',
+      properties: {
+        apiVersion: { type: 'string' },
+        kind: { type: 'string' },
+        metadata: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+        spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+      },
+      'x-kubernetes-group-version-kind': [gvk],
+    };
+  }
+  return { openapi: '3.0.0', info: { title: 'nsm-ts test API server (not a real Kubernetes)', version: 'v0.1.0' }, paths, components: { schemas } };
+}
 
-  const list = (filter: Filter) =>
-    [...store.entries()]
+const namespaceObj = (name: string) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, resourceVersion: '1' }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } });
+
+// ---- objects ----------------------------------------------------------------------------------------------
+
+/** The stored objects, the one global resourceVersion and the event history; changes go to `onEvent`. */
+class ObjectStore {
+  rv = 100;
+  compactedAt = 0;
+  readonly history: WatchEvent[] = [];
+  readonly namespaces = new Set(['default', 'kube-system', 'kube-public', 'nsm-system']);
+  readonly #objects = new Map<string, Obj>(); // key: plural/namespace/name
+
+  constructor(private readonly onEvent: (ev: WatchEvent) => void) {}
+
+  static key(plural: string, ns: string, name: string): string {
+    return `${plural}/${ns}/${name}`;
+  }
+
+  get(r: Resource, ns: string, name: string): Obj | undefined {
+    return this.#objects.get(ObjectStore.key(r.plural, ns, name));
+  }
+
+  list(filter: Filter): Obj[] {
+    return [...this.#objects.entries()]
       .filter(([k, o]) => k.startsWith(`${filter.plural}/`) && matches(o, filter))
       .map(([, o]) => structuredClone(o))
       .sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  }
 
-  const startWatch = (req: IncomingMessage, res: ServerResponse, filter: Filter, q: URLSearchParams) => {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
-    res.flushHeaders();
-    const w: OpenWatch = { filter, res };
-    const fromRaw = q.get('resourceVersion');
-    if (fromRaw && fromRaw !== '0') {
-      const from = Number(fromRaw);
-      if (!Number.isInteger(from) || from < compactedAt) {
-        send(w, 'ERROR', statusBody(410, 'Expired', `too old resource version: ${fromRaw} (${compactedAt})`));
-        res.end();
-        return;
-      }
-      for (const ev of history) if (ev.rv > from && ev.plural === filter.plural && matches(ev.object, filter)) send(w, ev.type, ev.object);
-    } else {
-      for (const o of list(filter)) send(w, 'ADDED', o);
-    }
-    watches.add(w);
-    const timeout = Number(q.get('timeoutSeconds') ?? '0');
-    if (timeout > 0) w.timer = setTimeout(() => endWatch(w), timeout * 1000);
-    const drop = () => {
-      if (w.timer) clearTimeout(w.timer);
-      watches.delete(w);
-    };
-    req.on('close', drop);
-    res.on('close', drop);
-  };
+  compact(): void {
+    this.compactedAt = this.rv;
+    this.history.length = 0;
+  }
 
-  const readBody = async (req: IncomingMessage): Promise<Obj> => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
-    const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0].trim();
-    try {
-      const body: unknown = ct.includes('yaml') ? parseYaml(text) : JSON.parse(text);
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('not an object');
-      return body as Obj;
-    } catch (err) {
-      throw new HttpError(400, 'BadRequest', `cannot decode request body (${ct}): ${(err as Error).message}`);
-    }
-  };
-
-  const checkObject = (r: Resource, ns: string, body: Obj, nameFromUrl?: string) => {
-    if (body.apiVersion !== GROUP_VERSION || body.kind !== r.kind) {
-      throw new HttpError(400, 'BadRequest', `the API version in the data (${body.apiVersion}) and kind (${body.kind}) do not match ${GROUP_VERSION} ${r.kind}`);
-    }
-    if (typeof body.metadata !== 'object' || body.metadata === null) body.metadata = {};
-    const md = body.metadata as Obj;
-    if (md.namespace !== undefined && md.namespace !== ns) {
-      throw new HttpError(400, 'BadRequest', `the namespace of the provided object (${md.namespace}) does not match the namespace sent on the request (${ns})`);
-    }
-    if (!md.name && md.generateName && nameFromUrl === undefined) md.name = `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
-    if (nameFromUrl !== undefined && md.name !== undefined && md.name !== nameFromUrl) {
-      throw new HttpError(400, 'BadRequest', `the name of the object (${md.name}) does not match the name on the URL (${nameFromUrl})`);
-    }
-    if (nameFromUrl !== undefined) md.name = nameFromUrl;
-    if (typeof md.name !== 'string' || md.name.length > 253 || !DNS1123_SUBDOMAIN.test(md.name)) {
-      throw new HttpError(422, 'Invalid', `${r.kind}.${GROUP} "${md.name ?? ''}" is invalid: metadata.name: Invalid value: a lowercase RFC 1123 subdomain is required`);
-    }
-    md.namespace = ns;
-  };
-
-  const create = (r: Resource, ns: string, body: Obj): Obj => {
+  create(r: Resource, ns: string, body: Obj): Obj {
     checkObject(r, ns, body);
     const name = body.metadata.name as string;
-    const k = key(r.plural, ns, name);
-    if (store.has(k)) throw new HttpError(409, 'AlreadyExists', `${r.plural}.${GROUP} "${name}" already exists`, { name, group: GROUP, kind: r.plural });
-    rv++;
-    namespaces.add(ns);
+    const k = ObjectStore.key(r.plural, ns, name);
+    if (this.#objects.has(k)) throw new HttpError(409, 'AlreadyExists', `${r.plural}.${GROUP} "${name}" already exists`, { name, group: GROUP, kind: r.plural });
+    this.rv++;
+    this.namespaces.add(ns);
     const obj: Obj = {
       ...body,
-      metadata: { ...body.metadata, uid: randomUUID(), resourceVersion: String(rv), generation: 1, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+      metadata: { ...body.metadata, uid: randomUUID(), resourceVersion: String(this.rv), generation: 1, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
     };
     delete obj.metadata.generateName;
-    store.set(k, obj);
-    record('ADDED', r.plural, obj);
+    this.#objects.set(k, obj);
+    this.#record('ADDED', r.plural, obj);
     return structuredClone(obj);
-  };
+  }
 
-  const update = (r: Resource, ns: string, name: string, body: Obj, requireRv: boolean): Obj => {
+  update(r: Resource, ns: string, name: string, body: Obj, requireRv: boolean): Obj {
     checkObject(r, ns, body, name);
-    const k = key(r.plural, ns, name);
-    const cur = store.get(k);
+    const k = ObjectStore.key(r.plural, ns, name);
+    const cur = this.#objects.get(k);
     if (!cur) throw notFound(r, name);
     const want = body.metadata.resourceVersion as string | undefined;
     if (requireRv && !want) {
@@ -347,7 +321,7 @@ export async function startTestApiServer(opts: { port?: number } = {}): Promise<
         kind: r.plural,
       });
     }
-    rv++;
+    this.rv++;
     const specChanged = JSON.stringify(cur.spec) !== JSON.stringify(body.spec);
     const obj: Obj = {
       ...body,
@@ -356,89 +330,215 @@ export async function startTestApiServer(opts: { port?: number } = {}): Promise<
         uid: cur.metadata.uid,
         creationTimestamp: cur.metadata.creationTimestamp,
         generation: (cur.metadata.generation as number) + (specChanged ? 1 : 0),
-        resourceVersion: String(rv),
+        resourceVersion: String(this.rv),
       },
     };
-    store.set(k, obj);
-    record('MODIFIED', r.plural, obj);
+    this.#objects.set(k, obj);
+    this.#record('MODIFIED', r.plural, obj);
     return structuredClone(obj);
-  };
+  }
 
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const u = new URL(req.url ?? '/', 'http://localhost');
-    const path = u.pathname.replace(/\/+$/, '') || '/';
-    const q = u.searchParams;
-    const method = req.method ?? 'GET';
-    requests.push(`${method} ${path}${u.search}`);
+  remove(r: Resource, ns: string, name: string): Obj {
+    const k = ObjectStore.key(r.plural, ns, name);
+    const o = this.#objects.get(k);
+    if (!o) throw notFound(r, name);
+    this.#objects.delete(k);
+    this.rv++;
+    const gone = { ...o, metadata: { ...o.metadata, resourceVersion: String(this.rv) } };
+    this.#record('DELETED', r.plural, gone);
+    return structuredClone(gone);
+  }
 
-    if (method === 'GET') {
-      const d = discovery(path);
-      if (d !== undefined) return reply(res, 200, d);
-    }
-    let m = /^\/api\/v1\/namespaces(?:\/([^/]+))?$/.exec(path);
-    if (m && method === 'GET') {
-      if (m[1]) return reply(res, 200, namespaceObj(m[1]));
-      return reply(res, 200, { apiVersion: 'v1', kind: 'NamespaceList', metadata: { resourceVersion: String(rv) }, items: [...namespaces].sort().map(namespaceObj) });
-    }
-    m = new RegExp(`^/apis/${GROUP.replace(/\./g, '\\.')}/${VERSION}(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?$`).exec(path);
-    const r = m && RESOURCES.find((x) => x.plural === m![2]);
-    if (!m || !r) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${method} ${path}; this is the nsm-ts test API server, not a real Kubernetes)`);
-    const ns = m[1];
-    const name = m[3] ? decodeURIComponent(m[3]) : undefined;
+  #record(type: WatchEvent['type'], plural: string, object: Obj): void {
+    const ev: WatchEvent = { rv: this.rv, type, plural, object: structuredClone(object) };
+    this.history.push(ev);
+    this.onEvent(ev);
+  }
+}
 
-    if (name === undefined) {
-      if (method === 'GET') {
-        const filter: Filter = { plural: r.plural, namespace: ns, fields: parseSelector(q.get('fieldSelector'), 'fieldSelector'), labels: parseSelector(q.get('labelSelector'), 'labelSelector') };
-        if (q.get('watch') === 'true' || q.get('watch') === '1') return startWatch(req, res, filter, q);
-        return reply(res, 200, { apiVersion: GROUP_VERSION, kind: `${r.kind}List`, metadata: { resourceVersion: String(rv) }, items: list(filter) });
+/** Defaults and checks a create/update body as the API server does (namespace, name, apiVersion/kind). */
+function checkObject(r: Resource, ns: string, body: Obj, nameFromUrl?: string): void {
+  if (body.apiVersion !== GROUP_VERSION || body.kind !== r.kind) {
+    throw new HttpError(400, 'BadRequest', `the API version in the data (${body.apiVersion}) and kind (${body.kind}) do not match ${GROUP_VERSION} ${r.kind}`);
+  }
+  if (typeof body.metadata !== 'object' || body.metadata === null) body.metadata = {};
+  const md = body.metadata as Obj;
+  if (md.namespace !== undefined && md.namespace !== ns) {
+    throw new HttpError(400, 'BadRequest', `the namespace of the provided object (${md.namespace}) does not match the namespace sent on the request (${ns})`);
+  }
+  if (!md.name && md.generateName && nameFromUrl === undefined) md.name = `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
+  if (nameFromUrl !== undefined && md.name !== undefined && md.name !== nameFromUrl) {
+    throw new HttpError(400, 'BadRequest', `the name of the object (${md.name}) does not match the name on the URL (${nameFromUrl})`);
+  }
+  if (nameFromUrl !== undefined) md.name = nameFromUrl;
+  if (typeof md.name !== 'string' || !isValidObjectName(md.name)) {
+    throw new HttpError(422, 'Invalid', `${r.kind}.${GROUP} "${md.name ?? ''}" is invalid: metadata.name: Invalid value: a lowercase RFC 1123 subdomain is required`);
+  }
+  md.namespace = ns;
+}
+
+// ---- watches ----------------------------------------------------------------------------------------------
+
+/** The open `?watch=true` streams: newline-delimited `{type, object}` events. */
+class WatchHub {
+  readonly #open = new Set<OpenWatch>();
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Sends a recorded change to every open watch it matches. */
+  broadcast(ev: WatchEvent): void {
+    for (const w of this.#open) if (w.filter.plural === ev.plural && matches(ev.object, w.filter)) send(w, ev.type, ev.object);
+  }
+
+  /** Starts a stream: replays the history after `resourceVersion` (410 when compacted away), or everything as ADDED. */
+  start(req: IncomingMessage, res: ServerResponse, filter: Filter, q: URLSearchParams, store: ObjectStore): void {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    const w: OpenWatch = { filter, res };
+    const fromRaw = q.get('resourceVersion');
+    if (fromRaw && fromRaw !== '0') {
+      const from = Number(fromRaw);
+      if (!Number.isInteger(from) || from < store.compactedAt) {
+        send(w, 'ERROR', statusBody(410, 'Expired', `too old resource version: ${fromRaw} (${store.compactedAt})`));
+        res.end();
+        return;
       }
-      if (method === 'POST' && ns !== undefined) return reply(res, 201, create(r, ns, await readBody(req)));
-      throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+      for (const ev of store.history) if (ev.rv > from && ev.plural === filter.plural && matches(ev.object, filter)) send(w, ev.type, ev.object);
+    } else {
+      for (const o of store.list(filter)) send(w, 'ADDED', o);
     }
-    if (ns === undefined) throw new HttpError(404, 'NotFound', `${r.plural} are namespaced; use /namespaces/<ns>/${r.plural}/${name}`);
-    const k = key(r.plural, ns, name);
-    switch (method) {
-      case 'GET': {
-        const o = store.get(k);
-        if (!o) throw notFound(r, name);
-        return reply(res, 200, o);
-      }
-      case 'PUT':
-        return reply(res, 200, update(r, ns, name, await readBody(req), true));
-      case 'PATCH': {
-        const ct = (req.headers['content-type'] ?? '').split(';')[0].trim();
-        const patch = await readBody(req);
-        const cur = store.get(k);
-        if (ct === 'application/apply-patch+yaml') {
-          if (!cur) return reply(res, 201, create(r, ns, { ...patch, metadata: { ...(patch.metadata ?? {}), name } }));
-          const merged = mergePatch(structuredClone(cur), patch) as Obj;
-          merged.metadata.resourceVersion = cur.metadata.resourceVersion;
-          return reply(res, 200, update(r, ns, name, merged, false));
-        }
-        if (ct !== 'application/merge-patch+json') {
-          throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml (got ${ct})`);
-        }
-        if (!cur) throw notFound(r, name);
-        const merged = mergePatch(structuredClone(cur), patch) as Obj;
-        if (!patch.metadata?.resourceVersion) merged.metadata.resourceVersion = cur.metadata.resourceVersion;
-        return reply(res, 200, update(r, ns, name, merged, false));
-      }
-      case 'DELETE': {
-        const o = store.get(k);
-        if (!o) throw notFound(r, name);
-        store.delete(k);
-        rv++;
-        const gone = { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } };
-        record('DELETED', r.plural, gone);
-        return reply(res, 200, structuredClone(gone));
-      }
-      default:
-        throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+    this.#open.add(w);
+    const timeout = Number(q.get('timeoutSeconds') ?? '0');
+    if (timeout > 0) w.timer = setTimeout(() => this.#end(w), timeout * 1000);
+    const drop = () => {
+      if (w.timer) clearTimeout(w.timer);
+      this.#open.delete(w);
+    };
+    req.on('close', drop);
+    res.on('close', drop);
+  }
+
+  /** Ends every stream, after an ERROR event when given. */
+  endAll(error?: Obj): void {
+    for (const w of [...this.#open]) {
+      if (error) send(w, 'ERROR', error);
+      this.#end(w);
     }
-  };
+  }
+
+  #end(w: OpenWatch): void {
+    if (w.timer) clearTimeout(w.timer);
+    this.#open.delete(w);
+    w.res.end();
+  }
+}
+
+function send(w: OpenWatch, type: string, object: Obj): void {
+  w.res.write(`${JSON.stringify({ type, object })}\n`);
+}
+
+// ---- routes -----------------------------------------------------------------------------------------------
+
+interface State {
+  readonly store: ObjectStore;
+  readonly watches: WatchHub;
+  readonly requests: string[];
+}
+
+const CR_PATH = new RegExp(`^/apis/${GROUP.replace(/\./g, '\\.')}/${VERSION}(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?$`);
+
+/** Dispatches one request: discovery, namespaces, or a custom-resource collection or item. */
+async function route(st: State, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const u = new URL(req.url ?? '/', 'http://localhost');
+  const path = u.pathname.replace(/\/+$/, '') || '/';
+  const method = req.method ?? 'GET';
+  st.requests.push(`${method} ${path}${u.search}`);
+
+  if (method === 'GET') {
+    const d = discovery(path);
+    if (d !== undefined) return reply(res, 200, d);
+  }
+  const nsPath = /^\/api\/v1\/namespaces(?:\/([^/]+))?$/.exec(path);
+  if (nsPath && method === 'GET') {
+    if (nsPath[1]) return reply(res, 200, namespaceObj(nsPath[1]));
+    return reply(res, 200, { apiVersion: 'v1', kind: 'NamespaceList', metadata: { resourceVersion: String(st.store.rv) }, items: [...st.store.namespaces].sort().map(namespaceObj) });
+  }
+  const m = CR_PATH.exec(path);
+  const r = m && RESOURCES.find((x) => x.plural === m[2]);
+  if (!m || !r) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${method} ${path}; this is the nsm-ts test API server, not a real Kubernetes)`);
+  const ns = m[1];
+  if (m[3] === undefined) return collection(st, req, res, { r, ns, path, q: u.searchParams });
+  const name = decodeURIComponent(m[3]);
+  if (ns === undefined) throw new HttpError(404, 'NotFound', `${r.plural} are namespaced; use /namespaces/<ns>/${r.plural}/${name}`);
+  return item(st, req, res, { r, ns, name, path });
+}
+
+/** `/…/<plural>` (optionally under a namespace): list, watch, create. */
+async function collection(st: State, req: IncomingMessage, res: ServerResponse, at: { r: Resource; ns?: string; path: string; q: URLSearchParams }): Promise<void> {
+  const { r, ns, q } = at;
+  const method = req.method ?? 'GET';
+  if (method === 'GET') {
+    const filter: Filter = { plural: r.plural, namespace: ns, fields: parseSelector(q.get('fieldSelector'), 'fieldSelector'), labels: parseSelector(q.get('labelSelector'), 'labelSelector') };
+    if (q.get('watch') === 'true' || q.get('watch') === '1') return st.watches.start(req, res, filter, q, st.store);
+    return reply(res, 200, { apiVersion: GROUP_VERSION, kind: `${r.kind}List`, metadata: { resourceVersion: String(st.store.rv) }, items: st.store.list(filter) });
+  }
+  if (method === 'POST' && ns !== undefined) return reply(res, 201, st.store.create(r, ns, await readBody(req)));
+  throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on ${at.path}`);
+}
+
+/** `/namespaces/<ns>/<plural>/<name>`: get, replace, patch, delete. */
+async function item(st: State, req: IncomingMessage, res: ServerResponse, at: { r: Resource; ns: string; name: string; path: string }): Promise<void> {
+  const { r, ns, name } = at;
+  const method = req.method ?? 'GET';
+  switch (method) {
+    case 'GET': {
+      const o = st.store.get(r, ns, name);
+      if (!o) throw notFound(r, name);
+      return reply(res, 200, o);
+    }
+    case 'PUT':
+      return reply(res, 200, st.store.update(r, ns, name, await readBody(req), true));
+    case 'PATCH':
+      return patch(st, req, res, at);
+    case 'DELETE':
+      return reply(res, 200, st.store.remove(r, ns, name));
+    default:
+      throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on ${at.path}`);
+  }
+}
+
+/** PATCH as a JSON merge patch; server-side apply (`apply-patch+yaml`) as a plain merge that may create. */
+async function patch(st: State, req: IncomingMessage, res: ServerResponse, at: { r: Resource; ns: string; name: string }): Promise<void> {
+  const { r, ns, name } = at;
+  const ct = (req.headers['content-type'] ?? '').split(';')[0].trim();
+  const body = await readBody(req);
+  const cur = st.store.get(r, ns, name);
+  if (ct === 'application/apply-patch+yaml') {
+    if (!cur) return reply(res, 201, st.store.create(r, ns, { ...body, metadata: { ...(body.metadata ?? {}), name } }));
+    const merged = mergePatch(structuredClone(cur), body) as Obj;
+    merged.metadata.resourceVersion = cur.metadata.resourceVersion;
+    return reply(res, 200, st.store.update(r, ns, name, merged, false));
+  }
+  if (ct !== 'application/merge-patch+json') {
+    throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml (got ${ct})`);
+  }
+  if (!cur) throw notFound(r, name);
+  const merged = mergePatch(structuredClone(cur), body) as Obj;
+  if (!body.metadata?.resourceVersion) merged.metadata.resourceVersion = cur.metadata.resourceVersion;
+  return reply(res, 200, st.store.update(r, ns, name, merged, false));
+}
+
+// ---- server -----------------------------------------------------------------------------------------------
+
+/** Starts the test API server on 127.0.0.1 (port 0 = any free port). */
+export async function startTestApiServer(opts: { port?: number } = {}): Promise<TestApiServer> {
+  const watches = new WatchHub();
+  const st: State = { store: new ObjectStore((ev) => watches.broadcast(ev)), watches, requests: [] };
 
   const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    route(st, req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
         return;
@@ -458,50 +558,17 @@ export async function startTestApiServer(opts: { port?: number } = {}): Promise<
 
   return {
     url,
-    kubeconfig(namespace = 'default') {
-      return [
-        'apiVersion: v1',
-        'kind: Config',
-        'clusters:',
-        '  - name: nsm-ts-test-apiserver',
-        '    cluster:',
-        `      server: ${url}`,
-        '      insecure-skip-tls-verify: true',
-        'users:',
-        '  - name: nsm-ts-test',
-        '    user: {}',
-        'contexts:',
-        '  - name: nsm-ts-test',
-        '    context:',
-        '      cluster: nsm-ts-test-apiserver',
-        '      user: nsm-ts-test',
-        `      namespace: ${namespace}`,
-        'current-context: nsm-ts-test',
-        '',
-      ].join('\n');
-    },
-    compact() {
-      compactedAt = rv;
-      history.length = 0;
-    },
-    closeWatches() {
-      for (const w of [...watches]) endWatch(w);
-    },
-    expireWatches() {
-      for (const w of [...watches]) {
-        send(w, 'ERROR', statusBody(410, 'Expired', 'The resourceVersion for the provided watch is too old.'));
-        endWatch(w);
-      }
-    },
+    kubeconfig: (namespace = 'default') => kubeconfigText(url, namespace),
+    compact: () => st.store.compact(),
+    closeWatches: () => watches.endAll(),
+    expireWatches: () => watches.endAll(statusBody(410, 'Expired', 'The resourceVersion for the provided watch is too old.')),
     get openWatches() {
       return watches.size;
     },
-    objects(plural) {
-      return list({ plural, fields: {}, labels: {} });
-    },
-    requests,
+    objects: (plural) => st.store.list({ plural, fields: {}, labels: {} }),
+    requests: st.requests,
     async stop() {
-      for (const w of [...watches]) endWatch(w);
+      watches.endAll();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -1,7 +1,9 @@
 /**
  * Test support only: a minimal registry served over real gRPC (NS + NSE over Maps, Find with watch,
  * NSE expiry with real timers). Lets the client-side tests run without the registry component; not
- * used by production code.
+ * used by production code. A Find watch buffers changes in an AsyncQueue (`fail` policy, default
+ * limit): a watcher that falls that far behind gets ResourceExhaustedError on its stream instead of
+ * silently missing a delete.
  */
 import { EventEmitter } from 'node:events';
 import type {
@@ -17,6 +19,7 @@ import type { NseHandler, NsHandler } from '../../core/chain.js';
 import type { CallContext } from '../../core/context.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import { silentLogger } from '../../core/log.js';
+import { AsyncQueue } from '../../core/queue.js';
 import { serve, type GrpcServer } from '../../core/transport.js';
 
 export interface TestRegistry {
@@ -45,27 +48,17 @@ export function testRegistryHandlers(expireMs?: number): {
 
   async function* watch<R>(kind: string, initial: R[], match: (r: R) => boolean, watchOn: boolean, ctx: CallContext): AsyncIterable<R> {
     calls.finds++;
-    const queue: R[] = [];
-    let wake: (() => void) | undefined;
+    const changes = new AsyncQueue<R>({ signal: ctx.signal, overflow: 'fail', name: `test registry ${kind} watch` });
     const onEvent = (r: R) => {
-      if (match(r)) {
-        queue.push(r);
-        wake?.();
-      }
+      if (match(r)) changes.push(r);
     };
     if (watchOn) events.on(kind, onEvent);
-    const onAbort = () => wake?.();
-    ctx.signal.addEventListener('abort', onAbort);
     try {
       for (const r of initial) if (match(r)) yield r;
-      while (watchOn && !ctx.signal.aborted) {
-        while (queue.length > 0) yield queue.shift()!;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
+      if (watchOn) yield* changes;
     } finally {
       events.off(kind, onEvent);
-      ctx.signal.removeEventListener('abort', onAbort);
+      changes.close(true);
     }
   }
 

@@ -143,6 +143,26 @@ describe(`k8s registry store specifics (${SERVER})`, () => {
       await until('no open watch on the server', () => api.openWatches === 0);
     }));
 
+  it('a watch that falls behind by more than watchLimit ends with ResourceExhaustedError and closes its HTTP watch', async () => {
+    const api = await startTestApiServer();
+    const kc = new KubeConfig();
+    kc.loadFromString(api.kubeconfig());
+    const store = k8sRegistryStore(kc, { namespace: 'nsm-system', watchLimit: 2 });
+    try {
+      const ac = new AbortController();
+      const it = store.ns.watch(ac.signal)[Symbol.asyncIterator]();
+      for (const name of ['a', 'b', 'c']) await store.ns.put(NsCodec.fromPartial({ name, payload: 'IP' }));
+      await until('the watch to overflow', () => store.ns.watcherCount === 0);
+      await assert.rejects(it.next(), { name: 'ResourceExhaustedError' });
+      assert.equal((await it.next()).done, true);
+      await until('no open watch on the server', () => api.openWatches === 0);
+      ac.abort();
+    } finally {
+      await store.close();
+      await api.stop();
+    }
+  });
+
   it('put replaces an existing CR (409 AlreadyExists → replace with resourceVersion)', () =>
     withServer(async (api, store) => {
       await store.ns.put(NsCodec.fromPartial({ name: 'svc', payload: 'ETHERNET' }));

@@ -1,7 +1,7 @@
 /**
  * Kubernetes-backed registry store (mirrors upstream `sdk-k8s:pkg/registry/etcd`): NetworkServices and
  * NetworkServiceEndpoints are `networkservicemesh.io/v1` custom resources, `metadata.name` = item name,
- * `spec` = the message as upstream's snake_case JSON (see convert.ts).
+ * `spec` = the message as upstream's snake_case JSON (see ../cr.ts; read back in its lenient mode).
  *
  * Guarantees:
  * - `put` creates in the configured namespace; when the name exists (409 AlreadyExists) it replaces the
@@ -13,6 +13,9 @@
  *   ends the stream or answers 410 Gone, the store re-lists, emits the difference against what it has
  *   already emitted, and watches again from the list's resourceVersion. Aborting the signal ends the
  *   iteration and the HTTP watch; no timer or request is left behind. `close()` ends every watch.
+ * - each watch buffers at most `watchLimit` events (an AsyncQueue with the `fail` policy): a consumer
+ *   that falls further behind has its watch ended and its next read rejected with
+ *   ResourceExhaustedError, so it re-lists rather than silently missing a delete.
  *
  * Requests use the official client (`@kubernetes/client-node`: CustomObjectsApi, Watch). Errors map to
  * our classes: 401/403 PermissionDeniedError, 400/422 InvalidArgumentError, others UnavailableError.
@@ -21,25 +24,17 @@ import { ApiException, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/c
 import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { InvalidArgumentError, NsmError, PermissionDeniedError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
+import { AsyncQueue, DEFAULT_QUEUE_LIMIT } from '../../core/queue.js';
 import { cancelled, sleep } from '../../core/signals.js';
+import { GROUP, NS_KIND, NSE_KIND, VERSION, nseFromResource, nseToResource, nsFromResource, nsToResource, type ResourceKind, type ResourceObject } from '../cr.js';
 import type { RegistryStore, Store, StoreEvent } from '../store.js';
-import {
-  GROUP,
-  NS_KIND,
-  NSE_KIND,
-  VERSION,
-  nseFromResource,
-  nseToResource,
-  nsFromResource,
-  nsToResource,
-  type CustomResource,
-  type ResourceKind,
-} from './convert.js';
 
 export const DEFAULT_NAMESPACE = 'default';
 /** First delay before re-watching after a failed watch request; doubles up to DEFAULT_REWATCH_MAX_MS. */
 export const DEFAULT_REWATCH_MIN_MS = 100;
 export const DEFAULT_REWATCH_MAX_MS = 5_000;
+/** Events one watch may buffer before it is ended with ResourceExhaustedError. */
+export const DEFAULT_WATCH_LIMIT = DEFAULT_QUEUE_LIMIT;
 const PUT_ATTEMPTS = 5;
 
 export interface K8sStoreOptions {
@@ -48,6 +43,8 @@ export interface K8sStoreOptions {
   log?: Logger;
   rewatchMinMs?: number;
   rewatchMaxMs?: number;
+  /** Events one watch may buffer (default DEFAULT_WATCH_LIMIT). */
+  watchLimit?: number;
 }
 
 /** Loads a KubeConfig: an explicit kubeconfig file, else in-cluster service account, else ~/.kube/config. */
@@ -76,6 +73,7 @@ export function k8sRegistryStore(kc: KubeConfig, options: K8sStoreOptions = {}):
     log: (options.log ?? silentLogger).child({ element: 'k8s-store' }),
     rewatchMinMs: options.rewatchMinMs ?? DEFAULT_REWATCH_MIN_MS,
     rewatchMaxMs: options.rewatchMaxMs ?? DEFAULT_REWATCH_MAX_MS,
+    watchLimit: options.watchLimit ?? DEFAULT_WATCH_LIMIT,
   });
   const api = kc.makeApiClient(CustomObjectsApi);
   const watcher = new Watch(kc);
@@ -98,6 +96,7 @@ interface Cfg {
   readonly log: Logger;
   readonly rewatchMinMs: number;
   readonly rewatchMaxMs: number;
+  readonly watchLimit: number;
 }
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -153,37 +152,16 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<
   });
 }
 
-/** Unbounded single-consumer queue backing one watch iterator. */
-class EventQueue<T> {
-  readonly #items: T[] = [];
-  #wake: (() => void) | undefined;
-  #closed = false;
+type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK';
+type WatchOutcome = { kind: 'ended' | 'gone' } | { kind: 'failed'; error: string };
 
-  push(item: T): void {
-    if (this.#closed) return;
-    this.#items.push(item);
-    this.#wake?.();
-  }
-
-  /** Ends the stream; `discard` drops what the consumer has not read yet. */
-  close(discard = false): void {
-    this.#closed = true;
-    if (discard) this.#items.length = 0;
-    this.#wake?.();
-  }
-
-  async *drain(): AsyncGenerator<T> {
-    for (;;) {
-      if (this.#items.length > 0) {
-        yield this.#items.shift()!;
-        continue;
-      }
-      if (this.#closed) return;
-      await new Promise<void>((r) => (this.#wake = r));
-      this.#wake = undefined;
-    }
-  }
+/** What one subscription has emitted, by namespace/name, and the resourceVersion its next watch starts from. */
+interface Emitted<T> {
+  readonly known: Map<string, { rv: string; item: T }>;
+  from: string;
 }
+
+const keyOf = (cr: Obj) => `${cr.metadata?.namespace ?? ''}/${cr.metadata?.name ?? ''}`;
 
 class CrStore<T extends { name: string }> implements K8sStore<T> {
   /** Subscriptions still taking their initial list; writes wait for them so they are not missed. */
@@ -195,7 +173,7 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
     private readonly cfg: Cfg,
     private readonly kind: ResourceKind,
     private readonly fromResource: (cr: unknown) => T,
-    private readonly toResource: (item: T, namespace?: string, resourceVersion?: string) => CustomResource,
+    private readonly toResource: (item: T, namespace?: string, resourceVersion?: string) => ResourceObject,
     private readonly lifetime: AbortSignal,
     private readonly running: Set<Promise<void>>,
   ) {}
@@ -301,7 +279,7 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
   #watchers = 0;
 
   watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
-    const queue = new EventQueue<StoreEvent<T>>();
+    const queue = new AsyncQueue<StoreEvent<T>>({ limit: this.cfg.watchLimit, overflow: 'fail', name: `${this.kind.plural} watch` });
     const stop = new AbortController();
     let released = false;
     // Synchronous, idempotent: after abort or break the caller's signal holds no listener of ours.
@@ -319,11 +297,15 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     this.lifetime.addEventListener('abort', onAbort, { once: true });
     if (signal.aborted || this.lifetime.aborted) release();
+    // A push refused by the queue means it overflowed (or the watch is over): end the watch.
+    const emit = (ev: StoreEvent<T>) => {
+      if (!queue.push(ev)) release();
+    };
 
     let subscribed!: () => void;
     const subscribing = new Promise<void>((r) => (subscribed = r));
     this.#subscribing.add(subscribing);
-    const done: Promise<void> = this.#watchLoop(queue, stop.signal, subscribed)
+    const done: Promise<void> = this.#watchLoop(emit, stop.signal, subscribed)
       .catch((err: unknown) => {
         if (!stop.signal.aborted) this.cfg.log.error({ err: errorMessage(err) }, `${this.kind.plural} watch ended`);
       })
@@ -334,100 +316,98 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
         this.running.delete(done);
       });
     this.running.add(done);
-    return {
-      [Symbol.asyncIterator]: () => {
-        const it = queue.drain();
-        return {
-          next: () => it.next(),
-          return: async (v?: unknown) => {
-            release();
-            return it.return(v as undefined);
-          },
-        };
+    const iterator: AsyncIterator<StoreEvent<T>> = {
+      next: () => queue.next(),
+      return: async () => {
+        release();
+        return { done: true, value: undefined };
       },
     };
+    return { [Symbol.asyncIterator]: () => iterator };
   }
 
-  async #watchLoop(queue: EventQueue<StoreEvent<T>>, stop: AbortSignal, subscribed: () => void): Promise<void> {
+  /** List, then watch from the list's resourceVersion, until `stop`; the first list only learns the state. */
+  async #watchLoop(emit: (ev: StoreEvent<T>) => void, stop: AbortSignal, subscribed: () => void): Promise<void> {
     const log = this.cfg.log.child({ watch: this.kind.plural });
-    /** What this subscription has emitted, by namespace/name: resourceVersion and item. */
-    const known = new Map<string, { rv: string; item: T }>();
-    const keyOf = (cr: Obj) => `${cr.metadata?.namespace ?? ''}/${cr.metadata?.name ?? ''}`;
-    let from = '';
+    const emitted: Emitted<T> = { known: new Map(), from: '' };
     let first = true;
     let backoff = this.cfg.rewatchMinMs;
+    const pause = async () => {
+      await sleep(backoff, stop).catch(() => undefined);
+      backoff = Math.min(backoff * 2, this.cfg.rewatchMaxMs);
+    };
 
     while (!stop.aborted) {
-      // (Re-)list: on the first pass only to learn the state; later, emit the difference.
       try {
-        const { items, resourceVersion } = await this.#listRaw(stop);
-        const seen = new Set<string>();
-        for (const cr of items) {
-          const k = keyOf(cr);
-          seen.add(k);
-          const rv = String(cr.metadata?.resourceVersion ?? '');
-          if (known.get(k)?.rv === rv) continue;
-          const item = this.#convert(cr);
-          if (item === undefined) continue;
-          known.set(k, { rv, item });
-          if (!first) queue.push({ type: 'put', item });
-        }
-        for (const [k, v] of known) {
-          if (seen.has(k)) continue;
-          known.delete(k);
-          if (!first) queue.push({ type: 'delete', item: v.item });
-        }
-        from = resourceVersion;
+        await this.#relist(emitted, first ? undefined : emit, stop);
       } catch (err) {
         if (stop.aborted) return;
         log.warn({ err: errorMessage(err), retryInMs: backoff }, 'list failed; retrying');
-        await sleep(backoff, stop).catch(() => undefined);
-        backoff = Math.min(backoff * 2, this.cfg.rewatchMaxMs);
+        await pause();
         continue;
       }
       if (first) {
         first = false;
         subscribed();
       }
-      const outcome = await this.#watchOnce(from, stop, (type, cr) => {
-        const k = keyOf(cr);
-        from = String(cr.metadata?.resourceVersion ?? from);
-        if (type === 'BOOKMARK') return;
-        if (type === 'DELETED') {
-          const prev = known.get(k);
-          known.delete(k);
-          const item = this.#convert(cr) ?? prev?.item;
-          if (item) queue.push({ type: 'delete', item });
-          return;
-        }
-        const item = this.#convert(cr);
-        if (item === undefined) return;
-        known.set(k, { rv: from, item });
-        queue.push({ type: 'put', item });
-      });
+      const outcome = await this.#watchOnce(emitted.from, stop, (type, cr) => this.#applyWatchEvent(emitted, type, cr, emit));
       if (stop.aborted) return;
       if (outcome.kind === 'failed') {
         log.warn({ err: outcome.error, retryInMs: backoff }, 'watch failed; re-listing');
-        await sleep(backoff, stop).catch(() => undefined);
-        backoff = Math.min(backoff * 2, this.cfg.rewatchMaxMs);
+        await pause();
       } else {
         backoff = this.cfg.rewatchMinMs;
-        log.debug({ outcome: outcome.kind, from }, 'watch stream ended; re-listing');
+        log.debug({ outcome: outcome.kind, from: emitted.from }, 'watch stream ended; re-listing');
       }
     }
   }
 
+  /** Lists everything and emits the difference against what was emitted (no `emit`: only learns). */
+  async #relist(emitted: Emitted<T>, emit: ((ev: StoreEvent<T>) => void) | undefined, signal: AbortSignal): Promise<void> {
+    const { items, resourceVersion } = await this.#listRaw(signal);
+    const seen = new Set<string>();
+    for (const cr of items) {
+      const k = keyOf(cr);
+      seen.add(k);
+      const rv = String(cr.metadata?.resourceVersion ?? '');
+      if (emitted.known.get(k)?.rv === rv) continue;
+      const item = this.#convert(cr);
+      if (item === undefined) continue;
+      emitted.known.set(k, { rv, item });
+      emit?.({ type: 'put', item });
+    }
+    for (const [k, v] of emitted.known) {
+      if (seen.has(k)) continue;
+      emitted.known.delete(k);
+      emit?.({ type: 'delete', item: v.item });
+    }
+    emitted.from = resourceVersion;
+  }
+
+  #applyWatchEvent(emitted: Emitted<T>, type: WatchEventType, cr: Obj, emit: (ev: StoreEvent<T>) => void): void {
+    const k = keyOf(cr);
+    emitted.from = String(cr.metadata?.resourceVersion ?? emitted.from);
+    if (type === 'BOOKMARK') return;
+    if (type === 'DELETED') {
+      const prev = emitted.known.get(k);
+      emitted.known.delete(k);
+      const item = this.#convert(cr) ?? prev?.item;
+      if (item) emit({ type: 'delete', item });
+      return;
+    }
+    const item = this.#convert(cr);
+    if (item === undefined) return;
+    emitted.known.set(k, { rv: emitted.from, item });
+    emit({ type: 'put', item });
+  }
+
   /** One HTTP watch from `from`; resolves when the stream ends, the server says 410, or `stop` aborts. */
-  #watchOnce(
-    from: string,
-    stop: AbortSignal,
-    onEvent: (type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK', cr: Obj) => void,
-  ): Promise<{ kind: 'ended' | 'gone' } | { kind: 'failed'; error: string }> {
+  #watchOnce(from: string, stop: AbortSignal, onEvent: (type: WatchEventType, cr: Obj) => void): Promise<WatchOutcome> {
     return new Promise((resolve) => {
       let controller: AbortController | undefined;
       let finished = false;
       let gone = false;
-      const finish = (r: { kind: 'ended' | 'gone' } | { kind: 'failed'; error: string }) => {
+      const finish = (r: WatchOutcome) => {
         if (finished) return;
         finished = true;
         stop.removeEventListener('abort', onAbort);

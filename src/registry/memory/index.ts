@@ -5,12 +5,24 @@
  * change the store); a watch is subscribed when `watch()` is called (not lazily at the first `next()`),
  * so a caller can subscribe, then list, and miss nothing; each watcher gets every change after that in
  * order; aborting the signal, breaking out of the iteration, or `close()` ends the stream and removes
- * its listener. No timers. Mirrors the maps in upstream `sdk:pkg/registry/core/memory` (expiry lives
- * in the `expire` element, not here).
+ * its listener. Each watch buffers at most `watchLimit` events (an AsyncQueue with the `fail` policy):
+ * a watcher that falls that far behind is dropped and its next read rejects with
+ * ResourceExhaustedError, so it learns it must re-list instead of silently missing a delete; writers and
+ * other watchers are not affected. No timers. Mirrors the maps in upstream
+ * `sdk:pkg/registry/core/memory` (expiry lives in the `expire` element, not here).
  */
 import { NetworkService, NetworkServiceEndpoint, type MessageFns } from '../../api/gen/registry.js';
-import type { RegistryStore, Store, StoreEvent } from '../store.js';
+import { AsyncQueue, DEFAULT_QUEUE_LIMIT } from '../../core/queue.js';
 import { throwIfAborted } from '../../core/signals.js';
+import type { RegistryStore, Store, StoreEvent } from '../store.js';
+
+/** Events one watch may buffer before it is ended with ResourceExhaustedError. */
+export const DEFAULT_WATCH_LIMIT = DEFAULT_QUEUE_LIMIT;
+
+export interface MemoryStoreOptions {
+  /** Events one watch may buffer (default DEFAULT_WATCH_LIMIT). */
+  readonly watchLimit?: number;
+}
 
 type Codec<T> = Pick<MessageFns<T>, 'encode' | 'decode'>;
 
@@ -20,7 +32,8 @@ export function wireCopy<T>(codec: Codec<T>, item: T): T {
 }
 
 interface Watcher<T> {
-  push(ev: StoreEvent<T>): void;
+  readonly queue: AsyncQueue<StoreEvent<T>>;
+  /** Unsubscribes and ends the stream; idempotent. */
   end(): void;
 }
 
@@ -29,10 +42,12 @@ export class MemoryStore<T extends { name: string }> implements Store<T> {
   readonly #items = new Map<string, T>();
   readonly #watchers = new Set<Watcher<T>>();
   readonly #codec: Codec<T>;
+  readonly #watchLimit: number;
   #closed = false;
 
-  constructor(codec: Codec<T>) {
+  constructor(codec: Codec<T>, options: MemoryStoreOptions = {}) {
     this.#codec = codec;
+    this.#watchLimit = options.watchLimit ?? DEFAULT_WATCH_LIMIT;
   }
 
   /** Number of live watch subscriptions (tests check it drops to 0). */
@@ -73,42 +88,24 @@ export class MemoryStore<T extends { name: string }> implements Store<T> {
   }
 
   watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
-    const queue: StoreEvent<T>[] = [];
-    let ended = false;
-    let wake: (() => void) | undefined;
+    const queue = new AsyncQueue<StoreEvent<T>>({ limit: this.#watchLimit, overflow: 'fail', name: 'memory store watch' });
     const watcher: Watcher<T> = {
-      push: (ev) => {
-        queue.push(ev);
-        wake?.();
+      queue,
+      end: () => {
+        this.#watchers.delete(watcher);
+        signal.removeEventListener('abort', watcher.end);
+        queue.close(true);
       },
-      end: () => finish(),
     };
-    const onAbort = () => finish();
-    const finish = () => {
-      if (ended) return;
-      ended = true;
-      queue.length = 0;
-      this.#watchers.delete(watcher);
-      signal.removeEventListener('abort', onAbort);
-      wake?.();
-    };
-    if (signal.aborted || this.#closed) ended = true;
+    if (signal.aborted || this.#closed) queue.close(true);
     else {
       this.#watchers.add(watcher);
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', watcher.end, { once: true });
     }
     const iterator: AsyncIterator<StoreEvent<T>> = {
-      next: async () => {
-        for (;;) {
-          if (ended) return { done: true, value: undefined };
-          const ev = queue.shift();
-          if (ev) return { done: false, value: ev };
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-        }
-      },
+      next: () => queue.next(),
       return: async () => {
-        finish();
+        watcher.end();
         return { done: true, value: undefined };
       },
     };
@@ -122,7 +119,7 @@ export class MemoryStore<T extends { name: string }> implements Store<T> {
   }
 
   #emit(type: StoreEvent<T>['type'], item: T): void {
-    for (const w of this.#watchers) w.push({ type, item: this.#copy(item) });
+    for (const w of [...this.#watchers]) if (!w.queue.push({ type, item: this.#copy(item) })) w.end();
   }
 
   #copy(item: T): T {
@@ -136,9 +133,9 @@ export interface MemoryRegistryStore extends RegistryStore {
 }
 
 /** The memory registry store (what `nsm registry` uses by default). */
-export function memoryRegistryStore(): MemoryRegistryStore {
-  const ns = new MemoryStore<NetworkService>(NetworkService);
-  const nse = new MemoryStore<NetworkServiceEndpoint>(NetworkServiceEndpoint);
+export function memoryRegistryStore(options: MemoryStoreOptions = {}): MemoryRegistryStore {
+  const ns = new MemoryStore<NetworkService>(NetworkService, options);
+  const nse = new MemoryStore<NetworkServiceEndpoint>(NetworkServiceEndpoint, options);
   return {
     ns,
     nse,
