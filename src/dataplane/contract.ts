@@ -1,7 +1,8 @@
 /**
  * The data-plane contract: one node:test suite that every `DataPlane` implementation must pass
- * (`fake/index.test.ts`, `linux/index.test.ts`). `make()` gives a fresh pair of netns per test and the
- * means to inspect and break them; every test registers `cleanup` with `t.after`.
+ * (`fake/index.test.ts`, `linux/index.test.ts`), one group of cases per guarantee in `types.ts`: create,
+ * converge, ownership, failures, inventory. `make()` gives a fresh pair of netns per test and the means to
+ * inspect and break them; every test registers `cleanup` with `t.after`.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,10 +33,13 @@ export interface ContractEnv {
   /** Link names in the netns (loopback excluded). */
   links(ns: string): Promise<string[]>;
   ping(ns: string, addr: string): Promise<boolean>;
+  /** A new data plane over the same netns (a restarted forwarder); its `start()` looks at `nsA` and `nsB` only. */
+  restart(): DataPlane;
   cleanup(): Promise<void>;
 }
 
 type Make = () => Promise<ContractEnv>;
+type It = (title: string, fn: (t: TestContext) => Promise<void>) => void;
 
 const V4 = { srcIpAddrs: ['172.16.1.101/32'], dstIpAddrs: ['172.16.1.100/32'], srcRoutes: [{ prefix: '172.16.1.100/32', nextHop: '' }, { prefix: '10.96.0.0/12', nextHop: '' }], dstRoutes: [{ prefix: '172.16.1.101/32', nextHop: '' }] };
 const V6 = { srcIpAddrs: ['fd00::101/128'], dstIpAddrs: ['fd00::100/128'], srcRoutes: [{ prefix: 'fd10::/64', nextHop: '' }], dstRoutes: [] };
@@ -48,6 +52,11 @@ function owner(): string {
 function pairSpec(env: ContractEnv, ctx: typeof V4 | typeof V6 | typeof DUAL, extra: Partial<PairSpec> = {}): PairSpec {
   const ends = endsFromIpContext(ctx);
   return { owner: owner(), nsc: { netns: env.nsA, name: 'nsm-1', ...ends.nsc }, nse: { netns: env.nsB, name: 'nse-1', ...ends.nse }, ...extra };
+}
+
+/** The same spec with other interface names (a second connection between the same netns). */
+function renamed(spec: PairSpec, nsc: string, nse: string): PairSpec {
+  return { ...spec, nsc: { ...spec.nsc, name: nsc }, nse: { ...spec.nse, name: nse } };
 }
 
 function sorted<T>(xs: T[]): T[] {
@@ -79,8 +88,16 @@ async function setup(t: TestContext, make: Make): Promise<ContractEnv> {
 }
 
 export function dataPlaneContract(name: string, make: Make): void {
-  const it = (title: string, fn: (t: TestContext) => Promise<void>) => test(`${name} contract: ${title}`, fn);
+  const it: It = (title, fn) => void test(`${name} contract: ${title}`, fn);
+  createCases(it, make);
+  convergeCases(it, make);
+  ownershipCases(it, make);
+  failureCases(it, make);
+  inventoryCases(it, make);
+}
 
+/** A fresh pair works for every address family. */
+function createCases(it: It, make: Make): void {
   for (const [label, ctx] of [['IPv4', V4], ['IPv6', V6], ['dual stack', DUAL]] as const) {
     it(`fresh create (${label}): both ends up with addresses and routes, ping across`, async (t) => {
       const env = await setup(t, make);
@@ -94,7 +111,10 @@ export function dataPlaneContract(name: string, make: Make): void {
       await assertPings(env, spec);
     });
   }
+}
 
+/** `ensure` is idempotent and repairs what was broken behind its back, in place where it can. */
+function convergeCases(it: It, make: Make): void {
   it('ensure twice: second call changes nothing, same ifindex and MAC', async (t) => {
     const env = await setup(t, make);
     const spec = pairSpec(env, DUAL, { mtu: 1400 });
@@ -158,7 +178,10 @@ export function dataPlaneContract(name: string, make: Make): void {
     await assertConverged(env, spec);
     await assertPings(env, spec);
   });
+}
 
+/** Aliases prove ownership: remove is exact, foreign links are never touched, stale ones of ours are replaced. */
+function ownershipCases(it: It, make: Make): void {
   it('remove deletes both ends and nothing else; removing again succeeds', async (t) => {
     const env = await setup(t, make);
     await env.break.addForeignLink(env.nsA, 'other0');
@@ -204,24 +227,10 @@ export function dataPlaneContract(name: string, make: Make): void {
     assert.ok(st.nsc.created);
     await assertConverged(env, spec);
   });
+}
 
-  it('owned() finds both links; removeOwned removes them', async (t) => {
-    const env = await setup(t, make);
-    const spec = pairSpec(env, V4);
-    const st = await env.dp.ensure(spec);
-    const mine = (await env.dp.owned()).filter((l) => l.owner === spec.owner);
-    assert.deepEqual(
-      mine.map((l) => [l.side, l.name, l.ifindex, l.mac]),
-      [
-        ['nsc', 'nsm-1', st.nsc.ifindex, st.nsc.mac],
-        ['nse', 'nse-1', st.nse.ifindex, st.nse.mac],
-      ],
-    );
-    for (const l of mine) await env.dp.removeOwned(l);
-    assert.deepEqual((await env.dp.owned()).filter((l) => l.owner === spec.owner), []);
-    assert.deepEqual(await env.links(env.nsA), []);
-  });
-
+/** Failures leave nothing behind and name the step or the field. */
+function failureCases(it: It, make: Make): void {
   it('failure mid-create rolls back and names the step', async (t) => {
     const env = await setup(t, make);
     const base = pairSpec(env, V4);
@@ -241,5 +250,72 @@ export function dataPlaneContract(name: string, make: Make): void {
     await assert.rejects(env.dp.ensure({ ...spec, nsc: { ...spec.nsc, addrs: ['172.16.1.999/32'] } }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'nsc.addrs[0]');
     await assert.rejects(env.dp.ensure({ ...spec, owner: 'has space' }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'owner');
     assert.deepEqual(await env.links(env.nsA), []);
+  });
+}
+
+/** The data plane knows what it holds; a restarted one adopts what is ensured again and collects the rest. */
+function inventoryCases(it: It, make: Make): void {
+  it('held() lists the owners ensured and not removed; a failed ensure holds nothing; start() forgets', async (t) => {
+    const env = await setup(t, make);
+    const spec = pairSpec(env, V4);
+    assert.deepEqual(env.dp.held(), []);
+    await env.dp.ensure(spec);
+    await env.dp.ensure(spec);
+    assert.deepEqual(env.dp.held(), [spec.owner]);
+    await env.dp.remove(spec);
+    assert.deepEqual(env.dp.held(), []);
+    await env.break.addForeignLink(env.nsA, 'nsm-2');
+    const blocked = renamed(pairSpec(env, V6), 'nsm-2', 'nse-2');
+    await assert.rejects(env.dp.ensure(blocked), DataplaneError);
+    assert.deepEqual(env.dp.held(), []);
+    await env.dp.ensure(spec);
+    const found = await env.dp.start();
+    assert.deepEqual(env.dp.held(), []);
+    assert.deepEqual(found.map((l) => [l.owner, l.side]), [[spec.owner, 'nsc'], [spec.owner, 'nse']]);
+  });
+
+  it('a restarted data plane finds its links at start, adopts the pair ensured again as it is, removes the orphans', async (t) => {
+    const env = await setup(t, make);
+    const kept = pairSpec(env, V4);
+    const orphan = renamed(pairSpec(env, V6), 'nsm-2', 'nse-2');
+    const first = await env.dp.ensure(kept);
+    const gone = await env.dp.ensure(orphan);
+    const dp = env.restart();
+    const found = await dp.start();
+    assert.deepEqual(
+      sorted(found.map((l) => [l.owner, l.side, l.name, l.ifindex, l.mac])),
+      sorted([
+        [kept.owner, 'nsc', 'nsm-1', first.nsc.ifindex, first.nsc.mac],
+        [kept.owner, 'nse', 'nse-1', first.nse.ifindex, first.nse.mac],
+        [orphan.owner, 'nsc', 'nsm-2', gone.nsc.ifindex, gone.nsc.mac],
+        [orphan.owner, 'nse', 'nse-2', gone.nse.ifindex, gone.nse.mac],
+      ]),
+    );
+    assert.deepEqual(dp.held(), []);
+    const again = await dp.ensure(kept);
+    assert.deepEqual(again.actions, []);
+    assert.deepEqual([again.nsc.ifindex, again.nsc.mac, again.nse.ifindex, again.nse.mac], [first.nsc.ifindex, first.nsc.mac, first.nse.ifindex, first.nse.mac]);
+    assert.deepEqual(dp.held(), [kept.owner]);
+    const report = await dp.collectOrphans();
+    assert.deepEqual(report.failed, []);
+    assert.deepEqual(sorted(report.removed.map((l) => [l.owner, l.side])), sorted([[orphan.owner, 'nsc'], [orphan.owner, 'nse']]));
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1']);
+    assert.deepEqual(await env.links(env.nsB), ['nse-1']);
+    await assertConverged(env, kept);
+    await assertPings(env, kept);
+    assert.deepEqual(await dp.collectOrphans(), { removed: [], failed: [] });
+  });
+
+  it('collectOrphans leaves alone a link that changed owner since start', async (t) => {
+    const env = await setup(t, make);
+    const old = pairSpec(env, V4);
+    await env.dp.ensure(old);
+    const dp = env.restart();
+    assert.equal((await dp.start()).length, 2);
+    const next: PairSpec = { ...old, owner: owner() };
+    assert.ok((await dp.ensure(next)).nsc.created);
+    assert.deepEqual((await dp.collectOrphans()).failed, []);
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1']);
+    await assertConverged(env, next);
   });
 }

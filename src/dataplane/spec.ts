@@ -1,9 +1,9 @@
 /**
  * Validation and normalization of a `PairSpec`, and the alias that proves ownership. Shared by every
  * data-plane implementation so they agree on what is valid and on canonical forms (the kernel prints
- * `fd00::1`, a spec may say `FD00:0::1`).
+ * `fd00::1`, a spec may say `FD00:0::1`), and the ownership checks both apply to the links they find.
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { DataplaneError, InvalidArgumentError } from '../core/errors.js';
 import { familyBits, formatCidr, formatIp, formatIpWithPrefix, tryParseCidr, tryParseIp, type IpFamily } from '../api/cidr.js';
 import type { EndSpec, PairSpec, Side } from './types.js';
 
@@ -53,6 +53,26 @@ export function parseAlias(alias: string | undefined): { owner: string; side: Si
   const side = rest.slice(i + 1);
   if (side !== 'nsc' && side !== 'nse') return undefined;
   return { owner: rest.slice(0, i), side };
+}
+
+/** What the ownership checks need to know of a link, kernel or fake. */
+export interface LinkIdentity {
+  ifindex: number;
+  alias?: string;
+  kind?: string;
+}
+
+/** A link named like the end exists and is not nsm-ts's: refuse, and touch nothing. */
+export function checkNotForeign(link: LinkIdentity | undefined, end: WantEnd): void {
+  if (!link || parseAlias(link.alias)) return;
+  const who = link.alias ? `alias "${link.alias}"` : 'no alias';
+  throw new DataplaneError(`check ${end.side} link`, `a link named ${end.name} already exists in netns ${end.netns} and is not owned by nsm-ts (${who}, ifindex ${link.ifindex}); refusing to touch it`);
+}
+
+/** The link is a veth carrying the alias of `owner`'s `side`. */
+export function isOurs<T extends LinkIdentity>(link: T | undefined, owner: string, side: Side): link is T {
+  const a = parseAlias(link?.alias);
+  return !!link && !!a && a.owner === owner && a.side === side && link.kind === 'veth';
 }
 
 const OWNER_RE = /^[\x21-\x7e]{1,200}$/;

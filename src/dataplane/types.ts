@@ -4,15 +4,24 @@
  *
  * A connection owns one veth pair: the NSC end in the client's netns and the NSE end in the endpoint's
  * netns. Both links carry the alias `nsm-ts:<owner>:nsc` / `nsm-ts:<owner>:nse`, which is how ownership is
- * proven (on converge, on remove, and when a restarted forwarder takes inventory with `owned()`).
+ * proven (on converge, on remove, and when a restarted forwarder takes inventory with `start()`).
+ *
+ * A data plane is one module that owns its state: it knows which owners (connection ids) it holds — an
+ * owner is held from a successful `ensure` until `remove` is called — and at start it takes inventory of
+ * the links a previous instance left, adopting those whose owner is ensured again and removing the rest
+ * on `collectOrphans()`.
  *
  * Guarantees of every implementation (checked by `contract.ts`):
  * - `ensure` converges to the spec and is idempotent: a healthy pair is never recreated (name, MAC and
- *   ifindex stay), a converged pair gives `actions: []`.
+ *   ifindex stay), a converged pair gives `actions: []`. An existing pair of the owner (e.g. one found by
+ *   `start()`) is adopted as it is.
  * - A link with the requested name that nsm-ts does not own is never touched: `ensure` fails with a
  *   `DataplaneError` and changes nothing.
  * - A failed fresh create leaves nothing behind; the error's `step` names what failed.
  * - `remove` deletes exactly what `owner` owns; missing links are success.
+ * - `held()` lists exactly the owners ensured successfully and not removed since (since `start()`).
+ * - `collectOrphans()` removes only links found by the last `start()` whose owner is not held and which
+ *   still carry the same alias; it acts once per `start()`.
  */
 
 /** A route on an end. `via` set → gateway route with `onlink`; otherwise a link (scope link) route. */
@@ -59,9 +68,9 @@ export interface PairState {
 
 export type Side = 'nsc' | 'nse';
 
-/** A link carrying an nsm-ts alias, found by `owned()`. */
+/** A link carrying an nsm-ts alias, found by `start()`. */
 export interface OwnedLink {
-  /** `inode://<dev>/<ino>` of the netns holding the link. */
+  /** The netns holding the link (`inode://<dev>/<ino>` on Linux). */
   netns: string;
   name: string;
   owner: string;
@@ -74,15 +83,32 @@ export interface OpOptions {
   signal?: AbortSignal;
 }
 
+/** What `collectOrphans()` did: orphan links gone now (removed, or gone with their peer), and those whose removal failed (not retried). */
+export interface OrphanReport {
+  removed: OwnedLink[];
+  failed: Array<{ link: OwnedLink; error: unknown }>;
+}
+
 export interface DataPlane {
-  /** Creates the pair or converges it to `spec`; idempotent. */
+  /** Creates the pair or converges it to `spec`; idempotent. On success `spec.owner` is held. */
   ensure(spec: PairSpec, opts?: OpOptions): Promise<PairState>;
-  /** Removes the links `spec.owner` owns (found by name, proven by alias); missing = success. */
+  /**
+   * Removes the links `spec.owner` owns (found by name, proven by alias); missing = success. The owner is
+   * no longer held from the call on, whether or not the removal succeeds.
+   */
   remove(spec: PairSpec, opts?: OpOptions): Promise<void>;
-  /** Every link with an nsm-ts alias in every netns (for adopt/GC at forwarder start). */
-  owned(opts?: OpOptions): Promise<OwnedLink[]>;
-  /** Removes one link found by `owned()` if it still carries the same alias; missing = success. */
-  removeOwned(link: OwnedLink, opts?: OpOptions): Promise<void>;
+  /** The owners held now, sorted. */
+  held(): string[];
+  /**
+   * Takes inventory at the start of a forwarder's life: forgets what was held and finds every link with
+   * an nsm-ts alias (in every netns on the machine for Linux). Returns what it found.
+   */
+  start(opts?: OpOptions): Promise<OwnedLink[]>;
+  /**
+   * Removes the links found by the last `start()` whose owner is not held now, each only if it still
+   * carries the same alias. Later calls find nothing until the next `start()`.
+   */
+  collectOrphans(opts?: OpOptions): Promise<OrphanReport>;
 }
 
 /** What the kernel says about one interface (linux/inspect.ts reads it; the contract suite checks a subset). */

@@ -5,8 +5,9 @@
  * Chain, as upstream forwarders: endpoint chain → discover → round-robin → mechanisms{KERNEL} →
  * xconnect → endpoint-gone → connect(mechanism-translation, kernel client).
  *
- * At start it takes an inventory of links it owns (alias `nsm-ts:*`): links whose connection is
- * re-requested are adopted as they are; the rest are removed after `NSM_ORPHAN_GRACE`.
+ * At start the data plane takes an inventory of the links nsm-ts owns (alias `nsm-ts:*`): links whose
+ * connection is re-requested are adopted as they are; after `NSM_ORPHAN_GRACE` the forwarder asks the data
+ * plane to remove the rest (one timer on the injected clock, cancelled on stop).
  */
 import { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { realClock, type Clock } from '../../core/clock.js';
@@ -21,7 +22,7 @@ import { discoverServer } from '../../networkservice/discover/index.js';
 import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js';
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
-import { mechanismTranslationClient, NSE_SIDE_MECHANISM } from '../../networkservice/mechanisms/mechanism-translation/index.js';
+import { mechanismTranslationClient } from '../../networkservice/mechanisms/mechanism-translation/index.js';
 import { roundRobinServer } from '../../networkservice/round-robin/index.js';
 import { xconnectServer } from '../../networkservice/xconnect/index.js';
 import { passThrough } from '../../core/chain.js';
@@ -36,18 +37,14 @@ export type ForwarderConfig = ReturnType<typeof forwarderConfig.parse>;
 
 export interface RunningForwarder extends Running {
   readonly addresses: readonly string[];
-  /** Owners (connection ids) whose links this forwarder manages now. */
-  readonly owners: ReadonlySet<string>;
 }
 
 export async function startForwarder(config: ForwarderConfig, deps: { log: Logger; dataplane: DataPlane; clock?: Clock }): Promise<RunningForwarder> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool();
-  const lifetime = new AbortController();
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/forwarder/${config.name}` });
-  const owners = new Set<string>();
-  const inventory = await deps.dataplane.owned().catch((err: unknown) => {
+  const inventory = await deps.dataplane.start().catch((err: unknown) => {
     log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
     return [];
   });
@@ -59,7 +56,7 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
     mechanismsServer({ KERNEL: passThrough('kernel') }),
-    xconnectServer({ dataplane: deps.dataplane, log, nseMechanism: (ctx) => ctx.state.get(NSE_SIDE_MECHANISM), owners }),
+    xconnectServer({ dataplane: deps.dataplane }),
     endpointGoneServer(),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
   ]);
@@ -78,26 +75,27 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
     () => undefined,
   );
 
-  const gc = clock.setTimeout(() => {
-    void (async () => {
-      for (const l of inventory) {
-        if (owners.has(l.owner)) continue;
-        log.info({ link: l.name, netns: l.netns, owner: l.owner }, 'removing orphan link (no connection re-requested it)');
-        await deps.dataplane.removeOwned(l).catch((err: unknown) => log.warn({ err: errorMessage(err), link: l.name }, 'orphan removal failed'));
-      }
-    })();
-  }, config.orphanGrace);
+  const gc = clock.setTimeout(() => void collectOrphans(deps.dataplane, log), config.orphanGrace);
 
   return {
     addresses: server.addresses,
-    owners,
     async stop() {
       gc.cancel();
-      lifetime.abort();
       await registration.stop({ unregister: true });
       await server.stop();
       ep.stop();
       pool.close();
     },
   };
+}
+
+/** Removes the links found at start that no connection re-requested, and says which. */
+async function collectOrphans(dataplane: DataPlane, log: Logger): Promise<void> {
+  try {
+    const { removed, failed } = await dataplane.collectOrphans();
+    for (const l of removed) log.info({ link: l.name, netns: l.netns, owner: l.owner }, 'removed orphan link (no connection re-requested it)');
+    for (const { link, error } of failed) log.warn({ err: errorMessage(error), link: link.name }, 'orphan removal failed');
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'orphan collection failed');
+  }
 }

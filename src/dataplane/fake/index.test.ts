@@ -26,6 +26,7 @@ dataPlaneContract('fake', async () => {
     },
     links: async (ns) => dp.links(ns).map((l) => l.name).sort(),
     ping: async (ns, addr) => dp.reachable(ns, addr),
+    restart: () => dp.restarted(),
     cleanup: async () => {
       dp.deleteNetns(nsA);
       dp.deleteNetns(nsB);

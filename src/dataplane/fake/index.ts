@@ -3,14 +3,17 @@
  * (aliases prove ownership, foreign links are never touched, idempotent converge keeps ifindex and MAC,
  * fresh-create failures roll back, remove is exact), checked by the same contract suite. Tests break
  * things through `setDown`, `deleteLink`, `flushAddrs`, `delRoute`, `addAddr`, `addForeignLink`, and ask
- * `reachable(netns, addr)` for a modelled ping. Netns are any strings, created on first use.
+ * `reachable(netns, addr)` for a modelled ping. Netns are any strings, created on first use. The
+ * modelled kernel (the netns) can be shared: `restarted()` is a new data plane over the same netns, as a
+ * restarted forwarder finds them. No I/O, no background work.
  */
 import { randomBytes } from 'node:crypto';
 import { DataplaneError } from '../../core/errors.js';
 import { throwIfAborted } from '../../core/signals.js';
 import { contains, tryParseIp } from '../../api/cidr.js';
-import { normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
-import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, RouteSpec, Side } from '../types.js';
+import { Inventory } from '../inventory.js';
+import { checkNotForeign, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
+import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec } from '../types.js';
 
 export interface FakeLink {
   ifindex: number;
@@ -34,9 +37,17 @@ interface Netns {
 export const FAKE_DEFAULT_MTU = 1500;
 
 export class FakeDataPlane implements DataPlane {
-  readonly #netns = new Map<string, Netns>();
+  #netns = new Map<string, Netns>();
+  readonly #inventory = new Inventory();
   /** Number of mutating operations, for tests that assert nothing changed. */
   mutations = 0;
+
+  /** A new data plane (nothing held) over the same netns, as a restarted forwarder would find them. */
+  restarted(): FakeDataPlane {
+    const dp = new FakeDataPlane();
+    dp.#netns = this.#netns;
+    return dp;
+  }
 
   #ns(name: string): Netns {
     let n = this.#netns.get(name);
@@ -121,6 +132,37 @@ export class FakeDataPlane implements DataPlane {
   async ensure(spec: PairSpec, opts: OpOptions = {}): Promise<PairState> {
     const w = normalizeSpec(spec);
     if (opts.signal) throwIfAborted(opts.signal);
+    const state = this.#ensure(w);
+    this.#inventory.hold(w.owner);
+    return state;
+  }
+
+  async remove(spec: PairSpec, opts: OpOptions = {}): Promise<void> {
+    const w = normalizeSpec(spec);
+    this.#inventory.release(w.owner);
+    if (opts.signal) throwIfAborted(opts.signal);
+    for (const end of [w.nsc, w.nse]) {
+      const l = this.#netns.get(end.netns)?.links.get(end.name);
+      if (isOurs(l, w.owner, end.side)) this.#delete(end.netns, end.name);
+    }
+  }
+
+  held(): string[] {
+    return this.#inventory.held();
+  }
+
+  async start(opts: OpOptions = {}): Promise<OwnedLink[]> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    return this.#inventory.start(async () => this.#scan());
+  }
+
+  async collectOrphans(opts: OpOptions = {}): Promise<OrphanReport> {
+    return this.#inventory.collectOrphans(async (link) => this.#removeLink(link), opts);
+  }
+
+  // ---- internals ----
+
+  #ensure(w: WantPair): PairState {
     const a = this.#ns(w.nsc.netns);
     const b = this.#ns(w.nse.netns);
     const la = a.links.get(w.nsc.name);
@@ -147,17 +189,7 @@ export class FakeDataPlane implements DataPlane {
     return { nsc: { ifindex: la.ifindex, mac: la.mac, created: false }, nse: { ifindex: lb.ifindex, mac: lb.mac, created: false }, actions };
   }
 
-  async remove(spec: PairSpec, opts: OpOptions = {}): Promise<void> {
-    const w = normalizeSpec(spec);
-    if (opts.signal) throwIfAborted(opts.signal);
-    for (const end of [w.nsc, w.nse]) {
-      const l = this.#netns.get(end.netns)?.links.get(end.name);
-      if (isOurs(l, w.owner, end.side)) this.#delete(end.netns, end.name);
-    }
-  }
-
-  async owned(opts: OpOptions = {}): Promise<OwnedLink[]> {
-    if (opts.signal) throwIfAborted(opts.signal);
+  #scan(): OwnedLink[] {
     const out: OwnedLink[] = [];
     for (const [netns, ns] of this.#netns) {
       for (const l of ns.links.values()) {
@@ -165,17 +197,15 @@ export class FakeDataPlane implements DataPlane {
         if (a) out.push({ netns, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });
       }
     }
-    return out.sort((x, y) => x.owner.localeCompare(y.owner) || x.side.localeCompare(y.side));
+    return out;
   }
 
-  async removeOwned(link: OwnedLink, opts: OpOptions = {}): Promise<void> {
-    if (opts.signal) throwIfAborted(opts.signal);
+  /** Removes one link found by `#scan` if it still carries the same alias. */
+  #removeLink(link: OwnedLink): void {
     const l = this.#netns.get(link.netns)?.links.get(link.name);
     const a = parseAlias(l?.alias);
     if (l && a && a.owner === link.owner && a.side === link.side) this.#delete(link.netns, link.name);
   }
-
-  // ---- internals ----
 
   #must(netns: string, name: string): FakeLink {
     const l = this.#netns.get(netns)?.links.get(name);
@@ -269,17 +299,6 @@ export class FakeDataPlane implements DataPlane {
 
 export function fakeDataPlane(): FakeDataPlane {
   return new FakeDataPlane();
-}
-
-function checkNotForeign(l: FakeLink | undefined, end: WantEnd): void {
-  if (!l || parseAlias(l.alias)) return;
-  const who = l.alias ? `alias "${l.alias}"` : 'no alias';
-  throw new DataplaneError(`check ${end.side} link`, `a link named ${end.name} already exists in netns ${end.netns} and is not owned by nsm-ts (${who}, ifindex ${l.ifindex}); refusing to touch it`);
-}
-
-function isOurs(l: FakeLink | undefined, owner: string, side: Side): l is FakeLink {
-  const a = parseAlias(l?.alias);
-  return !!l && !!a && a.owner === owner && a.side === side && l.kind === 'veth';
 }
 
 function routeStep(r: WantRoute): string {

@@ -23,8 +23,10 @@ if (skip) {
     byUrl.set(env.nsB, b);
     const ns = (url: string) => byUrl.get(url)!;
     const ipn = (url: string, ...args: string[]) => sh('ip', ['-n', ns(url).name, ...args]).then(() => undefined);
+    // Inventory looks at this test's netns only: other tests on the machine own links too.
+    const scoped = () => linuxDataPlane({ log }, { netns: async () => [a, b].map((n) => ({ url: n.inodeUrl, path: n.path })) });
     return {
-      dp: linuxDataPlane({ log }),
+      dp: scoped(),
       ...env,
       break: {
         setDown: (u, n) => ipn(u, 'link', 'set', 'dev', n, 'down'),
@@ -40,6 +42,7 @@ if (skip) {
       },
       links: (u) => linkNames(ns(u)),
       ping: (u, addr) => sh('ip', ['netns', 'exec', ns(u).name, 'ping', '-c1', '-W1', '-q', addr]).then(() => true, () => false),
+      restart: scoped,
       cleanup: () => delNetns(a, b),
     };
   });

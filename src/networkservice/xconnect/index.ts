@@ -4,32 +4,40 @@
  * `mechanisms`, carrying the client's netns `inodeURL` and interface name) and the NSE-side mechanism
  * (stored by `mechanism-translation`). It asks the DataPlane to converge to the desired state (veth pair,
  * addresses, routes, MTU, up) — a re-Request converges again and keeps a healthy link as it is.
- * If the data plane fails on a first Request, the downstream connection is closed again and the
- * error names the step. Close removes exactly what this connection owns, then always calls next.
+ * Guarantees:
+ * - Request: the data plane holds the connection (its id is the pair's owner) once Request returns; the
+ *   returned connection carries the MTU the pair was given.
+ * - A data-plane failure is thrown as it came (a DataplaneError names the step; the data plane has rolled
+ *   back a fresh create). On a first Request the downstream connection is closed again; on a re-Request
+ *   it is kept, and so is the last spec.
+ * - Close removes exactly what this connection owns (the spec of its last successful Request, else the
+ *   one its mechanisms describe), then always calls next; a failed removal is logged, not thrown.
+ * The data plane keeps the inventory of connections it holds (adoption and orphan removal at forwarder
+ * start are its business); xconnect only calls it.
  *
- * Placement: forwarder server chain, after `mechanisms`, before `connect`. Mirrors the role of sdk-vpp
- * kernel mechanisms + sdk-kernel `connectioncontextkernel`, shaped like kubeslice's kernel forwarder.
+ * Placement: forwarder server chain, after `begin` and `mechanisms`, before `connect`. It reads
+ * `NSE_SIDE_MECHANISM`, written further down the chain by `mechanism-translation` (in connect's client
+ * chain) before Request returns here, so it cannot be declared in `requires`. No background work.
+ * Mirrors the role of sdk-vpp kernel mechanisms + sdk-kernel `connectioncontextkernel`, shaped like
+ * kubeslice's kernel forwarder.
  */
 import type { Connection, Mechanism } from '../../api/gen/connection.js';
 import { MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { InvalidArgumentError, errorMessage } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import { StateKey } from '../../core/state.js';
 import { endsFromIpContext } from '../../dataplane/ipcontext.js';
 import type { DataPlane, PairSpec } from '../../dataplane/types.js';
+import { NSE_SIDE_MECHANISM } from '../mechanisms/mechanism-translation/index.js';
 
 export const DEFAULT_MTU = 1500;
 
 const SPEC = new StateKey<PairSpec>('xconnect/spec');
 
+export const XCONNECT = 'xconnect';
+
 export interface XconnectDeps {
   readonly dataplane: DataPlane;
-  readonly log: Logger;
-  /** Returns the NSE-side mechanism chosen downstream for this connection (set by mechanism-translation). */
-  readonly nseMechanism: (ctx: Parameters<NetworkServiceElement['request']>[1]) => Mechanism | undefined;
-  /** Kept up to date with the owners (connection ids) whose links exist; read by the orphan collector. */
-  readonly owners?: Set<string>;
 }
 
 function kernelParams(m: Mechanism | undefined, side: string): { netns: string; name: string } {
@@ -50,40 +58,37 @@ export function specFor(conn: Connection, nseMech: Mechanism | undefined): PairS
 }
 
 export function xconnectServer(deps: XconnectDeps): NetworkServiceElement {
-  const log = deps.log.child({ element: 'xconnect' });
   return {
-    name: 'xconnect',
+    name: XCONNECT,
     requires: ['begin'],
     async request(req, ctx, next) {
       const established = ctx.state.get(SPEC) !== undefined;
       const conn = await next.request(req, ctx);
       try {
-        const spec = specFor(conn, deps.nseMechanism(ctx));
+        const spec = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM));
         const t0 = performance.now();
         const result = await deps.dataplane.ensure(spec, { signal: ctx.signal });
         ctx.state.set(SPEC, spec);
-        deps.owners?.add(spec.owner);
         conn.context ??= { ipContext: undefined, dnsContext: undefined, ethernetContext: undefined, extraContext: {}, MTU: 0 };
         conn.context.MTU = spec.mtu ?? DEFAULT_MTU;
-        log.debug({ connId: conn.id, actions: result.actions, ms: +(performance.now() - t0).toFixed(1) }, 'data plane converged');
-        if (result.actions.length > 0 && established) log.info({ connId: conn.id, actions: result.actions }, 'data plane repaired');
+        ctx.log.debug({ actions: result.actions, ms: +(performance.now() - t0).toFixed(1) }, 'data plane converged');
+        if (result.actions.length > 0 && established) ctx.log.info({ actions: result.actions }, 'data plane repaired');
         return conn;
       } catch (err) {
         if (!established) {
-          await next.close(conn, ctx).catch((e: unknown) => log.warn({ connId: conn.id, err: errorMessage(e) }, 'close after failed data plane setup failed'));
+          await next.close(conn, ctx).catch((e: unknown) => ctx.log.warn({ err: errorMessage(e) }, 'close after failed data plane setup failed'));
         }
         throw err;
       }
     },
     async close(conn, ctx, next) {
-      const spec = ctx.state.get(SPEC) ?? trySpec(conn, deps.nseMechanism(ctx));
+      const spec = ctx.state.get(SPEC) ?? trySpec(conn, ctx.state.get(NSE_SIDE_MECHANISM));
       if (spec) {
         try {
           await deps.dataplane.remove(spec, { signal: ctx.signal });
           ctx.state.delete(SPEC);
-          deps.owners?.delete(spec.owner);
         } catch (err) {
-          log.error({ connId: conn.id, err: errorMessage(err) }, 'removing the data plane failed');
+          ctx.log.error({ err: errorMessage(err) }, 'removing the data plane failed');
         }
       }
       return next.close(conn, ctx);

@@ -1,0 +1,42 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeClock } from '../../core/clock.js';
+import { silentLogger } from '../../core/log.js';
+import { FakeDataPlane } from '../../dataplane/fake/index.js';
+import type { PairSpec } from '../../dataplane/types.js';
+import { forwarderConfig, startForwarder } from './index.js';
+
+function spec(owner: string, n: number): PairSpec {
+  return {
+    owner,
+    nsc: { netns: 'nsc-pod', name: `nsm-${n}`, addrs: [`172.16.1.${2 * n + 1}/32`], routes: [] },
+    nse: { netns: 'nse-pod', name: `nse-${n}`, addrs: [`172.16.1.${2 * n}/32`], routes: [] },
+  };
+}
+
+describe('forwarder start-up inventory', () => {
+  it('links left by a previous forwarder: re-requested ones are adopted, the rest removed after NSM_ORPHAN_GRACE', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsm-fwd-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const before = new FakeDataPlane();
+    const kept = await before.ensure(spec('kept', 1));
+    await before.ensure(spec('orphan', 2));
+    const dataplane = before.restarted();
+    const clock = new FakeClock();
+    const config = forwarderConfig.parse({ NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s' });
+    const fwd = await startForwarder(config, { log: silentLogger, dataplane, clock });
+    t.after(() => fwd.stop());
+
+    // The connection of "kept" is re-requested (xconnect ensures it) within the grace period.
+    const again = await dataplane.ensure(spec('kept', 1));
+    assert.deepEqual([again.actions, again.nsc.ifindex], [[], kept.nsc.ifindex]);
+    await clock.advance(9_999);
+    assert.ok(dataplane.link('nsc-pod', 'nsm-2'), 'orphans stay until the grace period is over');
+    await clock.advance(1);
+    assert.deepEqual(dataplane.links('nsc-pod').map((l) => l.name), ['nsm-1']);
+    assert.deepEqual(dataplane.links('nse-pod').map((l) => l.name), ['nse-1']);
+  });
+});
