@@ -92,3 +92,14 @@ test('one consumer at a time, and the limit is checked', () => {
   assert.throws(() => q[Symbol.asyncIterator](), /has a consumer already/);
   assert.throws(() => new AsyncQueue({ limit: 0 }), RangeError);
 });
+
+test('drain removes what is buffered and leaves the queue open', async () => {
+  const q = new AsyncQueue<number>();
+  q.push(1);
+  q.push(2);
+  assert.deepEqual(q.drain(), [1, 2]);
+  assert.equal(q.size, 0);
+  q.push(3);
+  q.close();
+  assert.deepEqual(await collect(q), [3]);
+});
