@@ -38,7 +38,7 @@ export interface Endpoint {
 
 export function endpoint(deps: EndpointDeps, additional: readonly NetworkServiceElement[], options: { requestTimeout?: number } = {}): Endpoint {
   const monitor = new MonitorService({ log: deps.log.child({ element: 'monitor' }) });
-  const begin = beginServer();
+  const begin = beginServer({ clock: deps.clock });
   const elements: NetworkServiceElement[] = [
     updatePathServer({ name: deps.name }),
     begin,

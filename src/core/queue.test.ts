@@ -113,3 +113,14 @@ test("'fail' overflow wakes a waiting consumer with the error", async () => {
   await assert.rejects(waiting, { name: 'ResourceExhaustedError' });
   assert.deepEqual(await q.next(), { value: undefined, done: true });
 });
+
+test('drain removes what is buffered and leaves the queue open', async () => {
+  const q = new AsyncQueue<number>();
+  q.push(1);
+  q.push(2);
+  assert.deepEqual(q.drain(), [1, 2]);
+  assert.equal(q.size, 0);
+  q.push(3);
+  q.close();
+  assert.deepEqual(await collect(q), [3]);
+});

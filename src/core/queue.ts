@@ -91,6 +91,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return kept;
   }
 
+  /** Removes and returns every buffered item (oldest first); the queue stays open. */
+  drain(): T[] {
+    return this.#items.splice(0);
+  }
+
   /** Ends the stream after what is buffered; with `discard`, at once. Idempotent. */
   close(discard = false): void {
     if (discard) this.#items.length = 0;

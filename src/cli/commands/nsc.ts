@@ -10,7 +10,7 @@ export function register(program: Command): void {
   program
     .command('nsc')
     .description('run a network service client in this network namespace, e.g. ip netns exec POD nsm nsc')
-    .addHelpText('after', `${envHelp(nscConfig)}\nAlso: NSM_STATUS_FILE (nsm-ts) — where to write connection and heal status as JSON.\n`)
+    .addHelpText('after', envHelp(nscConfig))
     .action(() =>
       runComponent({
         schema: nscConfig,
@@ -19,7 +19,6 @@ export function register(program: Command): void {
             log,
             netnsUrl: await ownNetnsUrl(),
             probe: linuxProbe({ log }, { interval: config.livenessCheckInterval, timeout: config.livenessCheckTimeout, icmp: config.livenessCheckEnabled }),
-            statusFile: process.env.NSM_STATUS_FILE || undefined,
           }),
       }),
     );

@@ -39,6 +39,7 @@ export const nscConfig = defineConfig('nsc', {
   localDnsServerEnabled: env.bool('NSM_LOCAL_DNS_SERVER_ENABLED', 'accepted for compatibility; nsm-ts runs no local DNS proxy (see README limits)', {
     default: 'false',
   }),
+  statusFile: env.string('NSM_STATUS_FILE', 'nsm-ts: where to write connection and heal status as JSON (read by nsm status); empty = nowhere', { default: '' }),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'becomes the nodeName label of the connection', { default: '' }),
   podName: env.string('POD_NAME', 'becomes the podName label of the connection', { default: '' }),

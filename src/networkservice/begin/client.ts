@@ -12,8 +12,8 @@
  *   request and Requests it; on success the stored state is `UP`.
  * Background work: none of its own.
  */
-import { createBegin, resolveBeginOptions, type BeginElement, type BeginOptions } from './core.js';
+import { createBegin, resolveBeginOptions, type BeginDeps, type BeginElement, type BeginOptions } from './core.js';
 
-export function beginClient(_deps: Record<string, never> = {}, options: BeginOptions = {}): BeginElement {
-  return createBegin('client', resolveBeginOptions(options));
+export function beginClient(deps: BeginDeps = {}, options: BeginOptions = {}): BeginElement {
+  return createBegin('client', resolveBeginOptions(options), deps);
 }

@@ -8,6 +8,7 @@ import { ConnectionContext } from '../../api/gen/connectioncontext.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { cloneConnection, cloneRequest } from '../../api/helpers.js';
 import type { NetworkServiceElement, NetworkServiceHandler } from '../../core/chain.js';
+import { realClock, type Clock } from '../../core/clock.js';
 import { newContext, timeLeft, withContext, type CallContext, type EventFactory } from '../../core/context.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -68,6 +69,11 @@ export interface BeginElement extends NetworkServiceElement {
   forgetAll(): void;
 }
 
+export interface BeginDeps {
+  /** Time of the event deadlines. Default the real clock. */
+  readonly clock?: Clock;
+}
+
 class Entry {
   readonly state = new StateStore();
   readonly lifetime = new AbortController();
@@ -86,85 +92,156 @@ class Entry {
   ) {}
 }
 
-export function createBegin(kind: 'server' | 'client', config: BeginConfig): BeginElement {
-  const entries = new Map<string, Entry>();
-  const serializer = new KeyedSerializer();
+/** The per-connection entries of one begin element, and what the element and the events do with them. */
+class Entries {
+  readonly #entries = new Map<string, Entry>();
+  readonly serializer = new KeyedSerializer();
 
-  const drop = (entry: Entry, why: string) => {
-    if (entries.get(entry.id) === entry) entries.delete(entry.id);
+  constructor(
+    readonly kind: 'server' | 'client',
+    readonly config: BeginConfig,
+    readonly clock: Clock,
+  ) {}
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  forgetAll(): void {
+    for (const entry of [...this.#entries.values()]) this.drop(entry, 'forgotten: component stopped');
+  }
+
+  /** Request of `id` by the caller, already serialized. */
+  async request(id: string, req: NetworkServiceRequest, ctx: CallContext, next: NetworkServiceHandler): Promise<Connection> {
+    throwIfAborted(ctx.signal);
+    let entry = this.#entries.get(id);
+    if (this.kind === 'server' && entry?.established && req.connection!.state === State.RESELECT_REQUESTED) {
+      await this.#reselected(entry, ctx);
+      entry = undefined;
+    }
+    entry ??= this.#create(id, ctx);
+    const sent = this.kind === 'client' && entry.established ? { ...req, connection: merge(entry.returned!, req.connection!, entry.request!.connection!) } : req;
+    entry.next = next;
+    entry.metadata = ctx.metadata;
+    const left = timeLeft(ctx, this.config.eventTimeout, this.clock.now());
+    entry.budget = left > 0 ? left : this.config.eventTimeout;
+    let out: Connection;
+    try {
+      out = await next.request(sent, this.#inner(entry, ctx));
+    } catch (err) {
+      if (!entry.established) this.drop(entry, 'failed its first request');
+      throw err;
+    }
+    if (this.kind === 'server') out.state = State.UP;
+    this.#commit(entry, sent, out, true);
+    return out;
+  }
+
+  /** Close of `id` by the caller, already serialized. Nothing established under it: nothing to close (upstream). */
+  async close(id: string, ctx: CallContext): Promise<void> {
+    const entry = this.#entries.get(id);
+    if (!entry || !entry.established) return;
+    try {
+      await this.#closeStored(entry, this.#inner(entry, ctx));
+    } finally {
+      this.drop(entry, 'closed');
+    }
+  }
+
+  drop(entry: Entry, why: string): void {
+    if (this.#entries.get(entry.id) === entry) this.#entries.delete(entry.id);
     entry.established = false;
     if (!entry.lifetime.signal.aborted) entry.lifetime.abort(new CancelledError(`connection ${entry.id} ${why}`));
     entry.state.clear();
-  };
+  }
 
-  const inner = (entry: Entry, ctx: CallContext): CallContext =>
-    withContext(ctx, { state: entry.state, events: entry.events, log: entry.log });
+  /** `events.request`: re-Request the stored request below begin (after closing it, for a reselect). */
+  async eventRequest(entry: Entry, opts: { reselect?: boolean; signal?: AbortSignal }): Promise<Connection> {
+    if (this.#entries.get(entry.id) !== entry || !entry.established) throw new NotFoundError(`connection ${entry.id} is not established`);
+    const { ctx, dispose } = this.#eventContext(entry, opts.signal);
+    try {
+      const req = cloneRequest(entry.request!);
+      if (opts.reselect) {
+        try {
+          await this.#closeStored(entry, ctx);
+        } catch (err) {
+          entry.log.warn({ err: errorMessage(err) }, 'reselect: closing the old connection failed; requesting anyway');
+        }
+        this.config.reselect(req);
+      }
+      const out = await entry.next.request(req, ctx);
+      out.state = State.UP;
+      this.#commit(entry, req, out, false);
+      return out;
+    } finally {
+      dispose();
+    }
+  }
 
-  const eventContext = (entry: Entry, signal?: AbortSignal) => {
+  /** `events.close`: Close the stored connection below begin and forget it. */
+  async eventClose(entry: Entry, opts: { signal?: AbortSignal }): Promise<void> {
+    if (this.#entries.get(entry.id) !== entry || !entry.established) return;
+    const { ctx, dispose } = this.#eventContext(entry, opts.signal);
+    try {
+      await this.#closeStored(entry, ctx);
+    } finally {
+      dispose();
+      this.drop(entry, 'closed');
+    }
+  }
+
+  async #reselected(entry: Entry, ctx: CallContext): Promise<void> {
+    entry.log.info('RESELECT_REQUESTED: closing the old connection before processing the request as new');
+    try {
+      await this.#closeStored(entry, this.#inner(entry, ctx));
+    } catch (err) {
+      entry.log.warn({ err: errorMessage(err) }, 'closing the old connection failed');
+    }
+    this.drop(entry, 'reselected');
+  }
+
+  #create(id: string, ctx: CallContext): Entry {
+    const entry = new Entry(id, ctx.log.child({ connId: id }));
+    entry.events = {
+      lifetime: entry.lifetime.signal,
+      request: (opts = {}) => this.serializer.run(id, () => this.eventRequest(entry, opts)),
+      close: (opts = {}) => this.serializer.run(id, () => this.eventClose(entry, opts)),
+    };
+    this.#entries.set(id, entry);
+    return entry;
+  }
+
+  #inner(entry: Entry, ctx: CallContext): CallContext {
+    return withContext(ctx, { state: entry.state, events: entry.events, log: entry.log });
+  }
+
+  /** The context of an event: the stored metadata and state, bounded by the time the original call had. */
+  #eventContext(entry: Entry, signal?: AbortSignal): { ctx: CallContext; dispose: () => void } {
     const linked = linkSignals([signal], entry.budget);
     const ctx = newContext({
       signal: linked.signal,
-      deadline: Date.now() + entry.budget,
+      deadline: this.clock.now() + entry.budget,
       state: entry.state,
       log: entry.log,
       metadata: entry.metadata,
       events: entry.events,
     });
     return { ctx, dispose: linked.dispose };
-  };
+  }
 
-  const commit = (entry: Entry, req: NetworkServiceRequest, out: Connection, returned: boolean) => {
+  #commit(entry: Entry, req: NetworkServiceRequest, out: Connection, returned: boolean): void {
     entry.established = true;
     entry.request = cloneRequest({ ...req, connection: out });
     if (returned) entry.returned = cloneConnection(out);
-  };
+  }
 
-  const closeStored = async (entry: Entry, ctx: CallContext) => {
+  async #closeStored(entry: Entry, ctx: CallContext): Promise<void> {
     await entry.next.close(cloneConnection(entry.request!.connection!), ctx);
-  };
+  }
+}
 
-  const create = (id: string, ctx: CallContext): Entry => {
-    const entry = new Entry(id, ctx.log.child({ connId: id }));
-    entry.events = {
-      lifetime: entry.lifetime.signal,
-      request: (opts = {}) =>
-        serializer.run(id, async () => {
-          if (entries.get(id) !== entry || !entry.established) throw new NotFoundError(`connection ${id} is not established`);
-          const { ctx: ectx, dispose } = eventContext(entry, opts.signal);
-          try {
-            const req = cloneRequest(entry.request!);
-            if (opts.reselect) {
-              try {
-                await closeStored(entry, ectx);
-              } catch (err) {
-                entry.log.warn({ err: errorMessage(err) }, 'reselect: closing the old connection failed; requesting anyway');
-              }
-              config.reselect(req);
-            }
-            const out = await entry.next.request(req, ectx);
-            out.state = State.UP;
-            commit(entry, req, out, false);
-            return out;
-          } finally {
-            dispose();
-          }
-        }),
-      close: (opts = {}) =>
-        serializer.run(id, async () => {
-          if (entries.get(id) !== entry || !entry.established) return;
-          const { ctx: ectx, dispose } = eventContext(entry, opts.signal);
-          try {
-            await closeStored(entry, ectx);
-          } finally {
-            dispose();
-            drop(entry, 'closed');
-          }
-        }),
-    };
-    entries.set(id, entry);
-    return entry;
-  };
-
+export function createBegin(kind: 'server' | 'client', config: BeginConfig, deps: BeginDeps = {}): BeginElement {
+  const entries = new Entries(kind, config, deps.clock ?? realClock);
   return {
     name: `begin-${kind}`,
     provides: ['begin', 'state', 'events'],
@@ -172,62 +249,19 @@ export function createBegin(kind: 'server' | 'client', config: BeginConfig): Beg
       return entries.size;
     },
     get busy() {
-      return serializer.size;
+      return entries.serializer.size;
     },
-    forgetAll() {
-      for (const entry of [...entries.values()]) drop(entry, 'forgotten: component stopped');
-    },
+    forgetAll: () => entries.forgetAll(),
     async request(req, ctx, next) {
       // Already inside a begin (an event, or a client chain run by `connect`): the caller serializes.
       if (ctx.events) return next.request(req, ctx);
       const id = req.connection?.id ?? '';
       if (id === '') throw new InvalidArgumentError('connection.id', id, 'must not be empty (update-path comes before begin)');
-      return serializer.run(id, async () => {
-        throwIfAborted(ctx.signal);
-        let entry = entries.get(id);
-        if (kind === 'server' && entry?.established && req.connection!.state === State.RESELECT_REQUESTED) {
-          entry.log.info('RESELECT_REQUESTED: closing the old connection before processing the request as new');
-          try {
-            await closeStored(entry, inner(entry, ctx));
-          } catch (err) {
-            entry.log.warn({ err: errorMessage(err) }, 'closing the old connection failed');
-          }
-          drop(entry, 'reselected');
-          entry = undefined;
-        }
-        entry ??= create(id, ctx);
-        let sent = req;
-        if (kind === 'client' && entry.established) {
-          sent = { ...req, connection: merge(entry.returned!, req.connection!, entry.request!.connection!) };
-        }
-        entry.next = next;
-        entry.metadata = ctx.metadata;
-        const left = timeLeft(ctx, config.eventTimeout);
-        entry.budget = left > 0 ? left : config.eventTimeout;
-        let out: Connection;
-        try {
-          out = await next.request(sent, inner(entry, ctx));
-        } catch (err) {
-          if (!entry.established) drop(entry, 'failed its first request');
-          throw err;
-        }
-        if (kind === 'server') out.state = State.UP;
-        commit(entry, sent, out, true);
-        return out;
-      });
+      return entries.serializer.run(id, () => entries.request(id, req, ctx, next));
     },
     async close(conn, ctx, next) {
       if (ctx.events) return next.close(conn, ctx);
-      return serializer.run(conn.id, async () => {
-        const entry = entries.get(conn.id);
-        // Nothing established under this id: nothing to close (upstream behaviour).
-        if (!entry || !entry.established) return;
-        try {
-          await closeStored(entry, inner(entry, ctx));
-        } finally {
-          drop(entry, 'closed');
-        }
-      });
+      return entries.serializer.run(conn.id, () => entries.close(conn.id, ctx));
     },
   };
 }

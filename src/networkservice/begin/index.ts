@@ -5,6 +5,7 @@ export {
   DEFAULT_EVENT_TIMEOUT_MS,
   defaultReselect,
   reselectWithSameEndpoint,
+  type BeginDeps,
   type BeginElement,
   type BeginOptions,
   type ReselectFunc,

@@ -19,8 +19,8 @@
  * - Inside a context that already has `events` (an event, or `connect`'s client chain) it passes through.
  * Background work: none of its own.
  */
-import { createBegin, resolveBeginOptions, type BeginElement, type BeginOptions } from './core.js';
+import { createBegin, resolveBeginOptions, type BeginDeps, type BeginElement, type BeginOptions } from './core.js';
 
-export function beginServer(_deps: Record<string, never> = {}, options: BeginOptions = {}): BeginElement {
-  return createBegin('server', resolveBeginOptions(options));
+export function beginServer(deps: BeginDeps = {}, options: BeginOptions = {}): BeginElement {
+  return createBegin('server', resolveBeginOptions(options), deps);
 }

@@ -24,6 +24,9 @@
  * 3. Retry. A failed attempt waits a bounded backoff (100 ms doubling up to `maxBackoff`) before the next;
  *    two failed repairs of a data-plane fault escalate to reselect.
  * 4. Nothing runs after Close: every wait and watch is tied to the connection's lifetime signal.
+ *
+ * Step 1 is `#confirm` and `#detect`, step 2 the pure `decide()` (decide.ts), step 3 `#heal`/`#attempt`.
+ * Faults reach the machine through one bounded queue (AsyncQueue); its events go to `sink`.
  */
 import type { Connection } from '../../api/gen/connection.js';
 import type { Clock } from '../../core/clock.js';
@@ -31,8 +34,10 @@ import type { EventFactory } from '../../core/context.js';
 import { backoff, delay } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { AsyncQueue } from '../../core/queue.js';
 import { linkSignals, ENDED } from '../../core/signals.js';
 import type { DataPlaneProbe, Observation } from '../../dataplane/probe.js';
+import { decide, failed, NO_ATTEMPTS, type Fault } from './decide.js';
 import type { ControlPlaneWatch, HealAction, HealCause, HealEvent, HealState } from './types.js';
 
 export interface HealOptions {
@@ -51,17 +56,27 @@ export interface HealMachineDeps {
   readonly events: EventFactory;
   readonly probe?: DataPlaneProbe;
   readonly controlPlane?: ControlPlaneWatch;
-  readonly publish: (e: HealEvent) => void;
+  /** Receives the machine's typed events (the heal client's event queue). */
+  readonly sink: { push(e: HealEvent): unknown };
 }
 
+/** Faults waiting to be handled; beyond this the oldest are dropped (they are all "something is wrong"). */
+export const HEAL_TRIGGER_LIMIT = 64;
+
 type Trigger = { kind: 'cp'; reason: string } | { kind: 'dp'; obs: Extract<Observation, { ok: false }> };
+
+/** A confirmed fault, as the attempts to heal it see it. */
+interface Detection {
+  readonly fault: Fault;
+  readonly cause: HealCause;
+  readonly detectedAt: number;
+}
 
 export class HealMachine {
   #state: HealState = 'watching';
   #conn: Connection;
   #watchers?: AbortController;
-  #queue: Trigger[] = [];
-  #wake?: () => void;
+  readonly #triggers: AsyncQueue<Trigger>;
   #lastRepairAt = -Infinity;
   #closing = false;
   readonly #deps: HealMachineDeps;
@@ -71,6 +86,7 @@ export class HealMachine {
     this.#deps = deps;
     this.#opts = opts;
     this.#conn = conn;
+    this.#triggers = new AsyncQueue({ limit: HEAL_TRIGGER_LIMIT, overflow: 'drop-oldest', signal: deps.events.lifetime, name: 'heal triggers' });
   }
 
   get state(): HealState {
@@ -96,8 +112,7 @@ export class HealMachine {
     if (this.#state !== 'watching' && this.#state !== 'suspect') return;
     this.#closing = true;
     this.#watchers?.abort(ENDED);
-    this.#queue = [];
-    this.#wake?.();
+    this.#triggers.close(true);
   }
 
   /** Runs until the connection's lifetime ends. */
@@ -105,16 +120,17 @@ export class HealMachine {
     const lifetime = this.#deps.events.lifetime;
     this.#restartWatchers();
     try {
-      while (!lifetime.aborted && !this.#closing) {
-        const trigger = await this.#next(lifetime);
-        if (this.#closing || !trigger) break;
-        await this.#handle(trigger, lifetime);
+      for (;;) {
+        const next = await this.#triggers.next();
+        if (next.done || this.#closing || lifetime.aborted) break;
+        await this.#handle(next.value, lifetime);
       }
     } catch (err) {
       if (!lifetime.aborted) this.#deps.log.error({ err: errorMessage(err) }, 'heal loop ended unexpectedly');
     } finally {
       this.#set('closed');
       this.#watchers?.abort(ENDED);
+      this.#triggers.close(true);
     }
   }
 
@@ -126,39 +142,19 @@ export class HealMachine {
   #emit(e: HealEvent): void {
     const level = e.type === 'suspect' || e.type === 'cleared' ? 'debug' : e.type === 'healed' ? 'info' : 'warn';
     this.#deps.log[level](e, `heal ${e.type}`);
-    this.#deps.publish(e);
-  }
-
-  #push(t: Trigger): void {
-    this.#queue.push(t);
-    this.#wake?.();
-  }
-
-  async #next(signal: AbortSignal): Promise<Trigger | undefined> {
-    while (this.#queue.length === 0) {
-      if (this.#closing) return undefined;
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        this.#wake = () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      this.#wake = undefined;
-    }
-    return this.#queue.shift()!;
+    this.#deps.sink.push(e);
   }
 
   #restartWatchers(): void {
     this.#watchers?.abort(ENDED);
     if (this.#closing) return;
-    this.#queue = [];
+    this.#triggers.drain();
     const ac = new AbortController();
     this.#watchers = ac;
     const link = linkSignals([this.#deps.events.lifetime, ac.signal]);
     const conn = this.#conn;
     const { controlPlane, probe } = this.#deps;
+    const push = (t: Trigger) => this.#triggers.push(t);
     const pump = async <T>(it: AsyncIterable<T>, on: (v: T) => void) => {
       try {
         for await (const v of it) {
@@ -166,88 +162,108 @@ export class HealMachine {
           on(v);
         }
       } catch (err) {
-        if (!link.signal.aborted) this.#push({ kind: 'cp', reason: `watch failed: ${errorMessage(err)}` });
+        if (!link.signal.aborted) push({ kind: 'cp', reason: `watch failed: ${errorMessage(err)}` });
       }
     };
     const tasks: Promise<void>[] = [];
-    if (controlPlane) tasks.push(pump(controlPlane.watch(conn, link.signal), (d) => this.#push({ kind: 'cp', reason: d.reason })));
-    if (probe) tasks.push(pump(probe.watch(conn, link.signal), (o) => (o.ok ? undefined : this.#push({ kind: 'dp', obs: o }))));
+    if (controlPlane) tasks.push(pump(controlPlane.watch(conn, link.signal), (d) => push({ kind: 'cp', reason: d.reason })));
+    if (probe) tasks.push(pump(probe.watch(conn, link.signal), (o) => (o.ok ? undefined : push({ kind: 'dp', obs: o }))));
     void Promise.allSettled(tasks).then(() => link.dispose());
   }
 
   async #handle(trigger: Trigger, lifetime: AbortSignal): Promise<void> {
+    const detail = await this.#confirm(trigger, lifetime);
+    if (detail === undefined) return;
+    await this.#heal(await this.#detect(trigger, detail, lifetime), lifetime);
+  }
+
+  /**
+   * A kernel-state fault counts only when `confirmations` checks, one interval apart, all fail. Returns
+   * the fault's latest detail, or undefined when a check passed (the fault cleared; its queued data-plane
+   * triggers go with it).
+   */
+  async #confirm(trigger: Trigger, lifetime: AbortSignal): Promise<string | undefined> {
     const { clock, probe } = this.#deps;
     const connId = this.#conn.id;
-    let cause: HealCause = trigger.kind === 'cp' ? 'control-plane' : 'data-plane';
     let detail = trigger.kind === 'cp' ? trigger.reason : trigger.obs.detail;
-
-    if (trigger.kind === 'dp' && trigger.obs.source === 'kernel' && this.#opts.confirmations > 1) {
-      this.#set('suspect');
-      this.#emit({ type: 'suspect', connId, at: clock.now(), detail });
-      for (let i = 1; i < this.#opts.confirmations; i++) {
-        await delay(clock, this.#opts.interval, lifetime);
-        const obs = await probe!.check(this.#conn, lifetime);
-        if (obs.ok) {
-          this.#emit({ type: 'cleared', connId, at: clock.now(), detail });
-          this.#set('watching');
-          this.#queue = this.#queue.filter((t) => t.kind === 'cp');
-          return;
-        }
-        detail = obs.detail;
+    if (trigger.kind !== 'dp' || trigger.obs.source !== 'kernel' || this.#opts.confirmations <= 1) return detail;
+    this.#set('suspect');
+    this.#emit({ type: 'suspect', connId, at: clock.now(), detail });
+    for (let i = 1; i < this.#opts.confirmations; i++) {
+      await delay(clock, this.#opts.interval, lifetime);
+      const obs = await probe!.check(this.#conn, lifetime);
+      if (obs.ok) {
+        this.#emit({ type: 'cleared', connId, at: clock.now(), detail });
+        this.#set('watching');
+        for (const t of this.#triggers.drain()) if (t.kind === 'cp') this.#triggers.push(t);
+        return undefined;
       }
+      detail = obs.detail;
     }
+    return detail;
+  }
+
+  /** The fault is confirmed: stop watching, learn whether the data plane is down too, report it. */
+  async #detect(trigger: Trigger, detail: string, lifetime: AbortSignal): Promise<Detection> {
+    const { clock, probe } = this.#deps;
     const detectedAt = clock.now();
     this.#watchers?.abort(ENDED);
-    this.#queue = [];
-
-    let dpDown = cause === 'data-plane';
-    if (!dpDown && probe) {
+    this.#triggers.drain();
+    let cause: HealCause = trigger.kind === 'cp' ? 'control-plane' : 'data-plane';
+    if (cause === 'control-plane' && probe) {
       const obs = await probe.check(this.#conn, lifetime);
       if (!obs.ok) {
-        dpDown = true;
         cause = 'data-plane';
         detail = `${detail}; data plane: ${obs.detail}`;
       }
     }
-    this.#emit({ type: 'detected', connId, at: detectedAt, cause, detail });
+    this.#emit({ type: 'detected', connId: this.#conn.id, at: detectedAt, cause, detail });
+    const source = trigger.kind === 'cp' ? 'control-plane' : trigger.obs.source;
+    return { fault: { source, dataPlaneDown: cause === 'data-plane', sinceLastRepair: detectedAt - this.#lastRepairAt }, cause, detectedAt };
+  }
 
-    let failedRepairs = 0;
-    let endpointGone = false;
-    const probeFault = trigger.kind === 'dp' && trigger.obs.source === 'probe';
-    let forceReselect = probeFault && detectedAt - this.#lastRepairAt < this.#opts.stableWindow;
+  /** Attempts until one heals or the connection ends; `decide()` picks each attempt's action. */
+  async #heal(d: Detection, lifetime: AbortSignal): Promise<void> {
+    const { clock } = this.#deps;
+    const connId = this.#conn.id;
+    let attempts = NO_ATTEMPTS;
     for (let attempt = 1; !lifetime.aborted; attempt++) {
-      const action: HealAction = forceReselect || endpointGone || (dpDown && failedRepairs >= 2) ? 'reselect' : 'repair';
-      if (action === 'reselect') {
+      const decision = decide(d.fault, attempts, this.#opts.stableWindow);
+      if (decision.action === 'reselect') {
         this.#set('reselecting');
-        const why = endpointGone ? 'endpoint gone' : forceReselect ? 'data plane failed again after a repair' : 'repairs did not restore the data plane';
-        this.#emit({ type: 'reselecting', connId, at: clock.now(), attempt, why });
+        this.#emit({ type: 'reselecting', connId, at: clock.now(), attempt, why: decision.why });
       } else {
         this.#set('repairing');
         this.#emit({ type: 'repairing', connId, at: clock.now(), attempt });
       }
       try {
-        const conn = await this.#deps.events.request({ reselect: action === 'reselect', signal: lifetime });
-        this.#conn = conn;
-        if (probe && dpDown) {
-          const obs = await probe.check(conn, lifetime);
-          if (!obs.ok) throw new Error(`data plane still down after ${action}: ${obs.detail}`);
-        }
-        if (action === 'repair' && dpDown) this.#lastRepairAt = clock.now();
-        this.#emit({ type: 'healed', connId, at: clock.now(), action, cause, detectedAt, ms: clock.now() - detectedAt, attempts: attempt });
-        this.#set('watching');
-        probe?.reset(conn, action === 'reselect' ? this.#opts.reselectGrace : undefined);
-        this.#restartWatchers();
+        await this.#attempt(decision.action, d, attempt, lifetime);
         return;
       } catch (err) {
         if (lifetime.aborted) return;
-        if (err instanceof Error && err.name === 'NotFoundError') endpointGone = true;
-        if (action === 'repair') failedRepairs++;
-        if (action === 'reselect') forceReselect = false;
+        attempts = failed(attempts, decision.action, err instanceof Error && err.name === 'NotFoundError');
         const wait = backoff(attempt, this.#opts.baseBackoff, this.#opts.maxBackoff);
-        this.#emit({ type: 'failed', connId, at: clock.now(), action, attempt, error: errorMessage(err), retryInMs: wait });
+        this.#emit({ type: 'failed', connId, at: clock.now(), action: decision.action, attempt, error: errorMessage(err), retryInMs: wait });
         this.#set('backoff');
         await delay(clock, wait, lifetime);
       }
     }
+  }
+
+  /** One re-Request; it heals only when the data plane (if it was down) checks healthy afterwards. */
+  async #attempt(action: HealAction, d: Detection, attempt: number, lifetime: AbortSignal): Promise<void> {
+    const { clock, probe } = this.#deps;
+    const conn = await this.#deps.events.request({ reselect: action === 'reselect', signal: lifetime });
+    this.#conn = conn;
+    if (probe && d.fault.dataPlaneDown) {
+      const obs = await probe.check(conn, lifetime);
+      if (!obs.ok) throw new Error(`data plane still down after ${action}: ${obs.detail}`);
+    }
+    if (action === 'repair' && d.fault.dataPlaneDown) this.#lastRepairAt = clock.now();
+    const { cause, detectedAt } = d;
+    this.#emit({ type: 'healed', connId: conn.id, at: clock.now(), action, cause, detectedAt, ms: clock.now() - detectedAt, attempts: attempt });
+    this.#set('watching');
+    probe?.reset(conn, action === 'reselect' ? this.#opts.reselectGrace : undefined);
+    this.#restartWatchers();
   }
 }
