@@ -1,7 +1,6 @@
 /** `nsm forwarder`: runs the kernel forwarder (veth pairs between pod network namespaces). */
 import type { Command } from 'commander';
-import { forwarderConfig, startForwarder } from '../../components/forwarder/index.js';
-import { linuxDataPlane } from '../../dataplane/linux/index.js';
+import { forwarderConfig } from '../../components/forwarder/config.js';
 import { runComponent } from '../component.js';
 import { envHelp } from '../env-help.js';
 import { requireRoot } from '../root.js';
@@ -11,13 +10,14 @@ export function register(program: Command): void {
     .command('forwarder')
     .description('run the kernel forwarder of this node (needs root: it creates interfaces in pod network namespaces)')
     .addHelpText('after', envHelp(forwarderConfig))
-    .action(() =>
-      runComponent({
+    .action(async () => {
+      const [{ startForwarder }, { linuxDataPlane }] = await Promise.all([import('../../components/forwarder/index.js'), import('../../dataplane/linux/index.js')]);
+      await runComponent({
         schema: forwarderConfig,
         start: async (config, log) => {
           requireRoot('forwarder');
           return startForwarder(config, { log, dataplane: linuxDataPlane({ log }) });
         },
-      }),
-    );
+      });
+    });
 }

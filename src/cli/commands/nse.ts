@@ -1,7 +1,6 @@
 /** `nsm nse`: runs the icmp-responder endpoint (upstream cmd-nse-icmp-responder) in the current netns. */
 import type { Command } from 'commander';
-import { nseConfig, startNse } from '../../components/nse/index.js';
-import { ownNetnsUrl } from '../../dataplane/linux/netns.js';
+import { nseConfig } from '../../components/nse/config.js';
 import { runComponent } from '../component.js';
 import { envHelp } from '../env-help.js';
 
@@ -10,5 +9,8 @@ export function register(program: Command): void {
     .command('nse')
     .description('run a network service endpoint (icmp responder) in this network namespace, e.g. ip netns exec POD nsm nse')
     .addHelpText('after', envHelp(nseConfig))
-    .action(() => runComponent({ schema: nseConfig, start: async (config, log) => startNse(config, { log, netnsUrl: await ownNetnsUrl() }) }));
+    .action(async () => {
+      const [{ startNse }, { ownNetnsUrl }] = await Promise.all([import('../../components/nse/index.js'), import('../../dataplane/linux/netns.js')]);
+      await runComponent({ schema: nseConfig, start: async (config, log) => startNse(config, { log, netnsUrl: await ownNetnsUrl() }) });
+    });
 }

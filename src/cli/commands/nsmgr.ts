@@ -1,6 +1,6 @@
 /** `nsm nsmgr`: runs the per-node manager (upstream cmd-nsmgr) from `NSM_*` env vars. */
 import type { Command } from 'commander';
-import { nsmgrConfig, startNsmgr } from '../../components/nsmgr/index.js';
+import { nsmgrConfig } from '../../components/nsmgr/config.js';
 import { runComponent } from '../component.js';
 import { envHelp } from '../env-help.js';
 
@@ -9,5 +9,8 @@ export function register(program: Command): void {
     .command('nsmgr')
     .description('run the network service manager of this node')
     .addHelpText('after', envHelp(nsmgrConfig))
-    .action(() => runComponent({ schema: nsmgrConfig, start: (config, log) => startNsmgr(config, { log }) }));
+    .action(async () => {
+      const { startNsmgr } = await import('../../components/nsmgr/index.js');
+      await runComponent({ schema: nsmgrConfig, start: (config, log) => startNsmgr(config, { log }) });
+    });
 }

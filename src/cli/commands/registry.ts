@@ -1,6 +1,5 @@
 /** `nsm registry`: runs the registry component (upstream cmd-registry-memory) from `NSM_*` env vars. */
 import type { Command } from 'commander';
-import { startRegistry } from '../../components/registry/index.js';
 import { registryConfig } from '../../components/registry/config.js';
 import { runComponent } from '../component.js';
 import { envHelp } from '../env-help.js';
@@ -11,9 +10,7 @@ export function register(program: Command): void {
     .description('run the NSM registry (NetworkService and NetworkServiceEndpoint registries, in memory)')
     .addHelpText('after', envHelp(registryConfig))
     .action(async () => {
-      await runComponent({
-        schema: registryConfig,
-        start: (config, log) => startRegistry(config, { log }),
-      });
+      const { startRegistry } = await import('../../components/registry/index.js');
+      await runComponent({ schema: registryConfig, start: (config, log) => startRegistry(config, { log }) });
     });
 }
