@@ -22,6 +22,7 @@ import {
   type HealthCheckResponse,
 } from '../api/gen/health.js';
 import { InvalidArgumentError, UnavailableError } from './errors.js';
+import { AsyncQueue } from './queue.js';
 
 export type ParsedUrl =
   | { readonly kind: 'unix'; readonly path: string; readonly url: string }
@@ -175,11 +176,17 @@ function removeSocket(path: string): void {
   }
 }
 
+/**
+ * grpc.health.v1.Health for one server: the empty service name and every served service answer SERVING
+ * or NOT_SERVING together. Each Watch gets its own change queue, bounded to one pending wake-up: a wake
+ * only says "re-read the status", so a second one while the first is unread adds nothing (drop-newest),
+ * and a flapping server cannot grow a slow watcher's buffer. `stop()` ends every Watch stream.
+ */
 class HealthService {
   readonly #services: string[];
   #serving = true;
-  readonly #watchers = new Set<() => void>();
-  readonly #stop = new AbortController();
+  #stopped = false;
+  readonly #watchers = new Set<AsyncQueue<void>>();
 
   constructor(services: string[]) {
     this.#services = ['', ...services];
@@ -187,11 +194,12 @@ class HealthService {
 
   setAll(v: boolean): void {
     this.#serving = v;
-    for (const w of this.#watchers) w();
+    for (const w of this.#watchers) w.push();
   }
 
   stop(): void {
-    this.#stop.abort();
+    this.#stopped = true;
+    for (const w of this.#watchers) w.close(true);
   }
 
   #status(service: string): HealthCheckResponse_ServingStatus {
@@ -208,27 +216,23 @@ class HealthService {
     return { status };
   }
 
+  /** The current status, then each change, until the call is cancelled or the server stops. */
   async *watch(req: HealthCheckRequest, ctx: { signal: AbortSignal }): AsyncIterable<HealthCheckResponse> {
-    let last: HealthCheckResponse_ServingStatus | undefined;
-    let wake: (() => void) | undefined;
-    const w = () => wake?.();
-    this.#watchers.add(w);
+    if (this.#stopped || ctx.signal.aborted) return;
+    const changes = new AsyncQueue<void>({ limit: 1, overflow: 'drop-newest', signal: ctx.signal, name: 'health watch' });
+    this.#watchers.add(changes);
     try {
-      while (!ctx.signal.aborted && !this.#stop.signal.aborted) {
+      let last = this.#status(req.service);
+      yield { status: last };
+      for await (const _ of changes) {
         const s = this.#status(req.service);
-        if (s !== last) {
-          last = s;
-          yield { status: s };
-        }
-        await new Promise<void>((r) => {
-          wake = r;
-          const onAbort = () => r();
-          ctx.signal.addEventListener('abort', onAbort, { once: true });
-          this.#stop.signal.addEventListener('abort', onAbort, { once: true });
-        });
+        if (s === last) continue;
+        last = s;
+        yield { status: s };
       }
     } finally {
-      this.#watchers.delete(w);
+      this.#watchers.delete(changes);
+      changes.close(true);
     }
   }
 }

@@ -21,7 +21,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'nice-grpc';
-import { MonitorConnectionDefinition, type ConnectionEvent, type MonitorScopeSelector } from '../api/gen/connection.js';
+import type { MonitorScopeSelector } from '../api/gen/connection.js';
 import { NetworkService, NetworkServiceRegistryDefinition } from '../api/gen/registry.js';
 import { createLogger, parseLogLevel, silentLogger, type Logger } from '../core/log.js';
 import { linkSignals } from '../core/signals.js';
@@ -35,6 +35,9 @@ import { nscConfig, startNsc, type RunningNsc } from '../components/nsc/index.js
 import { nseConfig, startNse, type RunningNse } from '../components/nse/index.js';
 import { nsmgrConfig, startNsmgr, type RunningNsmgr } from '../components/nsmgr/index.js';
 import { registryConfig, startRegistry, type RunningRegistry } from '../components/registry/index.js';
+import { recordMonitor, type MonitorRecorder } from './monitor-recorder.js';
+
+export type { MonitorRecorder } from './monitor-recorder.js';
 
 type Env = Readonly<Record<string, string>>;
 
@@ -120,14 +123,6 @@ export interface SandboxClient extends RunningNsc {
   readonly node: SandboxNode;
 }
 
-/** Records a MonitorConnections stream; stopped by `stop()` or `sandbox.close()`. */
-export interface MonitorRecorder {
-  readonly events: ConnectionEvent[];
-  /** Resolves with the first recorded event (past or future) matching `pred`; rejects after `timeoutMs`. */
-  waitFor(pred: (e: ConnectionEvent) => boolean, timeoutMs?: number): Promise<ConnectionEvent>;
-  stop(): void;
-}
-
 export interface Sandbox {
   readonly dir: string;
   readonly registry: SandboxServer<RunningRegistry>;
@@ -144,7 +139,9 @@ export interface Sandbox {
   close(): Promise<void>;
 }
 
-class Restartable<R extends { stop(): Promise<void> }> implements SandboxServer<R> {
+type Stoppable = { stop(): Promise<void> };
+
+class Restartable<R extends Stoppable> implements SandboxServer<R> {
   running: R | undefined;
   constructor(
     readonly kind: SandboxServer['kind'],
@@ -166,165 +163,154 @@ class Restartable<R extends { stop(): Promise<void> }> implements SandboxServer<
   }
 }
 
+/** Starts the sandbox: the registry, then nsmgr and forwarder of each node. Stops what it started on failure. */
 export async function sandbox(options: SandboxOptions = {}): Promise<Sandbox> {
-  const level = parseLogLevel(process.env.NSM_SANDBOX_LOG ?? '');
-  const log = options.log ?? (level ? createLogger('sandbox', level) : silentLogger);
-  const dir = mkdtempSync(join(tmpdir(), 'nsm-sbx-'));
-  const sock = (name: string) => `unix://${join(dir, `${name}.sock`)}`;
-  const common = { NSM_MAX_TOKEN_LIFETIME: options.tokenLifetime ?? '10m' };
-  const pool = new ChannelPool();
-  const servers: Restartable<{ stop(): Promise<void> }>[] = [];
-  const clients: SandboxClient[] = [];
-  const recorders = new Set<MonitorRecorder>();
-
-  const server = async <R extends { stop(): Promise<void> }>(kind: SandboxServer['kind'], name: string, env: Env, start: (env: Env) => Promise<R>) => {
-    const s = new Restartable<R>(kind, name, env.NSM_LISTEN_ON!, env, () => start(env));
-    servers.push(s as unknown as Restartable<{ stop(): Promise<void> }>);
-    return s.up();
-  };
-  const own = (s: SandboxServer): Restartable<{ stop(): Promise<void> }> => {
-    const r = servers.find((x) => x === s);
-    if (!r) throw new Error(`${s.kind} ${s.name} is not part of this sandbox`);
-    return r;
-  };
-
-  const sb: Sandbox = {
-    dir,
-    registry: undefined as unknown as SandboxServer<RunningRegistry>,
-    nodes: [],
-
-    async addEndpoint(o) {
-      const node = nodeAt(o.node);
-      const env: Env = {
-        ...common,
-        NSM_NAME: o.name,
-        NSM_CONNECT_TO: node.nsmgr.url,
-        NSM_LISTEN_ON: sock(o.name),
-        NSM_SERVICE_NAMES: (o.services ?? ['ns-1']).join(','),
-        NSM_CIDR_PREFIX: o.cidr ?? '169.254.0.0/16',
-        NSM_LABELS: Object.entries(o.labels ?? {}).map(([k, v]) => `${k}:${v}`).join(','),
-        NSM_REGISTER_SERVICE: String(o.registerService ?? true),
-        ...o.env,
-      };
-      const nse = await server('nse', o.name, env, (e) => startNse(nseConfig.parse(e), { log: log.child({ component: o.name }), netnsUrl: `fake://${o.name}` }));
-      await nse.running!.registered;
-      return nse;
-    },
-
-    async addClient(o) {
-      const node = nodeAt(o.node);
-      const env: Env = {
-        ...common,
-        NSM_NAME: o.name,
-        NSM_CONNECT_TO: node.nsmgr.url,
-        NSM_NETWORK_SERVICES: o.networkServices.join(','),
-        NSM_REQUEST_TIMEOUT: options.requestTimeout ?? '5s',
-        NSM_LIVENESS_CHECK_INTERVAL: '50ms',
-        ...o.env,
-      };
-      const config = nscConfig.parse(env);
-      const probe = o.probe === false ? undefined : (o.probe ?? fakeProbe(node.dataplane, { interval: config.livenessCheckInterval }));
-      const netns = `fake://${o.name}`;
-      const running = await startNsc(config, { log: log.child({ component: o.name }), netnsUrl: netns, probe });
-      const c: SandboxClient = { ...running, name: o.name, netns, node };
-      clients.push(c);
-      return c;
-    },
-
-    async registerService(ns) {
-      const client = createClient(NetworkServiceRegistryDefinition, pool.get(sb.registry.url));
-      const link = linkSignals([], 5000);
-      try {
-        return await client.register(NetworkService.fromPartial(ns), { signal: link.signal });
-      } finally {
-        link.dispose();
-      }
-    },
-
-    monitor(s, selector = {}) {
-      const events: ConnectionEvent[] = [];
-      const waiters = new Set<() => void>();
-      const ac = new AbortController();
-      const client = createClient(MonitorConnectionDefinition, pool.get(s.url));
-      void (async () => {
-        try {
-          for await (const ev of client.monitorConnections({ pathSegments: [], networkServices: [], ...selector }, { signal: ac.signal })) {
-            events.push(ev);
-            for (const w of waiters) w();
-          }
-        } catch {
-          /* stopped, or the server went away */
-        }
-      })();
-      const rec: MonitorRecorder = {
-        events,
-        waitFor(pred, timeoutMs = 5000) {
-          const found = events.find(pred);
-          if (found) return Promise.resolve(found);
-          return new Promise((resolve, reject) => {
-            const check = () => {
-              const e = events.find(pred);
-              if (!e) return;
-              done();
-              resolve(e);
-            };
-            const t = setTimeout(() => (done(), reject(new Error(`no matching monitor event from ${s.name} within ${timeoutMs} ms`))), timeoutMs);
-            const done = () => (clearTimeout(t), waiters.delete(check));
-            waiters.add(check);
-          });
-        },
-        stop() {
-          ac.abort();
-          recorders.delete(rec);
-        },
-      };
-      recorders.add(rec);
-      return rec;
-    },
-
-    kill: (s) => own(s).down(),
-
-    async restart(s) {
-      const r = own(s);
-      await r.down();
-      await r.up();
-    },
-
-    async close() {
-      for (const r of [...recorders]) r.stop();
-      for (const c of clients.splice(0).reverse()) await c.stop().catch(() => undefined);
-      for (const s of servers.splice(0).reverse()) await s.down().catch(() => undefined);
-      pool.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-
-  const nodeAt = (i = 0): SandboxNode => {
-    const n = sb.nodes[i];
-    if (!n) throw new Error(`sandbox has no node ${i} (nodes: ${sb.nodes.length})`);
-    return n;
-  };
-
+  const sb = new SandboxMesh(options);
   try {
-    const registryEnv: Env = { ...common, NSM_LISTEN_ON: sock('registry'), NSM_EXPIRE_PERIOD: options.registryExpiry ?? '1m' };
-    (sb as { registry: SandboxServer<RunningRegistry> }).registry = await server('registry', 'registry', registryEnv, (e) =>
-      startRegistry(registryConfig.parse(e), { log: log.child({ component: 'registry' }) }),
-    );
-    const nodes: SandboxNode[] = [];
-    for (let i = 0; i < (options.nodes ?? 1); i++) {
-      const nsmgrEnv: Env = { ...common, NSM_NAME: `nsmgr-${i}`, NSM_LISTEN_ON: sock(`nsmgr-${i}`), NSM_REGISTRY_URL: sb.registry.url, NODE_NAME: `node-${i}` };
-      const nsmgr = await server('nsmgr', `nsmgr-${i}`, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: log.child({ component: `nsmgr-${i}` }) }));
-      const dataplane = new SandboxDataPlane();
-      const fwdEnv: Env = { ...common, NSM_NAME: `forwarder-${i}`, NSM_LISTEN_ON: sock(`forwarder-${i}`), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: `node-${i}` };
-      const forwarder = await server('forwarder', `forwarder-${i}`, fwdEnv, (e) =>
-        startForwarder(forwarderConfig.parse(e), { log: log.child({ component: `forwarder-${i}` }), dataplane }),
-      );
-      nodes.push({ index: i, nsmgr, forwarder, dataplane });
-    }
-    (sb as { nodes: readonly SandboxNode[] }).nodes = nodes;
+    await sb.start(options.nodes ?? 1);
   } catch (err) {
     await sb.close();
     throw err;
   }
   return sb;
+}
+
+/** The registry, the nodes and what the test added, in start order; `close()` stops them newest first. */
+class SandboxMesh implements Sandbox {
+  readonly dir = mkdtempSync(join(tmpdir(), 'nsm-sbx-'));
+  registry!: SandboxServer<RunningRegistry>;
+  nodes: readonly SandboxNode[] = [];
+  readonly #options: SandboxOptions;
+  readonly #log: Logger;
+  /** Settings every component gets. */
+  readonly #common: Env;
+  readonly #pool = new ChannelPool();
+  readonly #servers: Restartable<Stoppable>[] = [];
+  readonly #clients: SandboxClient[] = [];
+  readonly #recorders = new Set<MonitorRecorder>();
+
+  constructor(options: SandboxOptions) {
+    this.#options = options;
+    const level = parseLogLevel(process.env.NSM_SANDBOX_LOG ?? '');
+    this.#log = options.log ?? (level ? createLogger('sandbox', level) : silentLogger);
+    this.#common = { NSM_MAX_TOKEN_LIFETIME: options.tokenLifetime ?? '10m' };
+  }
+
+  /** Starts the registry, then nsmgr and forwarder of each node (on its own fake data plane). */
+  async start(nodes: number): Promise<void> {
+    const registryEnv: Env = { ...this.#common, NSM_LISTEN_ON: this.#sock('registry'), NSM_EXPIRE_PERIOD: this.#options.registryExpiry ?? '1m' };
+    this.registry = await this.#server('registry', 'registry', registryEnv, (e) => startRegistry(registryConfig.parse(e), { log: this.#componentLog('registry') }));
+    const started: SandboxNode[] = [];
+    for (let i = 0; i < nodes; i++) started.push(await this.#startNode(i));
+    this.nodes = started;
+  }
+
+  async #startNode(index: number): Promise<SandboxNode> {
+    const nodeName = `node-${index}`;
+    const nsmgrName = `nsmgr-${index}`;
+    const nsmgrEnv: Env = { ...this.#common, NSM_NAME: nsmgrName, NSM_LISTEN_ON: this.#sock(nsmgrName), NSM_REGISTRY_URL: this.registry.url, NODE_NAME: nodeName };
+    const nsmgr = await this.#server('nsmgr', nsmgrName, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: this.#componentLog(nsmgrName) }));
+    const dataplane = new SandboxDataPlane();
+    const fwdName = `forwarder-${index}`;
+    const fwdEnv: Env = { ...this.#common, NSM_NAME: fwdName, NSM_LISTEN_ON: this.#sock(fwdName), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: nodeName };
+    const forwarder = await this.#server('forwarder', fwdName, fwdEnv, (e) => startForwarder(forwarderConfig.parse(e), { log: this.#componentLog(fwdName), dataplane }));
+    return { index, nsmgr, forwarder, dataplane };
+  }
+
+  async addEndpoint(o: EndpointOptions): Promise<SandboxServer<RunningNse>> {
+    const env: Env = {
+      ...this.#common,
+      NSM_NAME: o.name,
+      NSM_CONNECT_TO: this.#nodeAt(o.node).nsmgr.url,
+      NSM_LISTEN_ON: this.#sock(o.name),
+      NSM_SERVICE_NAMES: (o.services ?? ['ns-1']).join(','),
+      NSM_CIDR_PREFIX: o.cidr ?? '169.254.0.0/16',
+      NSM_LABELS: Object.entries(o.labels ?? {}).map(([k, v]) => `${k}:${v}`).join(','),
+      NSM_REGISTER_SERVICE: String(o.registerService ?? true),
+      ...o.env,
+    };
+    const nse = await this.#server('nse', o.name, env, (e) => startNse(nseConfig.parse(e), { log: this.#componentLog(o.name), netnsUrl: `fake://${o.name}` }));
+    await nse.running!.registered;
+    return nse;
+  }
+
+  async addClient(o: ClientOptions): Promise<SandboxClient> {
+    const node = this.#nodeAt(o.node);
+    const env: Env = {
+      ...this.#common,
+      NSM_NAME: o.name,
+      NSM_CONNECT_TO: node.nsmgr.url,
+      NSM_NETWORK_SERVICES: o.networkServices.join(','),
+      NSM_REQUEST_TIMEOUT: this.#options.requestTimeout ?? '5s',
+      NSM_LIVENESS_CHECK_INTERVAL: '50ms',
+      ...o.env,
+    };
+    const config = nscConfig.parse(env);
+    const probe = o.probe === false ? undefined : (o.probe ?? fakeProbe(node.dataplane, { interval: config.livenessCheckInterval }));
+    const netns = `fake://${o.name}`;
+    const running = await startNsc(config, { log: this.#componentLog(o.name), netnsUrl: netns, probe });
+    const c: SandboxClient = { ...running, name: o.name, netns, node };
+    this.#clients.push(c);
+    return c;
+  }
+
+  async registerService(ns: Partial<NetworkService>): Promise<NetworkService> {
+    const client = createClient(NetworkServiceRegistryDefinition, this.#pool.get(this.registry.url));
+    const link = linkSignals([], 5000);
+    try {
+      return await client.register(NetworkService.fromPartial(ns), { signal: link.signal });
+    } finally {
+      link.dispose();
+    }
+  }
+
+  monitor(s: SandboxServer, selector: Partial<MonitorScopeSelector> = {}): MonitorRecorder {
+    const rec = recordMonitor(this.#pool.get(s.url), s.name, selector, () => this.#recorders.delete(rec));
+    this.#recorders.add(rec);
+    return rec;
+  }
+
+  kill(s: SandboxServer): Promise<void> {
+    return this.#own(s).down();
+  }
+
+  async restart(s: SandboxServer): Promise<void> {
+    const r = this.#own(s);
+    await r.down();
+    await r.up();
+  }
+
+  async close(): Promise<void> {
+    for (const r of [...this.#recorders]) r.stop();
+    for (const c of this.#clients.splice(0).reverse()) await c.stop().catch(() => undefined);
+    for (const s of this.#servers.splice(0).reverse()) await s.down().catch(() => undefined);
+    this.#pool.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #sock(name: string): string {
+    return `unix://${join(this.dir, `${name}.sock`)}`;
+  }
+
+  #componentLog(component: string): Logger {
+    return this.#log.child({ component });
+  }
+
+  async #server<R extends Stoppable>(kind: SandboxServer['kind'], name: string, env: Env, start: (env: Env) => Promise<R>): Promise<Restartable<R>> {
+    const s = new Restartable<R>(kind, name, env.NSM_LISTEN_ON!, env, () => start(env));
+    this.#servers.push(s as unknown as Restartable<Stoppable>);
+    return s.up();
+  }
+
+  #own(s: SandboxServer): Restartable<Stoppable> {
+    const r = this.#servers.find((x) => x === s);
+    if (!r) throw new Error(`${s.kind} ${s.name} is not part of this sandbox`);
+    return r;
+  }
+
+  #nodeAt(i = 0): SandboxNode {
+    const n = this.nodes[i];
+    if (!n) throw new Error(`sandbox has no node ${i} (nodes: ${this.nodes.length})`);
+    return n;
+  }
 }

@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createChannel, createClient, Status } from 'nice-grpc';
+import { HealthCheckResponse_ServingStatus as S, HealthDefinition } from '../api/gen/health.js';
+import { serve } from './transport.js';
+
+async function healthServer(t: import('node:test').TestContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
+  const server = await serve([`unix://${join(dir, 'h.sock')}`], []);
+  const channel = createChannel(`unix://${join(dir, 'h.sock')}`);
+  t.after(async () => {
+    channel.close();
+    await server.stop({ force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { server, health: createClient(HealthDefinition, channel) };
+}
+
+test('health watch: current status first, then each change; stop ends the stream', async (t) => {
+  const { server, health } = await healthServer(t);
+  const it = health.watch({ service: '' })[Symbol.asyncIterator]();
+  assert.equal((await it.next()).value?.status, S.SERVING);
+  server.setServing(false);
+  assert.equal((await it.next()).value?.status, S.NOT_SERVING);
+  server.setServing(true);
+  assert.equal((await it.next()).value?.status, S.SERVING);
+  await server.stop();
+  assert.equal((await it.next()).done, true);
+});
+
+test('health watch: a burst of changes while the watcher is busy ends at the latest status', async (t) => {
+  const { server, health } = await healthServer(t);
+  const it = health.watch({ service: '' })[Symbol.asyncIterator]();
+  assert.equal((await it.next()).value?.status, S.SERVING);
+  for (let i = 0; i < 100; i++) server.setServing(i % 2 === 1);
+  server.setServing(false);
+  assert.equal((await it.next()).value?.status, S.NOT_SERVING);
+  await it.return?.();
+});
+
+test('health: an unknown service is NOT_FOUND on Check and SERVICE_UNKNOWN on Watch', async (t) => {
+  const { health } = await healthServer(t);
+  assert.equal((await health.check({ service: '' })).status, S.SERVING);
+  await assert.rejects(health.check({ service: 'nope' }), (err: { code?: number }) => err.code === Status.NOT_FOUND);
+  const ac = new AbortController();
+  const it = health.watch({ service: 'nope' }, { signal: ac.signal })[Symbol.asyncIterator]();
+  assert.equal((await it.next()).value?.status, S.SERVICE_UNKNOWN);
+  ac.abort();
+  await assert.rejects(it.next(), (err: Error) => err.name === 'AbortError');
+});
