@@ -2,6 +2,12 @@
  * Chain composition. A component is an ordered array of small elements; `next` is an argument.
  * Each element may declare `requires` (names/capabilities that must come earlier) and `provides`;
  * the order is checked when the chain is built, never at the first request.
+ *
+ * Logging: every element is called with a context whose `ctx.log` is the caller's logger with
+ * `{ element: <name> }` bound, so elements log through `ctx.log` and never name themselves. The element
+ * loggers are made once per (caller logger, element) and cached, so a call costs one context copy per
+ * element. Bindings an element adds with `ctx.log.child(...)` (begin's `{ connId }`) reach later elements
+ * without the adding element's name (see `elementLog`).
  */
 import type { Connection } from '../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../api/gen/networkservice.js';
@@ -15,6 +21,7 @@ import type {
 } from '../api/gen/registry.js';
 import type { CallContext } from './context.js';
 import { ChainOrderError } from './errors.js';
+import type { Logger } from './log.js';
 
 export interface Ordered {
   readonly name: string;
@@ -36,6 +43,45 @@ export function checkOrder(chainName: string, elements: ReadonlyArray<Ordered>, 
     seen.add(e.name);
     for (const p of e.provides ?? []) seen.add(p);
   }
+}
+
+// ---- Element loggers ------------------------------------------------------------------------------
+
+/** Element logger → the logger it was derived from (what later elements derive theirs from). */
+const callerOf = new WeakMap<Logger, Logger>();
+/** Caller logger → its element loggers by element name. */
+const elementLoggers = new WeakMap<Logger, Map<string, Logger>>();
+
+/**
+ * `log` with `{ element }` bound, made once per (logger, element). An element logger's `child(b)` is
+ * `{ ...b, element }` over the caller's `child(b)`, so bindings an element adds flow on to later elements
+ * while its name stays on its own lines only: no line ever carries two element names.
+ */
+export function elementLog(log: Logger, element: string): Logger {
+  const caller = callerOf.get(log) ?? log;
+  let byName = elementLoggers.get(caller);
+  if (byName === undefined) elementLoggers.set(caller, (byName = new Map()));
+  let child = byName.get(element);
+  if (child === undefined) {
+    child = caller.child({ element });
+    const derive = (bindings: Record<string, unknown>, options?: object) => elementLog(caller.child(bindings, options), element);
+    (child as { child: unknown }).child = derive;
+    callerOf.set(child, caller);
+    byName.set(element, child);
+  }
+  return child;
+}
+
+/** The context an element is called with: the caller's, with the element's logger. */
+function elementContext(ctx: CallContext, element: string): CallContext {
+  return {
+    signal: ctx.signal,
+    deadline: ctx.deadline,
+    state: ctx.state,
+    log: elementLog(ctx.log, element),
+    metadata: ctx.metadata,
+    events: ctx.events,
+  };
 }
 
 // ---- NetworkService ------------------------------------------------------------------------------
@@ -67,8 +113,8 @@ export function networkServiceChain(
     const el = elements[i];
     const after = next;
     next = {
-      request: (req, ctx) => el.request(req, ctx, after),
-      close: (conn, ctx) => el.close(conn, ctx, after),
+      request: (req, ctx) => el.request(req, elementContext(ctx, el.name), after),
+      close: (conn, ctx) => el.close(conn, elementContext(ctx, el.name), after),
     };
   }
   return next;
@@ -122,9 +168,9 @@ export function registryChain<T, Q, R>(
     const el = elements[i];
     const after = next;
     next = {
-      register: (item, ctx) => el.register(item, ctx, after),
-      find: (q, ctx) => el.find(q, ctx, after),
-      unregister: (item, ctx) => el.unregister(item, ctx, after),
+      register: (item, ctx) => el.register(item, elementContext(ctx, el.name), after),
+      find: (q, ctx) => el.find(q, elementContext(ctx, el.name), after),
+      unregister: (item, ctx) => el.unregister(item, elementContext(ctx, el.name), after),
     };
   }
   return next;

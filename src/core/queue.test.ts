@@ -92,3 +92,19 @@ test('one consumer at a time, and the limit is checked', () => {
   assert.throws(() => q[Symbol.asyncIterator](), /has a consumer already/);
   assert.throws(() => new AsyncQueue({ limit: 0 }), RangeError);
 });
+
+test('coalesce: a pushed item replaces the buffered one with the same key and moves to the back', async () => {
+  const q = new AsyncQueue<{ id: string; v: number }>({ coalesce: (x) => x.id, limit: 2, overflow: 'drop-oldest' });
+  assert.equal(q.push({ id: 'a', v: 1 }), true);
+  assert.equal(q.push({ id: 'b', v: 1 }), true);
+  assert.equal(q.push({ id: 'a', v: 2 }), true, 'a replacement is not a drop, even when the queue is full');
+  assert.equal(q.size, 2);
+  assert.equal(q.dropped, 0);
+  assert.equal(q.push({ id: 'c', v: 1 }), false, 'a new key into a full queue drops the oldest');
+  assert.equal(q.dropped, 1);
+  q.close();
+  assert.deepEqual(await collect(q), [
+    { id: 'a', v: 2 },
+    { id: 'c', v: 1 },
+  ]);
+});
