@@ -37,7 +37,7 @@ export interface Endpoint {
 }
 
 export function endpoint(deps: EndpointDeps, additional: readonly NetworkServiceElement[], options: { requestTimeout?: number } = {}): Endpoint {
-  const monitor = new MonitorService({ log: deps.log.child({ element: 'monitor' }) });
+  const monitor = new MonitorService({ log: deps.log });
   const begin = beginServer({ clock: deps.clock });
   const elements: NetworkServiceElement[] = [
     updatePathServer({ name: deps.name }),

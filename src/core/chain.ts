@@ -2,6 +2,12 @@
  * Chain composition. A component is an ordered array of small elements; `next` is an argument.
  * Each element may declare `requires` (names/capabilities that must come earlier) and `provides`;
  * the order is checked when the chain is built, never at the first request.
+ *
+ * Logging: every element is called with a context whose `ctx.log` is the caller's logger with
+ * `{ element: <name> }` bound, so elements log through `ctx.log` and never name themselves. The element
+ * loggers are made once per (caller logger, element) and kept, so a call costs one context copy per
+ * element. Bindings an element adds with `ctx.log.child(...)` (begin's `{ connId }`) reach later elements
+ * without the adding element's name (see `elementLog`).
  */
 import type { Connection } from '../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../api/gen/networkservice.js';
@@ -15,6 +21,7 @@ import type {
 } from '../api/gen/registry.js';
 import type { CallContext } from './context.js';
 import { ChainOrderError } from './errors.js';
+import type { Logger } from './log.js';
 
 export interface Ordered {
   readonly name: string;
@@ -36,6 +43,46 @@ export function checkOrder(chainName: string, elements: ReadonlyArray<Ordered>, 
     seen.add(e.name);
     for (const p of e.provides ?? []) seen.add(p);
   }
+}
+
+// ---- Element loggers ------------------------------------------------------------------------------
+
+/** On an element logger: the logger it was derived from (what later elements derive theirs from). */
+const CALLER = Symbol('chain.caller');
+type ElementLogger = Logger & { [CALLER]?: Logger };
+
+/**
+ * `log` with `{ element }` bound. An element logger's `child(b)` is `{ ...b, element }` over the caller's
+ * `child(b)`, so bindings an element adds flow on to later elements while its name stays on its own lines
+ * only: no line ever carries two element names. Also for an element's background logger that re-enters
+ * the chain (`newContext({ log })`).
+ */
+export function elementLog(log: Logger, element: string): Logger {
+  const caller = (log as ElementLogger)[CALLER] ?? log;
+  const child: ElementLogger = caller.child({ element });
+  child[CALLER] = caller;
+  (child as { child: unknown }).child = (bindings: Record<string, unknown>, options?: object) => elementLog(caller.child(bindings, options), element);
+  return child;
+}
+
+/**
+ * The context an element is called with: the caller's, with the element's logger, which is made once per
+ * caller logger (a connection's, the server's) and remembered; a run of calls with the same caller logger
+ * skips even the lookup.
+ */
+function elementContexts(element: string): (ctx: CallContext) => CallContext {
+  const loggers = new WeakMap<Logger, Logger>();
+  let lastCaller: Logger | undefined;
+  let lastLog: Logger | undefined;
+  return (ctx) => {
+    if (ctx.log !== lastCaller) {
+      let log = loggers.get(ctx.log);
+      if (log === undefined) loggers.set(ctx.log, (log = elementLog(ctx.log, element)));
+      lastCaller = ctx.log;
+      lastLog = log;
+    }
+    return { signal: ctx.signal, deadline: ctx.deadline, state: ctx.state, log: lastLog!, metadata: ctx.metadata, events: ctx.events };
+  };
 }
 
 // ---- NetworkService ------------------------------------------------------------------------------
@@ -66,9 +113,10 @@ export function networkServiceChain(
   for (let i = elements.length - 1; i >= 0; i--) {
     const el = elements[i];
     const after = next;
+    const context = elementContexts(el.name);
     next = {
-      request: (req, ctx) => el.request(req, ctx, after),
-      close: (conn, ctx) => el.close(conn, ctx, after),
+      request: (req, ctx) => el.request(req, context(ctx), after),
+      close: (conn, ctx) => el.close(conn, context(ctx), after),
     };
   }
   return next;
@@ -121,10 +169,11 @@ export function registryChain<T, Q, R>(
   for (let i = elements.length - 1; i >= 0; i--) {
     const el = elements[i];
     const after = next;
+    const context = elementContexts(el.name);
     next = {
-      register: (item, ctx) => el.register(item, ctx, after),
-      find: (q, ctx) => el.find(q, ctx, after),
-      unregister: (item, ctx) => el.unregister(item, ctx, after),
+      register: (item, ctx) => el.register(item, context(ctx), after),
+      find: (q, ctx) => el.find(q, context(ctx), after),
+      unregister: (item, ctx) => el.unregister(item, context(ctx), after),
     };
   }
   return next;

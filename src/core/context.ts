@@ -45,7 +45,10 @@ export function withContext(ctx: CallContext, patch: Partial<CallContext>): Call
   return { ...ctx, ...patch };
 }
 
-/** Time left until the context's deadline (ms), or `fallback` when it has none. */
+/**
+ * Time left at `now` until the context's deadline (ms), or `fallback` when it has none. Pass `now` from the
+ * injected clock that also set the deadline; the wall-clock default is for callers without one.
+ */
 export function timeLeft(ctx: CallContext, fallback: number, now = Date.now()): number {
   return ctx.deadline === undefined ? fallback : Math.max(0, ctx.deadline - now);
 }

@@ -1,5 +1,7 @@
 /**
- * Logging: pino JSON lines. Components create one root logger; elements take `log.child({ element })`.
+ * Logging: pino JSON lines. Components create one root logger. Chain elements log through `ctx.log`, which
+ * the chain has already bound to `{ element }` (see `elementLog` in chain.ts); work that outlives a call
+ * (timers, watches, keep-alive loops) logs through a child made once in the element's factory.
  */
 import { pino, type Logger, type Level } from 'pino';
 

@@ -124,3 +124,31 @@ test('drain removes what is buffered and leaves the queue open', async () => {
   q.close();
   assert.deepEqual(await collect(q), [3]);
 });
+
+test('drain of a coalescing queue returns the latest item per key, in order', () => {
+  const q = new AsyncQueue<{ id: string; v: number }>({ coalesce: (x) => x.id });
+  q.push({ id: 'a', v: 1 });
+  q.push({ id: 'b', v: 1 });
+  q.push({ id: 'a', v: 2 });
+  assert.deepEqual(q.drain(), [
+    { id: 'b', v: 1 },
+    { id: 'a', v: 2 },
+  ]);
+  assert.equal(q.size, 0);
+});
+
+test('coalesce: a pushed item replaces the buffered one with the same key and moves to the back', async () => {
+  const q = new AsyncQueue<{ id: string; v: number }>({ coalesce: (x) => x.id, limit: 2, overflow: 'drop-oldest' });
+  assert.equal(q.push({ id: 'a', v: 1 }), true);
+  assert.equal(q.push({ id: 'b', v: 1 }), true);
+  assert.equal(q.push({ id: 'a', v: 2 }), true, 'a replacement is not a drop, even when the queue is full');
+  assert.equal(q.size, 2);
+  assert.equal(q.dropped, 0);
+  assert.equal(q.push({ id: 'c', v: 1 }), false, 'a new key into a full queue drops the oldest');
+  assert.equal(q.dropped, 1);
+  q.close();
+  assert.deepEqual(await collect(q), [
+    { id: 'a', v: 2 },
+    { id: 'c', v: 1 },
+  ]);
+});

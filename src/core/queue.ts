@@ -13,6 +13,8 @@
  *   ResourceExhaustedError (once; the iteration then ends), for streams whose consumer must learn that
  *   it lost items (a watch that cannot keep up must resync, not silently miss a delete); `push` returns
  *   false when an item was dropped;
+ * - with `coalesce`, a pushed item whose key is already buffered replaces that item and moves to the back
+ *   (the latest wins; a replacement is not a drop and never overflows);
  * - after `close()` every `push` is ignored (returns false);
  * - nothing is left registered on a signal after the iteration ends.
  */
@@ -20,7 +22,7 @@ import { ResourceExhaustedError } from './errors.js';
 
 export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'throw' | 'fail';
 
-export interface QueueOptions {
+export interface QueueOptions<T = unknown> {
   /** Most items buffered at once (default 10 000). */
   readonly limit?: number;
   /** What a push into a full queue does (default `throw`). */
@@ -29,12 +31,79 @@ export interface QueueOptions {
   readonly signal?: AbortSignal;
   /** Named in the overflow error. */
   readonly name?: string;
+  /** Key of an item; a push replaces the buffered item with the same key (see the guarantees). */
+  readonly coalesce?: (item: T) => unknown;
+}
+
+/** The buffered items, in delivery order. */
+interface Buffer<T> {
+  readonly size: number;
+  /** Replaces a buffered item with the same key, moving it to the back; false when there is none. */
+  replace(item: T): boolean;
+  add(item: T): void;
+  shift(): T | undefined;
+  /** Removes and returns every item, in delivery order. */
+  take(): T[];
+  clear(): void;
+}
+
+class ListBuffer<T> implements Buffer<T> {
+  readonly #items: T[] = [];
+  get size(): number {
+    return this.#items.length;
+  }
+  replace(): boolean {
+    return false;
+  }
+  add(item: T): void {
+    this.#items.push(item);
+  }
+  shift(): T | undefined {
+    return this.#items.shift();
+  }
+  take(): T[] {
+    return this.#items.splice(0);
+  }
+  clear(): void {
+    this.#items.length = 0;
+  }
+}
+
+class KeyedBuffer<T> implements Buffer<T> {
+  readonly #items = new Map<unknown, T>();
+  constructor(readonly key: (item: T) => unknown) {}
+  get size(): number {
+    return this.#items.size;
+  }
+  replace(item: T): boolean {
+    const k = this.key(item);
+    if (!this.#items.delete(k)) return false;
+    this.#items.set(k, item);
+    return true;
+  }
+  add(item: T): void {
+    this.#items.set(this.key(item), item);
+  }
+  shift(): T | undefined {
+    const first = this.#items.entries().next();
+    if (first.done) return undefined;
+    this.#items.delete(first.value[0]);
+    return first.value[1];
+  }
+  take(): T[] {
+    const all = [...this.#items.values()];
+    this.#items.clear();
+    return all;
+  }
+  clear(): void {
+    this.#items.clear();
+  }
 }
 
 export const DEFAULT_QUEUE_LIMIT = 10_000;
 
 export class AsyncQueue<T> implements AsyncIterable<T> {
-  readonly #items: T[] = [];
+  readonly #items: Buffer<T>;
   readonly #limit: number;
   readonly #overflow: OverflowPolicy;
   readonly #name: string;
@@ -45,10 +114,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   #iterating = false;
   #failure: Error | undefined;
 
-  constructor(options: QueueOptions = {}) {
+  constructor(options: QueueOptions<T> = {}) {
     const limit = options.limit ?? DEFAULT_QUEUE_LIMIT;
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`queue limit must be a positive integer, got ${limit}`);
     this.#limit = limit;
+    this.#items = options.coalesce ? new KeyedBuffer(options.coalesce) : new ListBuffer();
     this.#overflow = options.overflow ?? 'throw';
     this.#name = options.name ?? 'queue';
     this.#signal = options.signal;
@@ -58,7 +128,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
 
   /** Items buffered and not yet read. */
   get size(): number {
-    return this.#items.length;
+    return this.#items.size;
   }
 
   /** Items dropped so far by the overflow policy. */
@@ -73,8 +143,12 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   /** Adds an item; returns false when it (or, with drop-oldest, an older one) was dropped or the queue is closed. */
   push(item: T): boolean {
     if (this.#closed) return false;
+    if (this.#items.replace(item)) {
+      this.#wakeUp();
+      return true;
+    }
     let kept = true;
-    if (this.#items.length >= this.#limit) {
+    if (this.#items.size >= this.#limit) {
       this.#dropped++;
       if (this.#overflow === 'throw') throw new ResourceExhaustedError(`${this.#name} is full (${this.#limit} items)`);
       if (this.#overflow === 'fail') {
@@ -86,19 +160,19 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       this.#items.shift();
       kept = false;
     }
-    this.#items.push(item);
+    this.#items.add(item);
     this.#wakeUp();
     return kept;
   }
 
   /** Removes and returns every buffered item (oldest first); the queue stays open. */
   drain(): T[] {
-    return this.#items.splice(0);
+    return this.#items.take();
   }
 
   /** Ends the stream after what is buffered; with `discard`, at once. Idempotent. */
   close(discard = false): void {
-    if (discard) this.#items.length = 0;
+    if (discard) this.#items.clear();
     if (this.#closed) return;
     this.#closed = true;
     this.#signal?.removeEventListener('abort', this.#onAbort);
@@ -108,7 +182,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   /** Reads the next item, or undefined once the queue is closed and empty; rejects once after a `fail` overflow. */
   async next(): Promise<{ value: T; done: false } | { value: undefined; done: true }> {
     for (;;) {
-      if (this.#items.length > 0) return { value: this.#items.shift()!, done: false };
+      if (this.#items.size > 0) return { value: this.#items.shift()!, done: false };
       if (this.#closed) {
         const failure = this.#failure;
         this.#failure = undefined;

@@ -40,12 +40,12 @@ export function nsmgrNseElements(deps: NsmgrRegistryDeps, options: NsmgrRegistry
     clientInfoServer({ labels: deps.labels }),
     expireCapServer({ clock: deps.clock }, { maxExpiration: options.maxExpiration }),
     localBypassServer({ nsmgrUrl: deps.nsmgrUrl }),
-    nseConnectServer({ pool: deps.pool, url: deps.registryUrl }, { dialTimeout: options.dialTimeout }),
+    nseConnectServer({ pool: deps.pool, url: deps.registryUrl, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
   ];
 }
 
 export function nsmgrNsElements(deps: NsmgrRegistryDeps, options: NsmgrRegistryOptions = {}): NsElement[] {
-  return [nsConnectServer({ pool: deps.pool, url: deps.registryUrl }, { dialTimeout: options.dialTimeout })];
+  return [nsConnectServer({ pool: deps.pool, url: deps.registryUrl, clock: deps.clock }, { dialTimeout: options.dialTimeout })];
 }
 
 export function nsmgrRegistryChains(deps: NsmgrRegistryDeps, options: NsmgrRegistryOptions = {}): { ns: NsHandler; nse: NseHandler } {

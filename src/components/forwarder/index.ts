@@ -66,7 +66,7 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
   if (config.nodeName) labels.nodeName = config.nodeName;
   const registration = startRegistration({
     nse: NetworkServiceEndpoint.fromPartial({ name: config.name, networkServiceNames: [config.nsName], networkServiceLabels: { [config.nsName]: { labels } }, url: config.listenOn }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log: log.child({ element: 'registration' }), signal }, { dialTimeout: config.dialTimeout }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }, { dialTimeout: config.dialTimeout }),
     log,
     clock,
   });

@@ -52,15 +52,14 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
     throw err;
   }
 
-  const regLog = log.child({ element: 'registration' });
   const nsRegs: Registration<NetworkService>[] = [];
   if (config.registerService) {
     for (const name of config.serviceNames) {
       nsRegs.push(
         startNsRegistration({
           ns: NetworkService.fromPartial({ name, payload: config.payload.toUpperCase() }),
-          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log: regLog, signal }),
-          log: regLog,
+          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+          log,
           clock,
         }),
       );
@@ -75,8 +74,8 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       networkServiceLabels: Object.fromEntries(config.serviceNames.map((s) => [s, { labels }])),
       url,
     }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log: regLog, signal }),
-    log: regLog,
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+    log,
     clock,
   });
   registration.registered.then(

@@ -37,7 +37,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
   const tcp = config.listenOn.find((u) => u.startsWith('tcp://'));
   const nsmgrUrl = tcp?.replace('tcp://:', 'tcp://127.0.0.1:').replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
 
-  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log: log.child({ element: 'registry' }), clock }, { dialTimeout: config.dialTimeout });
+  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),

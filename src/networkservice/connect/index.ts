@@ -90,7 +90,7 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
     try {
       await clientFor(url).close(cloneConnection(conn), ctx);
     } catch (err) {
-      ctx.log.warn({ element: 'connect', url, err: errorMessage(err) }, 'remote Close failed; closing locally anyway');
+      ctx.log.warn({ url, err: errorMessage(err) }, 'remote Close failed; closing locally anyway');
     }
   };
 

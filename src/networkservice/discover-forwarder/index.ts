@@ -21,6 +21,7 @@ import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/regis
 import { cloneRequest, nextSegment } from '../../api/helpers.js';
 import type { NetworkServiceElement, NseHandler, NsHandler } from '../../core/chain.js';
 import { NotFoundError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { realClock, type Clock } from '../../core/clock.js';
 import { StateKey } from '../../core/state.js';
 import { findEndpoints, findNetworkServices, isExpired, isSubset } from '../discover/match.js';
 
@@ -34,7 +35,8 @@ export const FORWARDER_NAME = new StateKey<string>('discoverForwarder.name');
 export interface DiscoverForwarderDeps {
   readonly nsRegistry: NsHandler;
   readonly nseRegistry: NseHandler;
-  readonly now?: () => number;
+  /** Wall clock for expiry checks. */
+  readonly clock?: Clock;
 }
 
 export interface DiscoverForwarderOptions {
@@ -70,7 +72,7 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
     forwarderServiceName: options.forwarderServiceName ?? DEFAULT_FORWARDER_SERVICE_NAME,
     nsmgrUrl: options.nsmgrUrl ?? DEFAULT_NSMGR_URL,
   });
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
 
   return {
     name: DISCOVER_FORWARDER,
@@ -78,7 +80,6 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
     provides: ['forwarder', CLIENT_URL_CAPABILITY],
     async request(req, ctx, next) {
       const conn = req.connection!;
-      const log = ctx.log.child({ element: DISCOVER_FORWARDER });
       const reselect = conn.state === State.RESELECT_REQUESTED;
       if (reselect) ctx.state.delete(FORWARDER_NAME);
       const stored = ctx.state.get(FORWARDER_NAME);
@@ -93,7 +94,7 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
       if (!ns) throw new NotFoundError(`network service "${service}" not found`);
 
       const found = forwarders.filter(
-        (f) => f.networkServiceNames.includes(config.forwarderServiceName) && (stored === undefined || f.name === stored) && !isExpired(f, now()),
+        (f) => f.networkServiceNames.includes(config.forwarderServiceName) && (stored === undefined || f.name === stored) && !isExpired(f, clock.now()),
       );
       const candidates = matchForwarders(conn.labels ?? {}, ns, found, config.forwarderServiceName);
       if (candidates.length === 0) {
@@ -117,30 +118,29 @@ export function discoverForwarderServer(deps: DiscoverForwarderDeps, options: Di
         try {
           const out = await next.request(cloneRequest(req), ctx);
           ctx.state.set(FORWARDER_NAME, fwd.name);
-          log.debug({ forwarder: fwd.name, url: fwd.url }, 'forwarder selected');
+          ctx.log.debug({ forwarder: fwd.name, url: fwd.url }, 'forwarder selected');
           return out;
         } catch (err) {
           if (ctx.signal.aborted) throw err;
           lastErr = err;
           failures.push(`${fwd.name}: ${errorMessage(err)}`);
-          log.warn({ forwarder: fwd.name, url: fwd.url, err: errorMessage(err) }, 'forwarder failed');
+          ctx.log.warn({ forwarder: fwd.name, url: fwd.url, err: errorMessage(err) }, 'forwarder failed');
         }
       }
       if (candidates.length === 1 && lastErr !== undefined) throw lastErr;
       throw new UnavailableError(`all forwarders failed: ${failures.join('; ')}`, { cause: lastErr });
     },
     async close(conn, ctx, next) {
-      const log = ctx.log.child({ element: DISCOVER_FORWARDER });
       const name = ctx.state.get(FORWARDER_NAME) ?? nextSegment(conn)?.name;
       if (!name) {
-        log.debug('connection has no forwarder');
+        ctx.log.debug('connection has no forwarder');
       } else {
         try {
           const fwd = (await findEndpoints(deps.nseRegistry, { name, url: config.nsmgrUrl }, ctx)).find((f) => f.name === name);
           if (fwd?.url) ctx.state.set(CLIENT_URL, fwd.url);
-          else log.debug({ forwarder: name }, 'forwarder not found on close');
+          else ctx.log.debug({ forwarder: name }, 'forwarder not found on close');
         } catch (err) {
-          log.debug({ forwarder: name, err: errorMessage(err) }, 'registry lookup failed on close');
+          ctx.log.debug({ forwarder: name, err: errorMessage(err) }, 'registry lookup failed on close');
         }
       }
       try {

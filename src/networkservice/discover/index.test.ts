@@ -31,7 +31,7 @@ function capture(out: { names?: string[]; closed?: number }): NetworkServiceElem
 
 async function candidatesFor(regs: ReturnType<typeof arrayRegistries>, r: NetworkServiceRequest, ctx: CallContext = newContext()): Promise<{ names?: string[]; conn: Connection }> {
   const out: { names?: string[] } = {};
-  const conn = await networkServiceChain('t', [discoverServer({ ...regs, now: () => NOW }), capture(out)]).request(r, ctx);
+  const conn = await networkServiceChain('t', [discoverServer({ ...regs, clock: { now: () => NOW, setTimeout: () => ({ cancel() {} }) } }), capture(out)]).request(r, ctx);
   return { names: out.names, conn };
 }
 

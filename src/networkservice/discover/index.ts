@@ -12,6 +12,7 @@
 import type { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import type { NetworkServiceElement, NseHandler, NsHandler } from '../../core/chain.js';
 import { NotFoundError, errorMessage } from '../../core/errors.js';
+import { realClock, type Clock } from '../../core/clock.js';
 import { StateKey } from '../../core/state.js';
 import { findEndpoints, findNetworkServices, isExpired, matchEndpoints } from './match.js';
 
@@ -21,26 +22,27 @@ export const DISCOVER = 'discover';
 
 /** NSE candidates of this request, in selection order (read by `round-robin`). */
 export const CANDIDATES = new StateKey<NetworkServiceEndpoint[]>('discover.candidates');
+/** What an element that sets CANDIDATES provides; readers require it. */
+export const CANDIDATES_CAPABILITY = 'candidates';
 
 export interface DiscoverDeps {
   readonly nsRegistry: NsHandler;
   readonly nseRegistry: NseHandler;
-  /** Wall clock (epoch ms) for expiry checks. */
-  readonly now?: () => number;
+  /** Wall clock for expiry checks. */
+  readonly clock?: Clock;
 }
 
 export function discoverServer(deps: DiscoverDeps): NetworkServiceElement {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
 
   const byName = async (name: string, ctx: Parameters<NetworkServiceElement['close']>[1]): Promise<NetworkServiceEndpoint | undefined> =>
-    (await findEndpoints(deps.nseRegistry, { name }, ctx)).find((n) => n.name === name && !isExpired(n, now()));
+    (await findEndpoints(deps.nseRegistry, { name }, ctx)).find((n) => n.name === name && !isExpired(n, clock.now()));
 
   return {
     name: DISCOVER,
-    provides: ['candidates'],
+    provides: [CANDIDATES_CAPABILITY],
     async request(req, ctx, next) {
       const conn = req.connection!;
-      const log = ctx.log.child({ element: DISCOVER });
       if (conn.networkServiceEndpointName) {
         const nse = await byName(conn.networkServiceEndpointName, ctx);
         if (!nse) throw new NotFoundError(`network service endpoint "${conn.networkServiceEndpointName}" not found`);
@@ -55,9 +57,9 @@ export function discoverServer(deps: DiscoverDeps): NetworkServiceElement {
       ]);
       const ns = services.find((s) => s.name === service);
       if (!ns) throw new NotFoundError(`network service "${service}" not found`);
-      const all = endpoints.filter((n) => n.networkServiceNames.includes(service) && !isExpired(n, now()));
+      const all = endpoints.filter((n) => n.networkServiceNames.includes(service) && !isExpired(n, clock.now()));
       const candidates = matchEndpoints(conn.labels ?? {}, ns, all);
-      log.debug({ service, found: all.map((n) => n.name), candidates: candidates.map((n) => n.name) }, 'endpoints discovered');
+      ctx.log.debug({ service, found: all.map((n) => n.name), candidates: candidates.map((n) => n.name) }, 'endpoints discovered');
       if (candidates.length === 0) {
         throw new NotFoundError(`no network service endpoint for "${service}" matches labels ${JSON.stringify(conn.labels ?? {})} (registered: ${all.length})`);
       }
@@ -71,9 +73,9 @@ export function discoverServer(deps: DiscoverDeps): NetworkServiceElement {
         try {
           const nse = await byName(conn.networkServiceEndpointName, ctx);
           if (nse) ctx.state.set(CANDIDATES, [nse]);
-          else ctx.log.debug({ element: DISCOVER, nse: conn.networkServiceEndpointName }, 'endpoint not found on close');
+          else ctx.log.debug({ nse: conn.networkServiceEndpointName }, 'endpoint not found on close');
         } catch (err) {
-          ctx.log.debug({ element: DISCOVER, err: errorMessage(err) }, 'registry lookup failed on close');
+          ctx.log.debug({ err: errorMessage(err) }, 'registry lookup failed on close');
         }
       }
       return next.close(conn, ctx);

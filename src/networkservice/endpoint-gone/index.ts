@@ -4,7 +4,10 @@
  * cannot be reached, the UnavailableError becomes a NotFoundError naming the endpoint; the client's
  * heal then reselects instead of repairing in place forever. Other errors pass unchanged.
  *
- * Placement: forwarder chain, after round-robin, just before connect. nsm-ts only (no upstream twin).
+ * A cancelled call keeps its error (the endpoint is not known to be gone); Close passes unchanged.
+ *
+ * Placement: forwarder chain, after round-robin, just before connect. No state, no background work.
+ * nsm-ts only (no upstream twin).
  */
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { NotFoundError, UnavailableError } from '../../core/errors.js';

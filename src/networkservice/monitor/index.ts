@@ -56,7 +56,7 @@ export function monitorServer(deps: MonitorDeps): NetworkServiceElement {
   const startPassthrough = (conn: Connection, url: string, lifetime: AbortSignal | undefined, log: Logger): Passthrough => {
     const pt: Passthrough = { url, controller: new AbortController(), done: false };
     const linked = linkSignals([lifetime, pt.controller.signal]);
-    void runPassthrough(conn, pt, linked.signal, log.child({ element: 'monitor', downstream: url })).finally(() => {
+    void runPassthrough(conn, pt, linked.signal, log.child({ downstream: url })).finally(() => {
       pt.done = true;
       linked.dispose();
     });

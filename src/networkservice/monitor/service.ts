@@ -7,9 +7,12 @@
  * - `monitorConnections(selector)` (the gRPC implementation) first yields one INITIAL_STATE_TRANSFER with
  *   every stored connection matching the selector (possibly empty), then one UPDATE/DELETE event per
  *   matching change, until the call signal aborts or `stop()` is called.
- * - Each subscriber has a bounded buffer that coalesces per connection id (the latest event of a
+ * - Each subscriber has a bounded `AsyncQueue` that coalesces per connection id (the latest event of a
  *   connection replaces an undelivered older one, so a slow reader sees the final state); beyond
- *   `bufferSize` distinct connections the oldest pending event is dropped (counted in `dropped`).
+ *   `bufferSize` distinct connections the oldest pending event is dropped and a warning logged. Dropping
+ *   the oldest is the policy because an event carries state: the newest ones are what a reader needs to
+ *   end up current, and the producer is the Request path, which a slow reader must never fail
+ *   (`throw`) or leave with a stale view (`drop-newest`).
  *   A cancelled subscription leaves no listener behind.
  */
 import { ENDED } from '../../core/signals.js';
@@ -23,6 +26,7 @@ import {
 import { cloneConnection, matchesSelector } from '../../api/helpers.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
+import { AsyncQueue } from '../../core/queue.js';
 
 export const DEFAULT_SUBSCRIBER_BUFFER = 1024;
 
@@ -34,55 +38,10 @@ export interface MonitorServiceOptions {
 
 type Pending = { type: ConnectionEventType; conn: Connection };
 
-class Subscriber {
-  readonly pending = new Map<string, Pending>();
-  dropped = 0;
-  #wake?: () => void;
-
-  constructor(
-    readonly selector: MonitorScopeSelector,
-    readonly max: number,
-  ) {}
-
-  push(type: ConnectionEventType, conn: Connection): boolean {
-    if (!matchesSelector(conn, this.selector)) return false;
-    this.pending.delete(conn.id);
-    this.pending.set(conn.id, { type, conn });
-    let overflow = false;
-    while (this.pending.size > this.max) {
-      this.pending.delete(this.pending.keys().next().value!);
-      this.dropped++;
-      overflow = true;
-    }
-    this.#wake?.();
-    return overflow;
-  }
-
-  shift(): Pending | undefined {
-    const first = this.pending.entries().next();
-    if (first.done) return undefined;
-    this.pending.delete(first.value[0]);
-    return first.value[1];
-  }
-
-  /** Wakes a pending `wait` (used when the service stops). */
-  interrupt(): void {
-    this.#wake?.();
-  }
-
-  /** Resolves on the next push or when a signal aborts; removes its listeners either way. */
-  wait(signals: AbortSignal[]): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.#wake = undefined;
-        for (const s of signals) s.removeEventListener('abort', done);
-        resolve();
-      };
-      if (signals.some((s) => s.aborted) || this.pending.size > 0) return resolve();
-      this.#wake = done;
-      for (const s of signals) s.addEventListener('abort', done, { once: true });
-    });
-  }
+/** One `monitorConnections` call: its selector and its pending events. */
+interface Subscriber {
+  readonly selector: MonitorScopeSelector;
+  readonly queue: AsyncQueue<Pending>;
 }
 
 export class MonitorService implements MonitorConnectionServiceImplementation {
@@ -125,38 +84,40 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
     this.#broadcast(ConnectionEventType.DELETE, c);
   }
 
-  /** Ends every subscription (server stop): wakes each waiting subscriber, which then sees the stop. */
+  /** Ends every subscription (server stop); undelivered events are dropped. */
   stop(): void {
     this.#stop.abort(ENDED);
-    for (const s of this.#subscribers) s.interrupt();
+    for (const s of this.#subscribers) s.queue.close(true);
   }
 
   #broadcast(type: ConnectionEventType, conn: Connection): void {
     for (const s of this.#subscribers) {
-      if (s.push(type, conn)) this.#log.warn({ dropped: s.dropped }, 'slow monitor subscriber: dropped the oldest pending event');
+      if (!matchesSelector(conn, s.selector)) continue;
+      if (!s.queue.push({ type, conn }) && !s.queue.closed) {
+        this.#log.warn({ dropped: s.queue.dropped }, 'slow monitor subscriber: dropped the oldest pending event');
+      }
     }
   }
 
   async *monitorConnections(selector: MonitorScopeSelector, call: { signal: AbortSignal }): AsyncGenerator<ConnectionEvent> {
-    const sub = new Subscriber(selector, this.#bufferSize);
+    const queue = new AsyncQueue<Pending>({
+      limit: this.#bufferSize,
+      overflow: 'drop-oldest',
+      coalesce: (p) => p.conn.id,
+      signal: call.signal,
+      name: 'monitor subscriber',
+    });
+    if (this.#stop.signal.aborted) queue.close(true);
+    const sub: Subscriber = { selector, queue };
     this.#subscribers.add(sub);
     try {
       const initial: Record<string, Connection> = {};
       for (const c of this.#connections.values()) if (matchesSelector(c, selector)) initial[c.id] = cloneConnection(c);
       yield { type: ConnectionEventType.INITIAL_STATE_TRANSFER, connections: initial };
-      // only the call's own signal is listened to; stop() wakes subscribers itself, so the service-wide
-      // stop signal does not collect one listener per open stream
-      const signals = [call.signal];
-      while (!call.signal.aborted && !this.#stop.signal.aborted) {
-        const next = sub.shift();
-        if (next) {
-          yield { type: next.type, connections: { [next.conn.id]: cloneConnection(next.conn) } };
-          continue;
-        }
-        await sub.wait(signals);
-      }
+      for await (const next of queue) yield { type: next.type, connections: { [next.conn.id]: cloneConnection(next.conn) } };
     } finally {
       this.#subscribers.delete(sub);
+      queue.close(true);
     }
   }
 }

@@ -3,7 +3,8 @@
  * successful Request it schedules one re-Request through `begin`'s event factory at
  * `min(segment.expires − now) × scale` (scale 0.2 + 0.2·index/len, 1/3 for a one-segment path, as
  * upstream); a failed refresh is retried every `retryInterval` until it succeeds. A new Request
- * reschedules; Close cancels. Timers use the injected Clock.
+ * reschedules; Close cancels, and no refresh starts after it. Background work: one timer per connection
+ * (injected Clock), kept in the connection's state.
  *
  * Placement: client chain, after `begin`. Mirrors upstream sdk `pkg/networkservice/common/refresh`.
  */

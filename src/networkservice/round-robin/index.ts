@@ -13,7 +13,7 @@ import { cloneRequest } from '../../api/helpers.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { NotFoundError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { CLIENT_URL, CLIENT_URL_CAPABILITY } from '../client-url/index.js';
-import { CANDIDATES, DISCOVER } from '../discover/index.js';
+import { CANDIDATES, CANDIDATES_CAPABILITY } from '../discover/index.js';
 
 export const ROUND_ROBIN = 'round-robin';
 
@@ -27,7 +27,7 @@ export function roundRobinServer(): NetworkServiceElement {
 
   return {
     name: ROUND_ROBIN,
-    requires: [DISCOVER],
+    requires: [CANDIDATES_CAPABILITY],
     provides: [CLIENT_URL_CAPABILITY],
     async request(req, ctx, next) {
       const conn = req.connection!;
@@ -50,7 +50,7 @@ export function roundRobinServer(): NetworkServiceElement {
           if (ctx.signal.aborted) throw err;
           lastErr = err;
           failures.push(`${nse.name}: ${errorMessage(err)}`);
-          ctx.log.warn({ element: ROUND_ROBIN, nse: nse.name, url: nse.url, err: errorMessage(err) }, 'endpoint failed, trying the next candidate');
+          ctx.log.warn({ nse: nse.name, url: nse.url, err: errorMessage(err) }, 'endpoint failed, trying the next candidate');
         }
       }
       if (attempts === 1) throw lastErr;

@@ -66,12 +66,12 @@ export function timeoutServer(deps: TimeoutDeps, options: TimeoutOptions = {}): 
         // Upstream's margin is the time left on the incoming request; never more than half the remaining
         // token lifetime, or tokens shorter than the margin would close every connection at once.
         const remaining = expires.getTime() - deps.clock.now();
-        const delay = remaining - Math.min(timeLeft(ctx, config.requestTimeout), remaining / 2);
+        const delay = remaining - Math.min(timeLeft(ctx, config.requestTimeout, deps.clock.now()), remaining / 2);
         const log = ctx.log;
         st.timer = deps.clock.setTimeout(() => {
           st.timer = undefined;
-          log.info({ element: 'timeout', expires: expires.toISOString() }, 'previous hop stopped refreshing: closing the connection');
-          events.close().catch((err) => log.error({ element: 'timeout', err: errorMessage(err) }, 'timeout Close failed'));
+          log.info({ expires: expires.toISOString() }, 'previous hop stopped refreshing: closing the connection');
+          events.close().catch((err) => log.error({ err: errorMessage(err) }, 'timeout Close failed'));
         }, delay);
       }
       return conn;

@@ -13,7 +13,7 @@
  */
 import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { NetworkService as NsFns, NetworkServiceEndpoint as NseFns } from '../../api/gen/registry.js';
-import { registryChain, type NseHandler, type NsHandler, type RegistryHandler } from '../../core/chain.js';
+import { elementLog, registryChain, type NseHandler, type NsHandler, type RegistryHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { CancelledError, errorMessage } from '../../core/errors.js';
@@ -53,7 +53,7 @@ export function nseRegistryClient(deps: RegistryClientDeps, options: RegistryCli
   return registryChain('nse-registry-client', [
     nseHealClient(bg, retry),
     nseRefreshClient(bg, retry),
-    nseConnectClient({ pool: deps.pool, url: deps.url }, { dialTimeout: options.dialTimeout }),
+    nseConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 
@@ -62,7 +62,7 @@ export function nsRegistryClient(deps: RegistryClientDeps, options: RegistryClie
   const bg = { clock: deps.clock, log: deps.log, signal: deps.signal };
   return registryChain('ns-registry-client', [
     nsHealClient(bg, { retryMin: options.retryMin, retryMax: options.retryMax }),
-    nsConnectClient({ pool: deps.pool, url: deps.url }, { dialTimeout: options.dialTimeout }),
+    nsConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 
@@ -117,7 +117,7 @@ function start<T extends { name: string }, Q, R>(
   clone: (x: T) => T,
 ): Registration<T> {
   const clock = deps.clock ?? realClock;
-  const log = (deps.log ?? silentLogger).child({ element: 'registration', [kind]: item.name });
+  const log = elementLog((deps.log ?? silentLogger).child({ [kind]: item.name }), 'registration');
   const config = Object.freeze({
     retryMin: options.retryMin ?? DEFAULT_RETRY_MIN_MS,
     retryMax: options.retryMax ?? DEFAULT_RETRY_MAX_MS,

@@ -26,6 +26,7 @@ import {
   type NetworkServiceResponse,
 } from '../../api/gen/registry.js';
 import type { NsElement, NseElement, RegistryElement } from '../../core/chain.js';
+import { realClock, type Clock } from '../../core/clock.js';
 import { timeLeft, type CallContext } from '../../core/context.js';
 import { CancelledError, UnavailableError, fromClientError } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
@@ -40,6 +41,8 @@ export interface ConnectDeps {
   readonly pool: ChannelPool;
   /** Registry (or nsmgr) URL: `unix:///path`, `tcp://host:port` or `host:port`. */
   readonly url: string;
+  /** Reads the time a context's deadline is compared with. */
+  readonly clock?: Clock;
 }
 
 export interface ConnectOptions {
@@ -77,10 +80,11 @@ function connectElement<T, Q, R>(
   remote: (ch: ReturnType<ChannelPool['get']>) => Remote<T, Q, R>,
 ): RegistryElement<T, Q, R> {
   const config = resolveConfig(deps, options);
+  const clock = deps.clock ?? realClock;
   const dial = async (signal: AbortSignal) => remote(await deps.pool.dial(config.url, config.dialTimeout, signal));
 
   async function unary<V>(op: string, ctx: CallContext, call: (r: Remote<T, Q, R>, signal: AbortSignal) => Promise<V>): Promise<V> {
-    const budget = timeLeft(ctx, config.callTimeout);
+    const budget = timeLeft(ctx, config.callTimeout, clock.now());
     const linked = linkSignals([ctx.signal], budget);
     try {
       const r = await dial(linked.signal);

@@ -8,7 +8,7 @@
  * before `store`. Mirrors upstream `sdk:pkg/registry/common/expire` (nse_server.go).
  */
 import { ENDED } from '../../core/signals.js';
-import type { NseElement, NseHandler } from '../../core/chain.js';
+import { elementLog, type NseElement, type NseHandler } from '../../core/chain.js';
 import type { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
@@ -35,7 +35,7 @@ export function expireNseServer(
   options: { expirePeriod?: number } = {},
 ): ExpireNseServer {
   const clock = deps.clock ?? realClock;
-  const log = (deps.log ?? silentLogger).child({ element: 'expire' });
+  const log = elementLog(deps.log ?? silentLogger, 'expire');
   const config = Object.freeze({ expirePeriod: options.expirePeriod ?? DEFAULT_EXPIRE_PERIOD_MS });
   const entries = new Map<string, Entry>();
   const lifetime = new AbortController();
@@ -72,7 +72,7 @@ export function expireNseServer(
       if (asked !== undefined && asked !== ours && asked > now && asked < at) at = asked;
       const resp = await next.register({ ...nse, expirationTime: new Date(at) }, ctx);
       if (!lifetime.signal.aborted) arm(resp, at, next);
-      ctx.log.debug({ element: 'expire', nse: nse.name, expiresInMs: at - now }, 'registered');
+      ctx.log.debug({ nse: nse.name, expiresInMs: at - now }, 'registered');
       return resp;
     },
     find: (q, ctx, next) => next.find(q, ctx),

@@ -22,7 +22,7 @@ import type {
   NetworkServiceResponse,
 } from '../../api/gen/registry.js';
 import { NetworkService as NsFns, NetworkServiceEndpoint as NseFns } from '../../api/gen/registry.js';
-import type { NsElement, NseElement, RegistryElement, RegistryHandler } from '../../core/chain.js';
+import { elementLog, type NsElement, type NseElement, type RegistryElement, type RegistryHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { errorMessage } from '../../core/errors.js';
@@ -60,7 +60,7 @@ function healElement<T extends { name: string }, Q, R>(
   options: HealOptions,
 ): RegistryElement<T, Q, R> {
   const clock = deps.clock ?? realClock;
-  const log = (deps.log ?? silentLogger).child({ element: 'heal' });
+  const log = elementLog(deps.log ?? silentLogger, 'heal');
   const config = Object.freeze({
     retryMin: options.retryMin ?? DEFAULT_RETRY_MIN_MS,
     retryMax: options.retryMax ?? DEFAULT_RETRY_MAX_MS,

@@ -13,7 +13,7 @@
  */
 import type { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { NetworkServiceEndpoint as NseFns } from '../../api/gen/registry.js';
-import type { NseElement, NseHandler } from '../../core/chain.js';
+import { elementLog, type NseElement, type NseHandler } from '../../core/chain.js';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { errorMessage } from '../../core/errors.js';
@@ -53,7 +53,7 @@ interface Entry {
 
 export function nseRefreshClient(deps: RefreshDeps = {}, options: RefreshOptions = {}): NseElement {
   const clock = deps.clock ?? realClock;
-  const log = (deps.log ?? silentLogger).child({ element: 'refresh' });
+  const log = elementLog(deps.log ?? silentLogger, 'refresh');
   const config = Object.freeze({
     fraction: options.fraction ?? DEFAULT_REFRESH_FRACTION,
     retryMin: options.retryMin ?? DEFAULT_RETRY_MIN_MS,

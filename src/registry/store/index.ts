@@ -36,15 +36,15 @@ function storeServer<T extends { name: string }, Q extends { watch: boolean }, R
 ): StoreServer<T, Q, R> {
   const lifetime = new AbortController();
   return {
-    name: 'store',
+    name: element,
     async register(item, ctx) {
       const stored = await store.put(item, { signal: ctx.signal });
-      ctx.log.debug({ element, name: item.name }, 'stored');
+      ctx.log.debug({ name: item.name }, 'stored');
       return stored;
     },
     async unregister(item, ctx) {
       const gone = await store.delete(item.name, { signal: ctx.signal });
-      ctx.log.debug({ element, name: item.name, existed: gone !== undefined }, 'deleted');
+      ctx.log.debug({ name: item.name, existed: gone !== undefined }, 'deleted');
     },
     find(query: Q, ctx: CallContext): AsyncIterable<R> {
       return (async function* () {
