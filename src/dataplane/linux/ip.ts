@@ -5,11 +5,13 @@
  * becomes a `DataplaneError` whose `step` is the failing line's step and whose message quotes the line,
  * the netns and the kernel's answer. Async only (`spawn`), cancellable through `signal`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import { CancelledError, DataplaneError } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
 import type { Logger } from '../../core/log.js';
+import { AsyncQueue } from '../../core/queue.js';
 
 /** An absolute path to a netns file (nsfs), or `self` for the caller's own netns. */
 export type NetnsPath = string;
@@ -59,6 +61,9 @@ const SYSCTL_FAILED = 97;
 const MARKER = '@@nsm-ts-sysctl@@';
 
 export const DEFAULT_IP_TIMEOUT_MS = 15_000;
+
+/** Monitor notices buffered for a slow consumer before the oldest is dropped. */
+export const MONITOR_QUEUE_LIMIT = 256;
 
 export interface IpOptions {
   timeoutMs?: number;
@@ -164,69 +169,39 @@ export class Ip {
   /**
    * A long-lived `ip monitor <objects>` in `netns`: yields one notice per burst of output lines until
    * `signal` aborts (the process is killed) or the consumer stops iterating. Ends with a DataplaneError
-   * if the monitor dies on its own.
+   * if the monitor dies on its own. At most MONITOR_QUEUE_LIMIT notices wait for a slow consumer; the
+   * oldest go first, since a notice only says "something changed" and readers re-read the whole state.
    */
   async *monitor(netns: NetnsPath, objects: string[], signal: AbortSignal): AsyncGenerator<MonitorNotice> {
     if (signal.aborted) return;
     const argv = this.argv(netns, [this.#cfg.ipBin, 'monitor', ...objects]);
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.#log.debug({ op: 'monitor', netns, target: objects.join(' '), pid: child.pid }, 'ip monitor started');
-    const queue: MonitorNotice[] = [];
-    let wake: (() => void) | undefined;
-    let ended: { error?: Error } | undefined;
-    let partial = '';
-    let stderr = '';
-    const kick = () => {
-      const w = wake;
-      wake = undefined;
-      w?.();
+    const where = { op: 'monitor', netns, target: objects.join(' '), pid: child.pid };
+    this.#log.debug(where, 'ip monitor started');
+    const notices = new AsyncQueue<MonitorNotice>({ limit: MONITOR_QUEUE_LIMIT, overflow: 'drop-oldest', name: 'ip monitor' });
+    let ended = false;
+    let failure: Error | undefined;
+    const end = (error?: Error) => {
+      if (ended) return;
+      ended = true;
+      failure = error;
+      notices.close();
     };
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      const text = partial + chunk;
-      const cut = text.lastIndexOf('\n');
-      partial = text.slice(cut + 1);
-      const lines = text.slice(0, cut + 1).split('\n').filter(Boolean);
-      if (lines.length) {
-        queue.push({ at: Date.now(), lines });
-        kick();
-      }
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (c: string) => {
-      stderr = (stderr + c).slice(-2000);
-    });
-    child.on('error', (e) => {
-      ended ??= { error: new DataplaneError('watch links', `cannot run ${argv[0]}: ${e.message}`, { cause: e }) };
-      kick();
-    });
-    child.on('close', (code, sig) => {
-      ended ??= signal.aborted ? {} : { error: new DataplaneError('watch links', `ip monitor in netns ${netns} exited (${code ?? sig}): ${clean(stderr)}`) };
-      kick();
-    });
+    const stderr = collectMonitor(child, (lines) => notices.push({ at: Date.now(), lines }));
+    child.on('error', (e) => end(new DataplaneError('watch links', `cannot run ${argv[0]}: ${e.message}`, { cause: e })));
+    child.on('close', (code, sig) => end(signal.aborted ? undefined : new DataplaneError('watch links', `ip monitor in netns ${netns} exited (${code ?? sig}): ${clean(stderr())}`)));
     const onAbort = () => {
-      ended ??= {};
+      end();
       child.kill('SIGKILL');
-      kick();
     };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      for (;;) {
-        const n = queue.shift();
-        if (n) {
-          yield n;
-          continue;
-        }
-        if (ended) {
-          if (ended.error) throw ended.error;
-          return;
-        }
-        await new Promise<void>((r) => (wake = r));
-      }
+      yield* notices;
+      if (failure) throw failure;
     } finally {
       signal.removeEventListener('abort', onAbort);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      this.#log.debug({ op: 'monitor', netns, target: objects.join(' '), pid: child.pid }, 'ip monitor stopped');
+      this.#log.debug(where, 'ip monitor stopped');
     }
   }
 
@@ -263,6 +238,25 @@ export class Ip {
       this.#log.debug({ op: opts.op, netns, target: opts.target, ms: Math.round((performance.now() - t0) * 100) / 100 }, 'ip');
     }
   }
+}
+
+/** Splits a monitor's stdout into bursts of whole lines; returns the tail of its stderr. */
+function collectMonitor(child: ChildProcessByStdio<null, Readable, Readable>, burst: (lines: string[]) => void): () => string {
+  let partial = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    const text = partial + chunk;
+    const cut = text.lastIndexOf('\n');
+    partial = text.slice(cut + 1);
+    const lines = text.slice(0, cut + 1).split('\n').filter(Boolean);
+    if (lines.length) burst(lines);
+  });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (c: string) => {
+    stderr = (stderr + c).slice(-2000);
+  });
+  return () => stderr;
 }
 
 function abortError(signal: AbortSignal, opts: RunOptions): Error {
