@@ -1,0 +1,90 @@
+/**
+ * Many connections for end-to-end tests at scale: one NSE with a large CIDR and NSC processes with up to
+ * `perProc` NSURLs each (`kernel://scale/nsm-<j>`), as a user would try it. Counts from the NSC logs:
+ * connections established, client retries, heal events. Built on the harness: every netns and process is
+ * removed by the test that made it.
+ */
+import type { TestContext } from 'node:test';
+import { links, netns, nsm, waitFor, type Mesh, type Proc } from './harness.js';
+
+export const SCALE_SERVICE = 'scale';
+
+export interface ScaleClients {
+  readonly nse: Proc;
+  readonly nseNs: string;
+  readonly nscs: Array<{ proc: Proc; ns: string; count: number }>;
+  /** `connection established` lines over all NSCs. */
+  established(): number;
+  /** `request failed; retrying` lines over all NSCs. */
+  retries(): number;
+  /** `heal detected` lines over all NSCs (with no fault injected, every one is false). */
+  healsDetected(): number;
+  /** Links in the NSE netns other than lo (one per live connection). */
+  nseLinks(): Promise<number>;
+  /** SIGTERM every NSC at once; resolves with ms until all exited. */
+  stopClients(): Promise<number>;
+}
+
+const countIn = (procs: Proc[], re: RegExp): number => procs.reduce((s, p) => s + (p.log().match(re) ?? []).length, 0);
+
+export interface ScaleOptions {
+  readonly n: number;
+  /** Connections per NSC process (default 50). */
+  readonly perProc?: number;
+  /** Start the NSC processes all at once (default) or one after another once each is connected. */
+  readonly mode?: 'all' | 'batch';
+  readonly nscEnv?: Record<string, string>;
+  readonly nseEnv?: Record<string, string>;
+  /** Log level of the NSCs (default info: debug logs of hundreds of connections cost CPU). */
+  readonly nscLogLevel?: string;
+  /** How long to wait for all connections (default 120 s). */
+  readonly timeoutMs?: number;
+}
+
+/** Starts the NSE and the NSC processes; resolves when all `n` connections are established. */
+export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOptions): Promise<ScaleClients> {
+  const perProc = o.perProc ?? 50;
+  const nseNs = await netns(t, 'nse');
+  const nse = nsm(t, mesh.dir, 'nse', ['nse'], {
+    NSM_CONNECT_TO: mesh.sock.nsmgr,
+    NSM_NAME: 'nse-scale',
+    NSM_SERVICE_NAMES: SCALE_SERVICE,
+    NSM_REGISTER_SERVICE: 'true',
+    NSM_CIDR_PREFIX: '10.80.0.0/16',
+    NSM_LOG_LEVEL: 'info',
+    ...o.nseEnv,
+  }, nseNs);
+  await nse.waitLog(/endpoint registered/);
+  const nscs: ScaleClients['nscs'] = [];
+  const procs = () => nscs.map((c) => c.proc);
+  const established = () => countIn(procs(), /"msg":"connection established"/g);
+  for (let i = 0; i * perProc < o.n; i++) {
+    const count = Math.min(perProc, o.n - i * perProc);
+    const ns = await netns(t, `nsc${i}`);
+    const urls = Array.from({ length: count }, (_, j) => `kernel://${SCALE_SERVICE}/nsm-${j}`).join(',');
+    const proc = nsm(t, mesh.dir, `nsc-${i}`, ['nsc'], {
+      NSM_CONNECT_TO: mesh.sock.nsmgr,
+      NSM_NAME: `nsc-${i}`,
+      NSM_NETWORK_SERVICES: urls,
+      NSM_LOG_LEVEL: o.nscLogLevel ?? 'info',
+      ...o.nscEnv,
+    }, ns);
+    nscs.push({ proc, ns, count });
+    if (o.mode === 'batch') await waitFor(`NSC ${i} connected`, () => established() >= i * perProc + count, o.timeoutMs ?? 120_000, 100);
+  }
+  await waitFor(`${o.n} connections (have ${established()})`, () => established() >= o.n, o.timeoutMs ?? 120_000, 100);
+  return {
+    nse,
+    nseNs,
+    nscs,
+    established,
+    retries: () => countIn(procs(), /"msg":"request failed; retrying"/g),
+    healsDetected: () => countIn(procs(), /"msg":"heal detected"/g),
+    nseLinks: async () => (await links(nseNs)).filter((l) => l.ifname !== 'lo').length,
+    async stopClients() {
+      const t0 = Date.now();
+      await Promise.all(procs().map((p) => p.kill('SIGTERM')));
+      return Date.now() - t0;
+    },
+  };
+}
