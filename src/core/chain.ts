@@ -108,17 +108,26 @@ export function networkServiceChain(
   elements: ReadonlyArray<NetworkServiceElement>,
   options: { tail?: NetworkServiceHandler; given?: readonly string[] } = {},
 ): NetworkServiceHandler {
-  checkOrder(name, elements, options.given);
-  let next: NetworkServiceHandler = options.tail ?? tailHandler;
-  for (let i = elements.length - 1; i >= 0; i--) {
-    const el = elements[i];
-    const after = next;
-    const context = elementContexts(el.name);
-    next = {
-      request: (req, ctx) => el.request(req, context(ctx), after),
-      close: (conn, ctx) => el.close(conn, context(ctx), after),
-    };
-  }
+  return compose(name, elements, options.tail ?? tailHandler, options.given, (el, after, context) => ({
+    request: (req, ctx) => el.request(req, context(ctx), after),
+    close: (conn, ctx) => el.close(conn, context(ctx), after),
+  }));
+}
+
+/**
+ * Checks the order, then links the elements from the tail backwards: `link` makes the handler that calls
+ * `el` with its element context and the handler after it.
+ */
+function compose<E extends Ordered, H>(
+  chainName: string,
+  elements: ReadonlyArray<E>,
+  tail: H,
+  given: readonly string[] | undefined,
+  link: (el: E, after: H, context: (ctx: CallContext) => CallContext) => H,
+): H {
+  checkOrder(chainName, elements, given);
+  let next = tail;
+  for (let i = elements.length - 1; i >= 0; i--) next = link(elements[i]!, next, elementContexts(elements[i]!.name));
   return next;
 }
 
@@ -164,19 +173,11 @@ export function registryChain<T, Q, R>(
   elements: ReadonlyArray<RegistryElement<T, Q, R>>,
   options: { tail?: RegistryHandler<T, Q, R>; given?: readonly string[] } = {},
 ): RegistryHandler<T, Q, R> {
-  checkOrder(name, elements, options.given);
-  let next: RegistryHandler<T, Q, R> = options.tail ?? registryTail<T, Q, R>();
-  for (let i = elements.length - 1; i >= 0; i--) {
-    const el = elements[i];
-    const after = next;
-    const context = elementContexts(el.name);
-    next = {
-      register: (item, ctx) => el.register(item, context(ctx), after),
-      find: (q, ctx) => el.find(q, context(ctx), after),
-      unregister: (item, ctx) => el.unregister(item, context(ctx), after),
-    };
-  }
-  return next;
+  return compose<RegistryElement<T, Q, R>, RegistryHandler<T, Q, R>>(name, elements, options.tail ?? registryTail<T, Q, R>(), options.given, (el, after, context) => ({
+    register: (item, ctx) => el.register(item, context(ctx), after),
+    find: (q, ctx) => el.find(q, context(ctx), after),
+    unregister: (item, ctx) => el.unregister(item, context(ctx), after),
+  }));
 }
 
 export function registryPassThrough<T, Q, R>(name: string, extra: Partial<RegistryElement<T, Q, R>> = {}): RegistryElement<T, Q, R> {

@@ -2,13 +2,13 @@
  * Server edge: turns chains into nice-grpc service implementations. Builds the call context from the
  * gRPC call (signal, metadata), and maps our errors to gRPC status codes here and nowhere else.
  */
-import type { Metadata } from 'nice-grpc';
+import type { CallContext as GrpcCallContext, Metadata } from 'nice-grpc';
 import type { NetworkServiceImplementation } from '../api/gen/networkservice.js';
 import type {
   NetworkServiceEndpointRegistryServiceImplementation,
   NetworkServiceRegistryServiceImplementation,
 } from '../api/gen/registry.js';
-import type { NetworkServiceHandler, NseHandler, NsHandler } from './chain.js';
+import type { NetworkServiceHandler, NseHandler, NsHandler, RegistryHandler } from './chain.js';
 import { newContext, type CallContext } from './context.js';
 import { toServerError } from './errors.js';
 import type { Logger } from './log.js';
@@ -42,11 +42,12 @@ export function networkServiceService(handler: NetworkServiceHandler, log: Logge
   };
 }
 
-export function nseRegistryService(handler: NseHandler, log: Logger): NetworkServiceEndpointRegistryServiceImplementation {
+/** Register, Unregister and Find of one registry kind; a Find cancelled by its caller ends quietly. */
+function registryService<T, Q, R>(handler: RegistryHandler<T, Q, R>, log: Logger) {
   return {
-    register: (nse, call) => mapped(() => handler.register(nse, edgeContext(call, log))),
-    unregister: (nse, call) => mapped(async () => (await handler.unregister(nse, edgeContext(call, log)), {})),
-    async *find(query, call) {
+    register: (item: T, call: GrpcCallContext) => mapped(() => handler.register(item, edgeContext(call, log))),
+    unregister: (item: T, call: GrpcCallContext) => mapped(async () => (await handler.unregister(item, edgeContext(call, log)), {})),
+    async *find(query: Q, call: GrpcCallContext): AsyncIterable<R> {
       try {
         yield* handler.find(query, edgeContext(call, log));
       } catch (err) {
@@ -57,17 +58,10 @@ export function nseRegistryService(handler: NseHandler, log: Logger): NetworkSer
   };
 }
 
+export function nseRegistryService(handler: NseHandler, log: Logger): NetworkServiceEndpointRegistryServiceImplementation {
+  return registryService(handler, log);
+}
+
 export function nsRegistryService(handler: NsHandler, log: Logger): NetworkServiceRegistryServiceImplementation {
-  return {
-    register: (ns, call) => mapped(() => handler.register(ns, edgeContext(call, log))),
-    unregister: (ns, call) => mapped(async () => (await handler.unregister(ns, edgeContext(call, log)), {})),
-    async *find(query, call) {
-      try {
-        yield* handler.find(query, edgeContext(call, log));
-      } catch (err) {
-        if (call.signal.aborted) return;
-        throw toServerError(err);
-      }
-    },
-  };
+  return registryService(handler, log);
 }

@@ -2,7 +2,8 @@
 import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { errorMessage } from '../core/errors.js';
+import { parseDuration } from '../components/config.js';
+import { errorMessage, InvalidArgumentError } from '../core/errors.js';
 import type { MeshContext } from './mesh.js';
 import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from './paths.js';
 
@@ -39,4 +40,15 @@ export function action<A extends unknown[]>(name: string, fn: (...args: A) => Pr
       process.exitCode = 1;
     }
   };
+}
+
+/** A positive duration given on the command line (`--timeout 30s`); a bad one names the flag and the value. */
+export function durationOption(flag: string, raw: string): number {
+  try {
+    const ms = parseDuration(raw);
+    if (ms <= 0) throw new Error('must be positive');
+    return ms;
+  } catch (err) {
+    throw new InvalidArgumentError(flag, raw, errorMessage(err));
+  }
 }

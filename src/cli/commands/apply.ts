@@ -16,12 +16,11 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { NetworkServiceEndpoint as NseFns, NetworkService as NsFns } from '../../api/gen/registry.js';
-import { parseDuration } from '../../components/config.js';
 import { registryChain } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { InvalidArgumentError, NotFoundError, NsmError, errorMessage } from '../../core/errors.js';
 import { ChannelPool, parseUrl } from '../../core/transport.js';
-import { action } from '../../local/cli.js';
+import { action, durationOption } from '../../local/cli.js';
 import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from '../../local/paths.js';
 import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
 import { KIND_NETWORK_SERVICE, parseCustomResources, type CustomResource } from '../../registry/cr.js';
@@ -170,16 +169,6 @@ const processIo: ApplyIo = {
   err: (l) => void process.stderr.write(`${l}\n`),
 };
 
-function parseTimeout(raw: string): number {
-  try {
-    const ms = parseDuration(raw);
-    if (ms <= 0) throw new Error('must be positive');
-    return ms;
-  } catch (err) {
-    throw new InvalidArgumentError('--timeout', raw, errorMessage(err));
-  }
-}
-
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 interface CommandOpts {
@@ -203,7 +192,7 @@ export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.
       .addHelpText('after', '\nNetworkServiceEndpoints registered this way expire (registry default 1m) unless refreshed: for tests and manual use.'),
   ).action(
     action('apply', async (opts: CommandOpts) => {
-      await runApply({ files: opts.filename, registryUrl: resolveRegistryUrl(opts.registryUrl, env), timeoutMs: parseTimeout(opts.timeout), io });
+      await runApply({ files: opts.filename, registryUrl: resolveRegistryUrl(opts.registryUrl, env), timeoutMs: durationOption('--timeout', opts.timeout), io });
     }),
   );
 
@@ -214,7 +203,7 @@ export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.
         await runDelete({
           files: opts.filename,
           registryUrl: resolveRegistryUrl(opts.registryUrl, env),
-          timeoutMs: parseTimeout(opts.timeout),
+          timeoutMs: durationOption('--timeout', opts.timeout),
           ignoreNotFound: opts.ignoreNotFound,
           io,
         });

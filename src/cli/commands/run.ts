@@ -1,8 +1,6 @@
 /** `nsm run nsc|nse --pod POD`: start a client or endpoint inside a pod netns of the local mesh. */
 import type { Command } from 'commander';
-import { parseDuration } from '../../components/config.js';
-import { InvalidArgumentError } from '../../core/errors.js';
-import { action, addRunDirOption, meshContext } from '../../local/cli.js';
+import { action, addRunDirOption, durationOption, meshContext } from '../../local/cli.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, parseEnvPairs, runPod } from '../../local/pods.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -20,12 +18,7 @@ export function register(program: Command): void {
       .option('--timeout <duration>', 'how long --wait waits', `${DEFAULT_WAIT_TIMEOUT_MS / 1000}s`),
   ).action(
     action('run', async (component: string, opts: { runDir?: string; pod: string; env: string[]; name?: string; wait?: boolean; timeout: string }) => {
-      let timeoutMs: number;
-      try {
-        timeoutMs = parseDuration(opts.timeout);
-      } catch (err) {
-        throw new InvalidArgumentError('--timeout', opts.timeout, (err as Error).message);
-      }
+      const timeoutMs = durationOption('--timeout', opts.timeout);
       const ctx = meshContext(opts.runDir);
       const rec = await runPod(ctx, { component, pod: opts.pod, env: parseEnvPairs(opts.env), name: opts.name, wait: opts.wait, timeoutMs });
       ctx.say(`${component} ${rec.name} ${opts.wait ? 'ready' : 'started'} in pod ${opts.pod} (pid ${rec.pid}, log ${rec.log})`);

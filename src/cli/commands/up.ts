@@ -1,8 +1,6 @@
 /** `nsm up`: start the local mesh (registry, nsmgr, forwarder under a supervisor). */
 import type { Command } from 'commander';
-import { parseDuration } from '../../components/config.js';
-import { InvalidArgumentError } from '../../core/errors.js';
-import { action, addRunDirOption, meshContext } from '../../local/cli.js';
+import { action, addRunDirOption, durationOption, meshContext } from '../../local/cli.js';
 import { DEFAULT_UP_TIMEOUT_MS, up } from '../../local/mesh.js';
 
 export function register(program: Command): void {
@@ -13,12 +11,7 @@ export function register(program: Command): void {
       .option('--timeout <duration>', 'how long to wait for the components to serve', `${DEFAULT_UP_TIMEOUT_MS / 1000}s`),
   ).action(
     action('up', async (opts: { runDir?: string; timeout: string }) => {
-      let timeoutMs: number;
-      try {
-        timeoutMs = parseDuration(opts.timeout);
-      } catch (err) {
-        throw new InvalidArgumentError('--timeout', opts.timeout, (err as Error).message);
-      }
+      const timeoutMs = durationOption('--timeout', opts.timeout);
       const ctx = meshContext(opts.runDir);
       const res = await up(ctx, timeoutMs);
       if (res.already) ctx.say(`mesh is already up (supervisor pid ${res.supervisor.pid}, run dir ${ctx.paths.dir})`);
