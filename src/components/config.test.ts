@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../core/errors.js';
@@ -72,8 +73,8 @@ describe('defineConfig', () => {
   });
   const valid = { NSM_SERVICES: 'a,b' };
 
-  it('parses with defaults; an empty value takes the default', () => {
-    const c = schema.parse({ ...valid, NSM_TIMEOUT: '', NSM_MODE: 'SLOW' });
+  it('parses with defaults; an empty value is fine where empty is the default', () => {
+    const c = schema.parse({ ...valid, NSM_LABELS: '', NSM_MODE: 'SLOW' });
     assert.deepEqual({ ...c }, { name: 'demo', timeout: 5000, services: ['a', 'b'], labels: {}, debug: false, count: 3, mode: 'slow' });
     assert.ok(Object.isFrozen(c));
   });
@@ -86,6 +87,9 @@ describe('defineConfig', () => {
     ['NSM_COUNT', 'x', /not an integer/],
     ['NSM_MODE', 'medium', /one of fast, slow/],
     ['NSM_LABELS', 'oops', /key:value/],
+    ['NSM_NAME', '', /set but empty; unset it for the default \(demo\)/],
+    ['NSM_TIMEOUT', ' ', /set but empty/],
+    ['NSM_TIMEOUT', '25h', /at most 24h/],
   ] as const) {
     it(`${name}=${String(value)} is a ConfigError naming the variable and the value`, () => {
       const e = { ...valid, ...(value === undefined ? { NSM_SERVICES: undefined } : { [name]: value }) };
@@ -96,6 +100,22 @@ describe('defineConfig', () => {
       );
     });
   }
+
+  it('durations are bounded (default 24h) and the bounds are documented', () => {
+    const s = defineConfig('d', { t: env.duration('NSM_T', 't', { default: '1m', min: 1, max: 3_600_000 }) });
+    assert.throws(() => s.parse({ NSM_T: '600h' }), /NSM_T="600h": must be at most 1h/);
+    assert.equal(s.parse({ NSM_T: '1h' }).t, 3_600_000);
+    assert.match(s.markdown(), /\| `NSM_T` \| `1m` \| t \(1ms–1h\) \|/);
+    assert.match(schema.markdown(), /a timeout \(1ms–24h\)/);
+    assert.match(schema.markdown(), /a count \(1–10\)/);
+  });
+
+  it('a unix listen URL needs an existing directory; nothing is created', () => {
+    const s = defineConfig('l', { on: env.urls('NSM_LISTEN_ON', 'where', { default: 'unix:///tmp/x.sock', listen: true }) });
+    assert.throws(() => s.parse({ NSM_LISTEN_ON: 'unix:///nonexistent-nsm-dir/x.sock' }), /directory \/nonexistent-nsm-dir does not exist/);
+    assert.equal(existsSync('/nonexistent-nsm-dir'), false);
+    assert.deepEqual([...s.parse({ NSM_LISTEN_ON: 'unix:///tmp/x.sock,tcp://:5002' }).on], ['unix:///tmp/x.sock', 'tcp://:5002']);
+  });
 
   it('describe(): NAME=value per variable, in schema order, defaults marked', () => {
     assert.deepEqual(schema.describe({ ...valid, NSM_TIMEOUT: '1m', NSM_LABELS: '' }), [

@@ -4,6 +4,8 @@
  * naming the variable and the value; the process exits 2), prints the effective config at start, and
  * generates the README env table, so docs cannot drift from code.
  */
+import { existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ConfigError, InvalidArgumentError } from '../core/errors.js';
 import { parseLogLevel, type LogLevel } from '../core/log.js';
 import { parseUrl } from '../core/transport.js';
@@ -14,6 +16,8 @@ export interface EnvVar<T> {
   readonly default?: string;
   readonly required?: boolean;
   readonly description: string;
+  /** Allowed values, for the docs (e.g. `1ms–24h`); the parser enforces them. */
+  readonly range?: string;
   parse(raw: string): T;
 }
 
@@ -31,7 +35,7 @@ export interface ConfigSchema<S extends Record<string, EnvVar<unknown>>> {
 export function defineConfig<S extends Record<string, EnvVar<unknown>>>(component: string, vars: S): ConfigSchema<S> {
   const effective = (env: Readonly<Record<string, string | undefined>>, v: EnvVar<unknown>) => {
     const raw = env[v.name];
-    return raw === undefined || (raw === '' && v.default !== undefined) ? v.default : raw;
+    return raw === undefined || (raw === '' && !v.default) ? v.default : raw;
   };
   return {
     component,
@@ -42,6 +46,10 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
         const raw = effective(env, v);
         if (raw === undefined || raw === '') {
           if (v.required) throw new ConfigError(v.name, raw ?? '', `required: ${v.description}`);
+        }
+        // Set but empty where empty means nothing: a mistake (an unset variable gets the default).
+        if (env[v.name] !== undefined && env[v.name]!.trim() === '' && v.default) {
+          throw new ConfigError(v.name, env[v.name], `set but empty; unset it for the default (${v.default}) or give a value`);
         }
         try {
           out[key] = v.parse(raw ?? '');
@@ -54,7 +62,7 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
     },
     describe(env) {
       return Object.values(vars).map((v) => {
-        const raw = effective(env, v) ?? '';
+        const raw = (env[v.name] ?? '') === '' ? (v.default ?? '') : env[v.name]!;
         const src = env[v.name] === undefined || env[v.name] === '' ? ' (default)' : '';
         return `${v.name}=${raw}${src}`;
       });
@@ -62,7 +70,8 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
     markdown() {
       const cell = (s: string) => s.replace(/\|/g, '\\|');
       const rows = Object.values(vars).map(
-        (v) => `| \`${v.name}\` | ${v.required ? '(required)' : v.default === undefined || v.default === '' ? '' : `\`${cell(v.default)}\``} | ${cell(v.description)} |`,
+        (v) =>
+          `| \`${v.name}\` | ${v.required ? '(required)' : v.default === undefined || v.default === '' ? '' : `\`${cell(v.default)}\``} | ${cell(v.description)}${v.range ? ` (${cell(v.range)})` : ''} |`,
       );
       return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
     },
@@ -123,26 +132,48 @@ export function parseLabels(raw: string): Record<string, string> {
 
 type Opts = { default?: string; required?: boolean };
 
+/**
+ * Upper bound of every duration variable unless it names its own: long enough for any lifetime or period
+ * upstream documents, short of Node's timer range (timers re-arm beyond it anyway, see core/clock).
+ */
+export const MAX_DURATION_MS = 24 * 3_600_000;
+
+/** Checks that a unix listen URL's directory exists (serving never creates directories). */
+function checkListenDir(name: string, url: string): string {
+  const p = parseUrl(url, name);
+  if (p.kind === 'unix') {
+    const dir = dirname(p.path);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(name, url, `directory ${dir} does not exist; create it or choose another path`);
+  }
+  return url;
+}
+
 /** Where nsmgr serves on a node and where clients, endpoints and forwarders reach it (upstream's default). */
 export const DEFAULT_NSM_SOCKET = 'unix:///var/lib/networkservicemesh/nsm.io.sock';
 
 export const env = {
   string: (name: string, description: string, o: Opts = {}): EnvVar<string> => ({ name, description, ...o, parse: (r) => r.trim() }),
-  duration: (name: string, description: string, o: Opts & { min?: number } = {}): EnvVar<number> => ({
-    name,
-    description,
-    ...o,
-    parse: (r) => {
-      const v = parseDuration(r);
-      if (o.min !== undefined && v < o.min) throw new Error(`must be at least ${formatDuration(o.min)}`);
-      return v;
-    },
-  }),
+  duration: (name: string, description: string, o: Opts & { min?: number; max?: number } = {}): EnvVar<number> => {
+    const max = o.max ?? MAX_DURATION_MS;
+    return {
+      name,
+      description,
+      ...o,
+      range: `${formatDuration(o.min ?? 0)}–${formatDuration(max)}`,
+      parse: (r) => {
+        const v = parseDuration(r);
+        if (o.min !== undefined && v < o.min) throw new Error(`must be at least ${formatDuration(o.min)}`);
+        if (v > max) throw new Error(`must be at most ${formatDuration(max)}`);
+        return v;
+      },
+    };
+  },
   bool: (name: string, description: string, o: Opts = {}): EnvVar<boolean> => ({ name, description, ...o, parse: parseBool }),
   int: (name: string, description: string, o: Opts & { min?: number; max?: number } = {}): EnvVar<number> => ({
     name,
     description,
     ...o,
+    range: o.max === undefined ? (o.min === undefined ? undefined : `≥ ${o.min}`) : o.min === undefined ? `≤ ${o.max}` : `${o.min}–${o.max}`,
     parse: (r) => {
       if (!/^-?\d+$/.test(r.trim())) throw new Error('not an integer');
       const v = Number(r.trim());
@@ -153,18 +184,19 @@ export const env = {
   }),
   labels: (name: string, description: string, o: Opts = {}): EnvVar<Record<string, string>> => ({ name, description, ...o, parse: parseLabels }),
   list: (name: string, description: string, o: Opts = {}): EnvVar<string[]> => ({ name, description, ...o, parse: parseList }),
-  url: (name: string, description: string, o: Opts = {}): EnvVar<string> => ({
+  /** A URL; `listen: true` for one this process serves on (a unix socket's directory must exist). */
+  url: (name: string, description: string, o: Opts & { listen?: boolean } = {}): EnvVar<string> => ({
     name,
     description,
     ...o,
-    parse: (r) => (r.trim() === '' ? '' : checkUrl(name, r)),
+    parse: (r) => (r.trim() === '' ? '' : o.listen ? checkListenDir(name, checkUrl(name, r)) : checkUrl(name, r)),
   }),
-  urls: (name: string, description: string, o: Opts = {}): EnvVar<string[]> => ({
+  urls: (name: string, description: string, o: Opts & { listen?: boolean } = {}): EnvVar<string[]> => ({
     name,
     description,
     ...o,
     parse: (r) => {
-      const urls = parseList(r).map((u) => checkUrl(name, u));
+      const urls = parseList(r).map((u) => (o.listen ? checkListenDir(name, checkUrl(name, u)) : checkUrl(name, u)));
       if (urls.length === 0) throw new Error('at least one URL is required');
       return urls;
     },

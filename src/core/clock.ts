@@ -11,12 +11,27 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle;
 }
 
+/** Node's longest timer (2^31-1 ms, about 24.8 days); a longer delay would be clamped to 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A timer for any delay: longer ones than Node can arm are re-armed in steps, so a long lifetime never
+ * fires at once (Node clamps an out-of-range delay to 1 ms). Non-finite delays never fire.
+ */
+export function longTimeout(fn: () => void, ms: number): TimerHandle {
+  let t: NodeJS.Timeout | undefined;
+  const arm = (left: number) => {
+    if (!Number.isFinite(left)) return;
+    if (left > MAX_TIMER_MS) t = setTimeout(() => arm(left - MAX_TIMER_MS), MAX_TIMER_MS);
+    else t = setTimeout(fn, Math.max(0, left));
+  };
+  arm(ms);
+  return { cancel: () => clearTimeout(t) };
+}
+
 export const realClock: Clock = {
   now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, Math.max(0, ms));
-    return { cancel: () => clearTimeout(t) };
-  },
+  setTimeout: longTimeout,
 };
 
 /** Virtual clock for tests: time moves only through `advance`. */

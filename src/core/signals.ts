@@ -2,6 +2,7 @@
  * Signal helpers. `linkSignals` combines signals and always releases its listeners on `dispose()`
  * (Node 20's `AbortSignal.any` keeps listeners on long-lived parents). `sleep` is abortable.
  */
+import { longTimeout } from './clock.js';
 import { CancelledError } from './errors.js';
 
 export interface LinkedSignal {
@@ -37,8 +38,8 @@ export function linkSignals(signals: ReadonlyArray<AbortSignal | undefined>, tim
     cleanups.push(() => s.removeEventListener('abort', onAbort));
   }
   if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
-    const t = setTimeout(() => abort(new CancelledError(`timed out after ${timeoutMs} ms`)), Math.max(0, timeoutMs));
-    cleanups.push(() => clearTimeout(t));
+    const t = longTimeout(() => abort(new CancelledError(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    cleanups.push(() => t.cancel());
   }
   return { signal: controller.signal, dispose };
 }
@@ -47,12 +48,12 @@ export function linkSignals(signals: ReadonlyArray<AbortSignal | undefined>, tim
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelled(signal));
-    const t = setTimeout(() => {
+    const t = longTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
-      clearTimeout(t);
+      t.cancel();
       reject(cancelled(signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });

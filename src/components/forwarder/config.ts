@@ -4,7 +4,7 @@ import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
 export const forwarderConfig = defineConfig('forwarder', {
   name: env.string('NSM_NAME', 'forwarder name (registered; path segment name)', { default: 'forwarder' }),
   connectTo: env.url('NSM_CONNECT_TO', 'nsmgr URL', { default: DEFAULT_NSM_SOCKET }),
-  listenOn: env.url('NSM_LISTEN_ON', 'where the forwarder serves', { default: 'unix:///var/lib/networkservicemesh/forwarder.sock' }),
+  listenOn: env.url('NSM_LISTEN_ON', 'where the forwarder serves', { default: 'unix:///var/lib/networkservicemesh/forwarder.sock', listen: true }),
   labels: env.labels('NSM_LABELS', 'labels of the forwarder registration', { default: 'p2p:true' }),
   nsName: env.string('NSM_NSNAME', 'service name the forwarder registers under', { default: 'forwarder' }),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m' }),

@@ -5,6 +5,7 @@ export const nsmgrConfig = defineConfig('nsmgr', {
   name: env.string('NSM_NAME', 'nsmgr name (path segment name)', { default: 'nmgr' }),
   listenOn: env.urls('NSM_LISTEN_ON', 'comma list of unix:// and tcp:// URLs; the first tcp URL is the public URL given to the registry', {
     default: DEFAULT_NSM_SOCKET,
+    listen: true,
   }),
   registryUrl: env.url('NSM_REGISTRY_URL', 'registry URL', { default: 'tcp://localhost:5001' }),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m' }),

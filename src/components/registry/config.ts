@@ -8,6 +8,7 @@ import { defineConfig, env } from '../config.js';
 export const REGISTRY_COMMON_VARS = {
   listenOn: env.urls('NSM_LISTEN_ON', 'comma-separated URLs to serve the registry on: unix:///path or tcp://host:port (k8s: tcp://:5002)', {
     default: 'unix:///listen.on.socket',
+    listen: true,
   }),
   logLevel: env.logLevel(),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
