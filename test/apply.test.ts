@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
 import { NetworkServiceEndpoint } from '../src/api/gen/registry.js';
-import { DEFAULT_REGISTRY_URL, register, resolveRegistryUrl, runApply, runDelete, type ApplyIo } from '../src/cli/commands/apply.js';
+import { DEFAULT_REGISTRY_URL, MAX_APPLY_BYTES, register, resolveRegistryUrl, runApply, runDelete, type ApplyIo } from '../src/cli/commands/apply.js';
 import { registryConfig, startRegistry, type RunningRegistry } from '../src/components/registry/index.js';
 import { registryChain } from '../src/core/chain.js';
 import { newContext } from '../src/core/context.js';
@@ -155,5 +155,29 @@ describe('nsm apply / delete', () => {
     await program.parseAsync(['delete', '-f', f, '--timeout', '5s'], { from: 'user' });
     assert.equal(process.exitCode ?? 0, 0);
     assert.deepEqual(io.lines, ['networkservice/dataplane-interrupt created', 'networkservice "dataplane-interrupt" deleted']);
+  });
+
+  it('refuses a file or stream larger than the limit before reading it whole (e.g. /dev/zero), registering nothing', async () => {
+    const before = await services();
+    const rss0 = process.memoryUsage().rss;
+    await assert.rejects(runApply({ files: ['/dev/zero'], registryUrl: url, io: captureIo() }), (err: Error) => {
+      assert.equal(err.name, 'InvalidArgumentError');
+      assert.match(err.message, /^-f: cannot read: larger than the limit of 1048576 bytes \(got "\/dev\/zero"\)$/);
+      return true;
+    });
+    assert.ok(process.memoryUsage().rss - rss0 < 64 * 1024 * 1024, 'read at most about the limit');
+    const big = file('big.yaml', `${SEED_NETSVC}# ${'x'.repeat(MAX_APPLY_BYTES)}\n`);
+    await assert.rejects(runApply({ files: [big], registryUrl: url, io: captureIo() }), /-f: cannot read: \d+ bytes is larger than the limit of 1048576 bytes/);
+    assert.deepEqual(await services(), before);
+  });
+
+  it('an error names a huge bad value by a short excerpt, not whole', async () => {
+    const huge = 'Y'.repeat(200_000);
+    const f = file('hugevalue.yaml', NSE_YAML.replace('[dataplane-interrupt]', huge));
+    await assert.rejects(runApply({ files: [f], registryUrl: url, io: captureIo() }), (err: Error) => {
+      assert.ok(err.message.length < 600, `message of ${err.message.length} characters`);
+      assert.match(err.message, /… \(200002 characters\)/);
+      return true;
+    });
   });
 });

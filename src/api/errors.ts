@@ -19,6 +19,15 @@ export class InvalidArgumentError extends NsmError {
     readonly reason: string,
     options?: { cause?: unknown },
   ) {
-    super(`${field}: ${reason} (got ${JSON.stringify(value)})`, options);
+    super(`${field}: ${reason} (got ${excerpt(value)})`, options);
   }
+}
+
+/** Longest excerpt of a value an error message shows. */
+export const MAX_EXCERPT = 120;
+
+/** A value as JSON, cut to MAX_EXCERPT characters with its full length named (a bad value may be huge). */
+export function excerpt(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length <= MAX_EXCERPT ? json : `${json.slice(0, MAX_EXCERPT)}… (${json.length} characters)`;
 }

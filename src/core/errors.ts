@@ -4,9 +4,9 @@
  * edge (`fromClientError`).
  */
 import { ClientError, ServerError, Status } from 'nice-grpc';
-import { NsmError, InvalidArgumentError } from '../api/errors.js';
+import { NsmError, InvalidArgumentError, excerpt } from '../api/errors.js';
 
-export { NsmError, InvalidArgumentError } from '../api/errors.js';
+export { NsmError, InvalidArgumentError, excerpt } from '../api/errors.js';
 
 /** A configuration value (env var or flag) is wrong. Exit code 2 at the process edge. */
 export class ConfigError extends NsmError {
@@ -16,7 +16,7 @@ export class ConfigError extends NsmError {
     readonly value: unknown,
     reason: string,
   ) {
-    super(`${variable}=${JSON.stringify(value ?? '')}: ${reason}`);
+    super(`${variable}=${excerpt(value ?? '')}: ${reason}`);
   }
 }
 

@@ -13,7 +13,7 @@
  * expiry, 1 min by default) because nothing refreshes them: `apply` of an NSE is meant for tests and
  * manual use; real endpoints register themselves and keep their registration alive.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
 import { NetworkServiceEndpoint as NseFns, NetworkService as NsFns } from '../../api/gen/registry.js';
 import { registryChain } from '../../core/chain.js';
@@ -60,9 +60,28 @@ export interface DeleteOptions extends ApplyOptions {
 
 const resourceName = (cr: CustomResource) => (cr.kind === KIND_NETWORK_SERVICE ? 'networkservice' : 'networkserviceendpoint');
 
+/** Largest file (or stdin) `apply` reads: far above any NetworkService YAML, far below harm. */
+export const MAX_APPLY_BYTES = 1024 * 1024;
+
+/** Reads `-` (stdin) or a file, refusing at once what is larger than MAX_APPLY_BYTES (never reads more). */
+export function readBounded(file: string, limit = MAX_APPLY_BYTES): string {
+  const fd = file === '-' ? 0 : openSync(file, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (st.isFile() && st.size > limit) throw new Error(`${st.size} bytes is larger than the limit of ${limit} bytes`);
+    const buf = Buffer.alloc(limit + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n <= limit; n += r) r = readSync(fd, buf, n, limit + 1 - n, null);
+    if (n > limit) throw new Error(`larger than the limit of ${limit} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    if (fd !== 0) closeSync(fd);
+  }
+}
+
 function readAll(files: readonly string[], io: ApplyIo): CustomResource[] {
   if (files.length === 0) throw new InvalidArgumentError('-f', '', 'at least one file is required (-f FILE, or -f - for stdin)');
-  const read = io.read ?? ((f: string) => readFileSync(f === '-' ? 0 : f, 'utf8'));
+  const read = io.read ?? ((f: string) => readBounded(f));
   const out: CustomResource[] = [];
   for (const f of files) {
     let text: string;
