@@ -17,7 +17,7 @@ RUN npm run --silent build \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 busybox ca-certificates \
+ && apt-get install -y --no-install-recommends iproute2 busybox ca-certificates fping \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /opt/busybox/bin \
  && /bin/busybox --install -s /opt/busybox/bin \

@@ -8,6 +8,7 @@ need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
 dpkg -s iputils-ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v fping >/dev/null 2>&1 || need="$need fping"
 command -v busybox >/dev/null 2>&1 || need="$need busybox"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then

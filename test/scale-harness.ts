@@ -19,6 +19,8 @@ export interface ScaleClients {
   retries(): number;
   /** `heal detected` lines over all NSCs (with no fault injected, every one is false). */
   healsDetected(): number;
+  /** The `heal detected` events over all NSCs: which connection, why. */
+  detections(): Array<{ connId: string; cause: string; detail: string }>;
   /** Links in the NSE netns other than lo (one per live connection). */
   nseLinks(): Promise<number>;
   /** SIGTERM every NSC at once; resolves with ms until all exited. */
@@ -58,6 +60,16 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
   const nscs: ScaleClients['nscs'] = [];
   const procs = () => nscs.map((c) => c.proc);
   const established = () => countIn(procs(), /"msg":"connection established"/g);
+  /** `waitFor`, its timeout naming the counts so far (a setup slowed by heals says so). */
+  const waitCounting = async (what: string, done: () => boolean, timeoutMs: number) => {
+    try {
+      await waitFor(what, done, timeoutMs, 100);
+    } catch (err) {
+      const heals = countIn(procs(), /"msg":"heal detected"/g);
+      const retries = countIn(procs(), /"msg":"request failed; retrying"/g);
+      throw new Error(`${(err as Error).message}: ${established()} of ${o.n} established, ${retries} client retries, ${heals} heal detected events`, { cause: err });
+    }
+  };
   for (let i = 0; i * perProc < o.n; i++) {
     const count = Math.min(perProc, o.n - i * perProc);
     const ns = await netns(t, `nsc${i}`);
@@ -70,9 +82,9 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
       ...o.nscEnv,
     }, ns);
     nscs.push({ proc, ns, count });
-    if (o.mode === 'batch') await waitFor(`NSC ${i} connected`, () => established() >= i * perProc + count, o.timeoutMs ?? 120_000, 100);
+    if (o.mode === 'batch') await waitCounting(`NSC ${i} connected`, () => established() >= i * perProc + count, o.timeoutMs ?? 120_000);
   }
-  await waitFor(`${o.n} connections (have ${established()})`, () => established() >= o.n, o.timeoutMs ?? 120_000, 100);
+  await waitCounting(`${o.n} connections`, () => established() >= o.n, o.timeoutMs ?? 120_000);
   return {
     nse,
     nseNs,
@@ -80,6 +92,15 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
     established,
     retries: () => countIn(procs(), /"msg":"request failed; retrying"/g),
     healsDetected: () => countIn(procs(), /"msg":"heal detected"/g),
+    detections: () =>
+      procs().flatMap((p) =>
+        p
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"heal detected"'))
+          .map((l) => JSON.parse(l) as { connId: string; cause: string; detail: string })
+          .map(({ connId, cause, detail }) => ({ connId, cause, detail })),
+      ),
     nseLinks: async () => (await links(nseNs)).filter((l) => l.ifname !== 'lo').length,
     async stopClients() {
       const t0 = Date.now();

@@ -18,7 +18,11 @@ export function register(program: Command): void {
           startNsc(config, {
             log,
             netnsUrl: await ownNetnsUrl(),
-            probe: linuxProbe({ log }, { interval: config.livenessCheckInterval, timeout: config.livenessCheckTimeout, icmp: config.livenessCheckEnabled }),
+            // One probe for every connection of this process: one kernel watch and one fping for its netns.
+            probe: linuxProbe(
+              { log },
+              { interval: config.livenessCheckInterval, timeout: config.livenessCheckTimeout, icmp: config.livenessCheckEnabled, confirmations: config.healConfirmations },
+            ),
           }),
       }),
     );

@@ -1,6 +1,8 @@
 import { describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
+import { Writable } from 'node:stream';
 import { Connection } from '../../api/gen/connection.js';
 import { MECH_KERNEL, PARAM_NAME } from '../../api/constants.js';
 import { FakeClock } from '../../core/clock.js';
@@ -9,123 +11,102 @@ import { sleep } from '../../core/signals.js';
 import { probeContract, PROBE_SETTLE_MS } from '../probe-contract.js';
 import type { Observation } from '../probe.js';
 import { linuxDataPlane } from './index.js';
-import { Freshness, coalesced, freshnessTicker, icmpPairs, isReply, linuxProbe, pingArgv } from './probe.js';
+import { Freshness, icmpPairs, icmpTargets, linuxProbe, suspectAfter } from './probe.js';
 import { addNetns, delNetns, linuxSkipReason, sh, type TestNetns } from './testenv.js';
 
 const log = process.env.NSM_TEST_LOG ? createLogger('probe-test', 'debug') : silentLogger;
 
 describe('linux probe, pure parts', () => {
-  it('icmpPairs: every same-family (src, dst) pair, bare addresses', () => {
+  it('icmpPairs: every same-family (src, dst) pair, bare addresses; icmpTargets: their destinations once', () => {
     assert.deepEqual(icmpPairs(['172.16.1.101/32', 'fd00::101/128'], ['172.16.1.100/32', 'fd00::100/128', '10.0.0.1']), [
       ['172.16.1.101', '172.16.1.100'],
       ['172.16.1.101', '10.0.0.1'],
       ['fd00::101', 'fd00::100'],
     ]);
     assert.deepEqual(icmpPairs(['172.16.1.101/32'], ['fd00::100/128']), []);
+    assert.deepEqual(icmpTargets({ ifname: 'nsm-1', src: ['10.0.0.1/32', '10.0.0.2/32'], dst: ['10.0.0.9/32', 'fd00::9/128'] }), ['10.0.0.9']);
   });
 
-  it('pingArgv: interval in seconds, reply wait at least 1 s, -6 for IPv6, nsenter for another netns', () => {
-    const o = { interval: 200, timeout: 1000 };
-    assert.deepEqual(pingArgv('self', ['172.16.1.101', '172.16.1.100'], o), ['ping', '-n', '-i', '0.2', '-W', '1', '-I', '172.16.1.101', '172.16.1.100']);
-    assert.deepEqual(pingArgv('self', ['fd00::101', 'fd00::100'], { interval: 1000, timeout: 2500 }), ['ping', '-6', '-n', '-i', '1', '-W', '3', '-I', 'fd00::101', 'fd00::100']);
-    assert.deepEqual(pingArgv('self', ['a', 'b'], { interval: 100, timeout: 300 }).slice(4, 6), ['-W', '1']);
-    assert.deepEqual(pingArgv('/run/netns/x', ['172.16.1.101', '172.16.1.100'], o).slice(0, 3), ['nsenter', '--net=/run/netns/x', 'ping']);
+  it('suspectAfter: the confirmed fault still means `timeout` of silence, never less than one interval', () => {
+    assert.equal(suspectAfter({ interval: 200, timeout: 1000 }), 1000);
+    assert.equal(suspectAfter({ interval: 200, timeout: 1000, confirmations: 3 }), 600);
+    assert.equal(suspectAfter({ interval: 200, timeout: 1000, confirmations: 100 }), 200);
   });
+});
 
-  it('isReply: only reply lines count', () => {
-    assert.equal(isReply('64 bytes from 172.16.1.100: icmp_seq=1 ttl=64 time=0.049 ms'), true);
-    assert.equal(isReply('64 bytes from fd00::100: icmp_seq=3 ttl=64 time=0.1 ms'), true);
-    assert.equal(isReply('PING 172.16.1.100 (172.16.1.100) from 172.16.1.101 : 56(84) bytes of data.'), false);
-    assert.equal(isReply('From 172.16.1.101 icmp_seq=1 Destination Host Unreachable'), false);
-    assert.equal(isReply(''), false);
-  });
-
-  it('Freshness: a pair is stale after `timeout` without a reply, counted from the grace start', async () => {
+describe('linux probe, per-connection grace (Freshness)', () => {
+  const TIMEOUT = 1000;
+  const SUSPECT = 600;
+  const setup = () => {
     const clock = new FakeClock();
-    const f = new Freshness(clock, 1000);
-    const pairs = [['172.16.1.101', '172.16.1.100']] as const;
-    await clock.advance(1000);
-    assert.deepEqual(f.check(pairs), { ok: true });
+    const replies = new Map<string, number>();
+    const f = new Freshness(clock, { timeout: TIMEOUT, suspectAfter: SUSPECT }, (d) => replies.get(d));
+    return { clock, f, reply: (d: string) => replies.set(d, clock.now()) };
+  };
+
+  it('a connection established long after the probe was made gets its own grace (the false heal of issue 11)', async () => {
+    const { clock, f, reply } = setup();
+    f.watched('a');
+    reply('10.0.0.1');
+    await clock.advance(30_000);
+    f.watched('b');
+    await clock.advance(200);
+    assert.deepEqual(f.check('b', ['10.0.0.2']), { ok: true }, 'one interval in, no reply yet: still in grace');
+    await clock.advance(TIMEOUT - 201);
+    assert.deepEqual(f.check('b', ['10.0.0.2']), { ok: true });
+    reply('10.0.0.2');
+    await clock.advance(SUSPECT);
+    assert.deepEqual(f.check('b', ['10.0.0.2']), { ok: true });
     await clock.advance(1);
-    assert.deepEqual(f.check(pairs), { ok: false, source: 'probe', reason: 'no-reply', detail: 'no ICMP reply from 172.16.1.100 (source 172.16.1.101) for 1001 ms' });
-    f.replied(pairs[0]);
-    assert.deepEqual(f.check(pairs), { ok: true });
-    await clock.advance(900);
-    f.reset();
-    await clock.advance(1000);
-    assert.deepEqual(f.check(pairs), { ok: true }, 'reset restarts the grace period');
-    await clock.advance(1);
-    assert.equal(f.check(pairs).ok, false);
-    assert.deepEqual(f.check([]), { ok: true });
+    assert.deepEqual(f.check('b', ['10.0.0.2']), { ok: false, source: 'probe', reason: 'no-reply', detail: `no ICMP reply from 10.0.0.2 for ${SUSPECT + 1} ms` });
   });
 
-  it('Freshness: reset(graceMs) lengthens one grace period beyond the timeout, never shortens it', async () => {
-    const clock = new FakeClock();
-    const f = new Freshness(clock, 1000);
-    const pairs = [['a', 'b']] as const;
-    f.reset(3000);
-    await clock.advance(3000);
-    assert.equal(f.check(pairs).ok, true);
+  it('silence counts from the grace start: a reply from before it does not count, none at all is a fault after the grace', async () => {
+    const { clock, f, reply } = setup();
+    reply('10.0.0.1');
+    await clock.advance(5000);
+    f.watched('a');
+    await clock.advance(TIMEOUT - 1);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, true);
     await clock.advance(1);
-    assert.equal(f.check(pairs).ok, false);
-    f.reset(200);
-    await clock.advance(1000);
-    assert.equal(f.check(pairs).ok, true);
-    await clock.advance(1);
-    assert.equal(f.check(pairs).ok, false);
-    f.reset();
-    f.replied(pairs[0]);
-    await clock.advance(1001);
-    assert.equal(f.check(pairs).ok, false, 'a plain reset drops the extra grace');
+    const o = f.check('a', ['10.0.0.1']);
+    assert.equal(!o.ok && o.detail, `no ICMP reply from 10.0.0.1 for ${TIMEOUT} ms`);
   });
 
-  it('coalesced: calls during a run cause exactly one more run', async () => {
-    const stop = new AbortController();
-    let runs = 0;
-    let release: (() => void) | undefined;
-    const run = coalesced(async () => {
-      runs++;
-      await new Promise<void>((r) => (release = r));
-    }, stop.signal);
-    const first = run();
-    void run();
-    void run();
-    void run();
-    assert.equal(runs, 1);
-    release!();
-    await sleep(0);
-    assert.equal(runs, 2);
-    release!();
-    await first;
-    assert.equal(runs, 2);
-    const third = run();
-    assert.equal(runs, 3);
-    void run();
-    stop.abort();
-    release!();
-    await third;
-    assert.equal(runs, 3, 'no further run once stopped');
-  });
-
-  it('freshnessTicker: checks every interval, reports a fault once until a check is ok', async () => {
-    const clock = new FakeClock();
-    const states: Observation[] = [{ ok: true }, { ok: false, source: 'probe', detail: 'x' }, { ok: false, source: 'probe', detail: 'x' }, { ok: true }, { ok: false, source: 'probe', detail: 'y' }];
-    let i = 0;
-    const reported: Observation[] = [];
-    const ticker = freshnessTicker(clock, 200, () => states[Math.min(i++, states.length - 1)]!, (o) => reported.push(o));
-    await clock.advance(199);
-    assert.equal(i, 0);
+  it('reset(conn) restarts the grace of that connection only; graceMs lengthens it once, and a watch start keeps it', async () => {
+    const { clock, f } = setup();
+    f.watched('a');
+    f.watched('b');
+    await clock.advance(TIMEOUT);
+    f.reset('a', 3000);
+    f.unwatched('a');
+    f.watched('a');
+    assert.equal(f.check('b', ['10.0.0.2']).ok, false, "a's reset does not touch b");
+    await clock.advance(2999);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, true);
     await clock.advance(1);
-    assert.equal(i, 1);
-    await clock.advance(800);
-    assert.equal(i, 5);
-    assert.deepEqual(reported.map((o) => (o.ok ? 'ok' : o.detail)), ['x', 'y']);
-    ticker.cancel();
-    await clock.advance(1000);
-    assert.equal(i, 5);
-    assert.equal(clock.pending, 0);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, false);
+    f.reset('a');
+    await clock.advance(TIMEOUT - 1);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, true);
+    await clock.advance(1);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, false, 'a plain reset is one timeout');
   });
 
+  it('sweep forgets connections unwatched for longer than the ttl, and only those', async () => {
+    const { clock, f } = setup();
+    f.watched('a');
+    f.watched('b');
+    f.unwatched('b');
+    await clock.advance(TIMEOUT + 1);
+    f.sweep(TIMEOUT);
+    assert.equal(f.check('a', ['10.0.0.1']).ok, false, 'a is kept');
+    assert.equal(f.check('b', ['10.0.0.2']).ok, true, 'b was forgotten: a new grace');
+    assert.deepEqual(f.check('c', []), { ok: true });
+  });
+});
+
+describe('linux probe, the rest', () => {
   it('no kernel mechanism: check is ok and watch ends at once, without reading the kernel', async () => {
     const probe = linuxProbe({ log, netns: '/nonexistent/netns' }, { interval: 200, timeout: 1000, icmp: true });
     const conn = Connection.fromPartial({ id: 'c', mechanism: { cls: 'LOCAL', type: 'MEMIF', parameters: { [PARAM_NAME]: 'nsm-1' } } });
@@ -146,6 +127,7 @@ describe('linux probe, pure parts', () => {
 });
 
 const skip = await linuxSkipReason();
+const noFping = skip ?? (await sh('fping', ['-v']).then(() => undefined, () => 'needs fping (apt-get install -y fping)'));
 
 /** Processes whose netns is `ns` (the probe's monitor and pings run there through nsenter). */
 async function processesIn(ns: TestNetns): Promise<number> {
@@ -192,7 +174,7 @@ if (skip) {
     };
   });
 
-  test('linux probe: ICMP through a healthy connection stays fresh; a silent peer is a probe fault', async (t) => {
+  test('linux probe: ICMP through a healthy connection stays fresh; a silent peer is a probe fault', { skip: noFping }, async (t) => {
     const a = await addNetns('ia');
     const b = await addNetns('ib');
     t.after(() => delNetns(a, b));
@@ -224,5 +206,58 @@ if (skip) {
     const deadline = Date.now() + 3000;
     while ((await processesIn(a)) > 0 && Date.now() < deadline) await sleep(50);
     assert.equal(await processesIn(a), 0, 'pings and monitor are gone');
+  });
+}
+
+if (noFping) {
+  test('linux probe: many connections of one netns', { skip: noFping }, () => undefined);
+} else {
+  test('linux probe: 20 connections of one netns share one ip monitor, one fping and one read per burst; a fault is reported for its connection only', async (t) => {
+    const a = await addNetns('ma');
+    const b = await addNetns('mb');
+    t.after(() => delNetns(a, b));
+    const lines: string[] = [];
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => (lines.push(...c.toString().split('\n').filter(Boolean)), cb()) });
+    const dp = linuxDataPlane({ log });
+    const conns: Connection[] = [];
+    for (let i = 0; i < 20; i++) {
+      const [src, dst] = [`10.90.${i}.1/32`, `10.90.${i}.2/32`];
+      await dp.ensure({ owner: `conn-${i}`, nsc: { netns: a.inodeUrl, name: `nsm-${i}`, addrs: [src], routes: [{ prefix: dst }] }, nse: { netns: b.inodeUrl, name: `nse-${i}`, addrs: [dst], routes: [{ prefix: src }] } });
+      conns.push(Connection.fromPartial({ id: `conn-${i}`, mechanism: { cls: 'LOCAL', type: MECH_KERNEL, parameters: { [PARAM_NAME]: `nsm-${i}` } }, context: { ipContext: { srcIpAddrs: [src], dstIpAddrs: [dst] } } }));
+    }
+    const probe = linuxProbe({ log: createLogger('probe-test', 'debug', sink), netns: a.path }, { interval: 100, timeout: 1000, icmp: true, confirmations: 3 });
+    const ac = new AbortController();
+    setMaxListeners(conns.length * 2, ac.signal);
+    const seen = conns.map(() => [] as Observation[]);
+    const done = conns.map(async (c, i) => {
+      for await (const o of probe.watch(c, ac.signal)) seen[i]!.push(o);
+    });
+    const reads = () => lines.filter((l) => l.includes('"op":"read interface"')).length;
+    try {
+      await sleep(PROBE_SETTLE_MS + 1500);
+      assert.deepEqual(seen.flat(), [], 'healthy connections: nothing reported');
+      assert.equal(await processesIn(a), 2, 'one ip monitor and one fping for the netns');
+      for (const c of conns) assert.deepEqual(await probe.check(c, ac.signal), { ok: true });
+
+      const before = reads();
+      await sh('ip', ['-n', a.name, 'link', 'add', 'nudge0', 'type', 'bridge']);
+      await sleep(300);
+      const perBurst = reads() - before;
+      assert.ok(perBurst >= 1 && perBurst <= 2, `one kernel event, ${perBurst} reads for 20 connections`);
+
+      await sh('ip', ['-n', a.name, 'link', 'set', 'nsm-7', 'down']);
+      const deadline = Date.now() + 3000;
+      while (!seen[7]!.some((o) => !o.ok && o.source === 'probe') && Date.now() < deadline) await sleep(50);
+      const kinds = seen[7]!.map((o) => (o.ok ? 'ok' : `${o.source}:${o.reason}`));
+      assert.equal(kinds[0], 'kernel:down', JSON.stringify(kinds));
+      assert.ok(kinds.includes('probe:no-reply'), JSON.stringify(kinds));
+      assert.deepEqual(seen.filter((_, i) => i !== 7).flat(), [], 'no other connection saw a fault');
+    } finally {
+      ac.abort();
+      await Promise.all(done);
+    }
+    const deadline = Date.now() + 3000;
+    while ((await processesIn(a)) > 0 && Date.now() < deadline) await sleep(50);
+    assert.equal(await processesIn(a), 0, 'monitor and fping are gone');
   });
 }

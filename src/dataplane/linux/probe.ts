@@ -1,50 +1,61 @@
 /**
- * Linux data-plane probe for a client connection, run by the NSC inside its own netns (tests point it
- * at another netns with `deps.netns`).
+ * Linux data-plane probe for the client connections of one NSC process, run inside its own netns (tests
+ * point it at another netns with `deps.netns`). One probe serves every connection of the process, and
+ * its cost per connection does not grow with their number:
  *
- * Two signals:
- * - kernel state of the client interface, judged by the shared rule (`../kernel-fault.ts`): read at once
- *   on every kernel link/address/route event (a long-lived `ip monitor`; events arriving while a read
- *   runs cause exactly one more read) and on `check()`. Fast: an `ip link set nsm-1 down` is seen within
- *   milliseconds.
- * - ICMP through the connection: one long-lived `ping -i <interval> -I <src> <dst>` per same-family
- *   (src, dst) pair (upstream's pair rule), restarted `interval` after it exits. A pair with no reply for
- *   `timeout` — counted from the later of its last reply and the last successful Request (grace) — is a
- *   fault; `watch` checks every `interval` and reports it once until the pair answers again.
+ * - kernel state of each client interface, judged by the shared rule (`../kernel-fault.ts`): one
+ *   `ip monitor` for the netns and one read of the netns per burst of kernel events, evaluated for every
+ *   watched connection (`kernel-watch.ts`); `check()` shares reads the same way. An
+ *   `ip link set nsm-1 down` is seen within milliseconds.
+ * - ICMP through each connection: one `fping -l` for all destinations of the netns (`fping.ts`),
+ *   every `interval`. Liveness is judged per connection, with its own grace (`Freshness`): silence
+ *   counts from that connection's watch start (its establishment) or its last `reset` (after a heal),
+ *   and nothing is faulty before one `timeout` (or the `graceMs` given to `reset`) has passed. An
+ *   observation is faulty when a destination has been silent for `suspectAfter` = timeout −
+ *   (confirmations − 1) · interval: the heal machine confirms a fault over `confirmations` observations
+ *   one interval apart, so a confirmed probe fault means `timeout` of silence, as before, while one
+ *   late observation (a stalled event loop, an fping restart) no longer heals anything.
+ *   One ticker checks every watched connection each `interval` and reports a fault when it starts, not
+ *   again until the connection is fresh.
  *
- * Background work of `watch` (all stopped when its signal aborts or its consumer stops iterating): the
- * `ip monitor`, the pings, the freshness timer. Observations wait in a bounded queue that drops the oldest: heal only needs the
- * newest state, and a stalled consumer must not grow memory without bound.
+ * Background work (the monitor, fping, the ticker) runs while at least one connection is watched; a
+ * watch's share ends when its signal aborts or its consumer stops iterating. Observations wait in a
+ * bounded queue per watch that drops the oldest: heal only needs the newest state, and a stalled
+ * consumer must not grow memory without bound.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { Connection } from '../../api/gen/connection.js';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
-import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
 import { ENDED } from '../../core/signals.js';
-import { expectedInterface, kernelFault, kernelObservation, type ExpectedInterface } from '../kernel-fault.js';
+import { expectedInterface, type ExpectedInterface } from '../kernel-fault.js';
 import type { DataPlaneProbe, Observation } from '../probe.js';
-import { readInterface, watchLinks } from './inspect.js';
+import { IcmpProber } from './fping.js';
 import { SELF, type NetnsPath } from './ip.js';
+import { NetnsKernelWatch } from './kernel-watch.js';
 
 export interface LinuxProbeOptions {
   readonly interval: number;
   readonly timeout: number;
   /** Send ICMP probes (NSM_LIVENESS_CHECK_ENABLED); kernel-state checks always run. */
   readonly icmp: boolean;
+  /** Observations the heal machine takes to confirm a fault (NSM_HEAL_CONFIRMATIONS, default 1). */
+  readonly confirmations?: number;
+  /** The fping binary (tests). */
+  readonly fping?: string;
 }
 
 export interface LinuxProbeDeps {
   log: Logger;
   clock?: Clock;
-  /** The netns holding the client interface (default: the caller's own). */
+  /** The netns holding the client interfaces (default: the caller's own). */
   netns?: NetnsPath;
 }
 
 /** Observations buffered for a slow consumer before the oldest is dropped. */
 export const OBSERVATION_QUEUE_LIMIT = 64;
+/** Grace records of connections no longer watched are forgotten after this long (ms). */
+export const GRACE_RECORD_TTL_MS = 60_000;
 
 export type Pair = readonly [src: string, dst: string];
 
@@ -58,179 +69,171 @@ export function icmpPairs(src: readonly string[], dst: readonly string[]): Pair[
   return pairs;
 }
 
-/** argv of the long-lived ping for one pair, run in `netns`. */
-export function pingArgv(netns: NetnsPath, [src, dst]: Pair, options: Pick<LinuxProbeOptions, 'interval' | 'timeout'>): string[] {
-  const args = ['-n', '-i', String(options.interval / 1000), '-W', String(Math.max(1, Math.ceil(options.timeout / 1000))), '-I', src, dst];
-  const ping = ['ping', ...(family(dst) === 6 ? ['-6'] : []), ...args];
-  return netns === SELF ? ping : ['nsenter', `--net=${netns}`, ...ping];
+/** The destinations to ping for `want` (those with a same-family source), each once. */
+export function icmpTargets(want: ExpectedInterface): string[] {
+  return [...new Set(icmpPairs(want.src, want.dst).map(([, d]) => d))];
 }
 
-/** A ping output line that reports a reply. */
-export function isReply(line: string): boolean {
-  return line.includes('bytes from');
+/** Silence after which one observation calls a destination faulty (see the module comment). */
+export function suspectAfter(o: Pick<LinuxProbeOptions, 'interval' | 'timeout' | 'confirmations'>): number {
+  return Math.max(o.interval, o.timeout - (Math.max(1, o.confirmations ?? 1) - 1) * o.interval);
 }
 
-/** When each pair last answered, and whether one has been silent for longer than `timeout`. */
+interface Grace {
+  /** Silence counts from here. */
+  start: number;
+  /** Nothing is faulty before this. */
+  end: number;
+  /** Watches of the connection now; when 0, `idleSince` says since when. */
+  watches: number;
+  idleSince: number;
+}
+
+/** Per-connection probe grace and the freshness rule over the prober's last replies. */
 export class Freshness {
   readonly #clock: Clock;
   readonly #timeout: number;
-  readonly #lastReply = new Map<string, number>();
-  #graceFrom: number;
-  /** Extra grace beyond one timeout (after a reselect: a new interface takes a moment to pass traffic). */
-  #extraGrace = 0;
+  readonly #suspectAfter: number;
+  readonly #lastReply: (dst: string) => number | undefined;
+  readonly #grace = new Map<string, Grace>();
 
-  constructor(clock: Clock, timeout: number) {
+  constructor(clock: Clock, o: { timeout: number; suspectAfter: number }, lastReply: (dst: string) => number | undefined) {
     this.#clock = clock;
-    this.#timeout = timeout;
-    this.#graceFrom = clock.now();
+    this.#timeout = o.timeout;
+    this.#suspectAfter = o.suspectAfter;
+    this.#lastReply = lastReply;
   }
 
-  replied([src, dst]: Pair): void {
-    this.#lastReply.set(`${src}>${dst}`, this.#clock.now());
-  }
-
-  /** Restarts the grace period; `graceMs` (when longer than the timeout) lengthens it this once. */
-  reset(graceMs?: number): void {
-    this.#graceFrom = this.#clock.now();
-    this.#extraGrace = graceMs === undefined ? 0 : Math.max(0, graceMs - this.#timeout);
-  }
-
-  check(pairs: readonly Pair[]): Observation {
+  /** A watch of `connId` starts: its grace starts now, unless a longer one (from `reset`) runs. */
+  watched(connId: string): void {
     const now = this.#clock.now();
-    for (const [s, d] of pairs) {
-      const since = Math.max(this.#lastReply.get(`${s}>${d}`) ?? 0, this.#graceFrom + this.#extraGrace);
-      if (now - since > this.#timeout) return { ok: false, source: 'probe', reason: 'no-reply', detail: `no ICMP reply from ${d} (source ${s}) for ${now - since} ms` };
+    const g = this.#grace.get(connId);
+    if (g && g.end > now + this.#timeout) g.watches++;
+    else this.#grace.set(connId, { start: now, end: now + this.#timeout, watches: (g?.watches ?? 0) + 1, idleSince: now });
+  }
+
+  unwatched(connId: string): void {
+    const g = this.#grace.get(connId);
+    if (!g) return;
+    g.watches = Math.max(0, g.watches - 1);
+    if (g.watches === 0) g.idleSince = this.#clock.now();
+  }
+
+  /** Restarts the grace of `connId`; `graceMs` (when longer than the timeout) lengthens it this once. */
+  reset(connId: string, graceMs?: number): void {
+    const now = this.#clock.now();
+    const g = this.#grace.get(connId);
+    this.#grace.set(connId, { start: now, end: now + Math.max(this.#timeout, graceMs ?? 0), watches: g?.watches ?? 0, idleSince: now });
+  }
+
+  /** Drops the records of connections unwatched for longer than `ttl`. */
+  sweep(ttl: number): void {
+    const now = this.#clock.now();
+    for (const [id, g] of this.#grace) if (g.watches === 0 && now - g.idleSince > ttl) this.#grace.delete(id);
+  }
+
+  check(connId: string, targets: readonly string[]): Observation {
+    const now = this.#clock.now();
+    const g = this.#grace.get(connId) ?? { start: now, end: now + this.#timeout };
+    if (now < g.end) return { ok: true };
+    for (const d of targets) {
+      const silent = now - Math.max(this.#lastReply(d) ?? -Infinity, g.start);
+      if (silent > this.#suspectAfter) return { ok: false, source: 'probe', reason: 'no-reply', detail: `no ICMP reply from ${d} for ${silent} ms` };
     }
     return { ok: true };
   }
 }
 
-/** `fn` run now, or, when a run is in progress, exactly once more after it (until `stop` aborts). */
-export function coalesced(fn: () => Promise<void>, stop: AbortSignal): () => Promise<void> {
-  let running = false;
-  let again = false;
-  return async () => {
-    if (running) {
-      again = true;
-      return;
-    }
-    running = true;
-    try {
-      do {
-        again = false;
-        await fn();
-      } while (again && !stop.aborted);
-    } finally {
-      running = false;
-    }
-  };
+interface Watched {
+  readonly connId: string;
+  readonly targets: readonly string[];
+  readonly report: (o: Observation) => void;
+  /** The last check was faulty (a fault is reported when it starts). */
+  silent: boolean;
 }
 
-/** Every `interval`, `check()`; a fault is reported when it starts, not again until a check was ok. */
-export function freshnessTicker(clock: Clock, interval: number, check: () => Observation, report: (o: Observation) => void): TimerHandle {
-  let silent = false;
-  let timer: TimerHandle;
-  let cancelled = false;
-  const tick = () => {
-    const o = check();
-    if (!o.ok && !silent) report(o);
-    silent = !o.ok;
-    if (!cancelled) timer = clock.setTimeout(tick, interval);
-  };
-  timer = clock.setTimeout(tick, interval);
-  return {
-    cancel() {
-      cancelled = true;
-      timer.cancel();
-    },
-  };
-}
+/** ICMP liveness of every watched connection: one prober, one ticker, per-connection grace. */
+class Liveness {
+  readonly #clock: Clock;
+  readonly #interval: number;
+  readonly #prober: IcmpProber;
+  readonly freshness: Freshness;
+  readonly #watched = new Set<Watched>();
+  #ticker?: TimerHandle;
 
-async function kernelCheck(netns: NetnsPath, want: ExpectedInterface, signal?: AbortSignal): Promise<Observation> {
-  try {
-    const seen = await readInterface(netns, want.ifname, signal ? { signal } : {});
-    return kernelObservation(kernelFault(want, seen));
-  } catch (err) {
-    return { ok: false, source: 'kernel', reason: 'unreadable', detail: `cannot read ${want.ifname}: ${errorMessage(err)}` };
+  constructor(deps: { log: Logger; clock: Clock; netns: NetnsPath }, o: LinuxProbeOptions) {
+    this.#clock = deps.clock;
+    this.#interval = o.interval;
+    this.#prober = new IcmpProber(deps, { interval: o.interval, timeout: o.timeout, ...(o.fping ? { bin: o.fping } : {}) });
+    this.freshness = new Freshness(deps.clock, { timeout: o.timeout, suspectAfter: suspectAfter(o) }, (d) => this.#prober.lastReply(d));
   }
-}
 
-/** Reads the kernel state on every kernel event in `netns` and reports faults, until `signal` aborts. */
-function watchKernel(netns: NetnsPath, want: ExpectedInterface, signal: AbortSignal, report: (o: Observation) => void, log: Logger): void {
-  const read = coalesced(async () => {
-    const o = await kernelCheck(netns, want, signal);
-    if (!o.ok && !signal.aborted) report(o);
-  }, signal);
-  void (async () => {
-    try {
-      for await (const _ of watchLinks(netns, signal)) void read();
-    } catch (err) {
-      if (!signal.aborted) log.warn({ err: errorMessage(err) }, 'kernel event watch ended');
-    }
-  })();
-}
+  /** Watches `connId` until the returned function is called. */
+  watch(connId: string, want: ExpectedInterface, report: (o: Observation) => void): () => void {
+    const w: Watched = { connId, targets: icmpTargets(want), report, silent: false };
+    this.#watched.add(w);
+    this.freshness.watched(connId);
+    for (const d of w.targets) this.#prober.add(d);
+    if (!this.#ticker) this.#tick();
+    return () => {
+      if (!this.#watched.delete(w)) return;
+      this.freshness.unwatched(connId);
+      for (const d of w.targets) this.#prober.remove(d);
+      if (this.#watched.size > 0) return;
+      this.#ticker?.cancel();
+      this.#ticker = undefined;
+    };
+  }
 
-/** One long-lived ping, restarted `interval` after it exits, until `signal` aborts (which kills it). */
-function keepPinging(argv: string[], clock: Clock, interval: number, signal: AbortSignal, onReply: () => void): void {
-  let child: ChildProcess | undefined;
-  let restart: TimerHandle | undefined;
-  const start = () => {
-    if (signal.aborted) return;
-    child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (isReply(line)) onReply();
-    });
-    child.once('error', () => undefined);
-    child.once('exit', () => {
-      if (!signal.aborted) restart = clock.setTimeout(start, interval);
-    });
-  };
-  signal.addEventListener(
-    'abort',
-    () => {
-      restart?.cancel();
-      child?.kill('SIGKILL');
-    },
-    { once: true },
-  );
-  start();
+  check(connId: string, want: ExpectedInterface): Observation {
+    return this.freshness.check(connId, icmpTargets(want));
+  }
+
+  #tick(): void {
+    this.#ticker = this.#clock.setTimeout(() => {
+      for (const w of this.#watched) {
+        const o = this.freshness.check(w.connId, w.targets);
+        if (!o.ok && !w.silent) w.report(o);
+        w.silent = !o.ok;
+      }
+      this.freshness.sweep(GRACE_RECORD_TTL_MS);
+      if (this.#watched.size > 0) this.#tick();
+      else this.#ticker = undefined;
+    }, this.#interval);
+  }
 }
 
 export function linuxProbe(deps: LinuxProbeDeps, options: LinuxProbeOptions): DataPlaneProbe {
   const clock = deps.clock ?? realClock;
   const netns = deps.netns ?? SELF;
   const log = deps.log.child({ element: 'probe' });
-  const freshness = new Freshness(clock, options.timeout);
-  const probeCheck = (want: ExpectedInterface): Observation => (options.icmp ? freshness.check(icmpPairs(want.src, want.dst)) : { ok: true });
-
-  function watchIcmp(want: ExpectedInterface, signal: AbortSignal, report: (o: Observation) => void): void {
-    for (const pair of icmpPairs(want.src, want.dst)) keepPinging(pingArgv(netns, pair, options), clock, options.interval, signal, () => freshness.replied(pair));
-    const ticker = freshnessTicker(clock, options.interval, () => probeCheck(want), report);
-    signal.addEventListener('abort', () => ticker.cancel(), { once: true });
-  }
+  const kernel = new NetnsKernelWatch(netns, { log, clock, restartMs: options.interval });
+  const liveness = options.icmp ? new Liveness({ log, clock, netns }, options) : undefined;
 
   return {
-    reset(_conn, graceMs) {
-      freshness.reset(graceMs);
+    reset(conn, graceMs) {
+      liveness?.freshness.reset(conn.id, graceMs);
     },
     async check(conn: Connection, signal) {
       const want = expectedInterface(conn);
       if (!want) return { ok: true };
-      const k = await kernelCheck(netns, want, signal);
-      return k.ok ? probeCheck(want) : k;
+      const k = await kernel.check(want, signal);
+      return k.ok && liveness ? liveness.check(conn.id, want) : k;
     },
     async *watch(conn, signal) {
       const want = expectedInterface(conn);
       if (!want) return;
-      // Ends the background work when the caller aborts or stops iterating.
+      // Ends this watch's share of the background work when the caller aborts or stops iterating.
       const life = new AbortController();
       const end = () => life.abort(ENDED);
       signal.addEventListener('abort', end, { once: true });
       if (signal.aborted) end();
       const queue = new AsyncQueue<Observation>({ limit: OBSERVATION_QUEUE_LIMIT, overflow: 'drop-oldest', signal: life.signal, name: 'probe observations' });
       const report = (o: Observation) => void queue.push(o);
-      watchKernel(netns, want, life.signal, report, log);
-      if (options.icmp) watchIcmp(want, life.signal, report);
+      const stops = [kernel.subscribe({ want, report }), ...(liveness ? [liveness.watch(conn.id, want, report)] : [])];
+      const stop = () => stops.splice(0).forEach((s) => s());
+      life.signal.addEventListener('abort', stop, { once: true });
+      if (life.signal.aborted) stop();
       try {
         yield* queue;
       } finally {

@@ -137,6 +137,35 @@ describe('heal machine', () => {
     await h.done;
   });
 
+  it('a probe fault is confirmed like a kernel fault: 3 observations one interval apart, then one repair', async () => {
+    const h = setup([], () => h.probe.set({ ok: true }));
+    await settle(h.clock, 50);
+    h.probe.set({ ok: false, source: 'probe', detail: 'no ICMP reply from 10.0.0.2 for 600 ms' });
+    h.probe.emit({ ok: false, source: 'probe', detail: 'no ICMP reply from 10.0.0.2 for 600 ms' });
+    await settle(h.clock, 350);
+    assert.deepEqual(h.ev.calls, [], 'not confirmed after two observations');
+    assert.deepEqual(h.types(), ['suspect']);
+    await settle(h.clock, 100);
+    assert.deepEqual(h.ev.calls, [false]);
+    assert.deepEqual(h.types(), ['suspect', 'detected', 'repairing', 'healed']);
+    h.ev.end();
+    await h.done;
+  });
+
+  it('a probe fault that clears before confirmation (a late reply) heals nothing', async () => {
+    const h = setup();
+    await settle(h.clock, 50);
+    h.probe.set({ ok: false, source: 'probe', detail: 'no ICMP reply from 10.0.0.2 for 600 ms' });
+    h.probe.emit({ ok: false, source: 'probe', detail: 'no ICMP reply from 10.0.0.2 for 600 ms' });
+    await settle(h.clock, 250);
+    h.probe.set({ ok: true });
+    await settle(h.clock, 1000);
+    assert.deepEqual(h.ev.calls, []);
+    assert.deepEqual(h.types(), ['suspect', 'cleared']);
+    h.ev.end();
+    await h.done;
+  });
+
   it('control plane down with a healthy data plane: repair only, retried with backoff, never reselect', async () => {
     const down = new UnavailableError('nsmgr unreachable');
     const h = setup([down, down, down, 'ok']);
@@ -168,7 +197,7 @@ describe('heal machine', () => {
     await settle(h.clock, 50);
     h.probe.set({ ok: false, source: 'probe', detail: 'no reply' });
     h.probe.emit({ ok: false, source: 'probe', detail: 'no reply' });
-    await settle(h.clock, 50);
+    await settle(h.clock, 450);
     h.probe.set({ ok: true });
     await settle(h.clock, 1000);
     assert.deepEqual(h.ev.calls, [false, false, true]);
@@ -207,8 +236,9 @@ describe('heal machine', () => {
     h.probe.set({ ok: false, source: 'kernel', detail: 'route missing' });
     h.probe.emit({ ok: false, source: 'kernel', detail: 'route missing' });
     await settle(h.clock, 600);
+    h.probe.set({ ok: false, source: 'probe', detail: 'no ICMP reply for 1000 ms' });
     h.probe.emit({ ok: false, source: 'probe', detail: 'no ICMP reply for 1000 ms' });
-    await settle(h.clock, 200);
+    await settle(h.clock, 600);
     assert.deepEqual(h.ev.calls, [false, true]);
     h.ev.end();
     await h.done;

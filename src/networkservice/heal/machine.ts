@@ -6,11 +6,12 @@
  * The rule, exactly:
  * 1. Detection.
  *    - Control plane: the nsmgr monitor stream reports the connection DOWN/deleted, or breaks.
- *    - Data plane, kernel state (link missing/down/no carrier, address or route missing): a fault is
- *      *confirmed* only when `confirmations` consecutive checks, one `interval` apart, all fail (default
- *      3 × 200 ms: the fault must last 400 ms). A passing check in between clears it (event `cleared`).
- *    - Data plane, probes: a probe pair that got no reply for `timeout` (after a grace of `timeout` since
- *      the last successful Request) is a confirmed fault at once: the timeout is its hysteresis.
+ *    - Data plane, kernel state (link missing/down/no carrier, address or route missing) and probes (no
+ *      reply through the connection), by one rule: a fault is *confirmed* only when `confirmations`
+ *      consecutive observations, one `interval` apart, all fail (default 3 × 200 ms: the fault must last
+ *      400 ms). A passing check in between clears it (event `cleared`). The probe itself gives each
+ *      connection its own grace from its establishment and after each heal (dataplane/probe.ts), and
+ *      suspects a connection early enough that the confirmed fault still means `timeout` of silence.
  * 2. Decision.
  *    - Control-plane fault while the data plane checks healthy → repair in place only (re-Request on the
  *      same path; the interface is never touched). This stays sticky across retries. Exception: when a
@@ -178,15 +179,15 @@ export class HealMachine {
   }
 
   /**
-   * A kernel-state fault counts only when `confirmations` checks, one interval apart, all fail. Returns
-   * the fault's latest detail, or undefined when a check passed (the fault cleared; its queued data-plane
-   * triggers go with it).
+   * A data-plane fault (kernel or probe) counts only when `confirmations` observations, one interval
+   * apart, all fail. Returns the fault's latest detail, or undefined when a check passed (the fault
+   * cleared; its queued data-plane triggers go with it).
    */
   async #confirm(trigger: Trigger, lifetime: AbortSignal): Promise<string | undefined> {
     const { clock, probe } = this.#deps;
     const connId = this.#conn.id;
     let detail = trigger.kind === 'cp' ? trigger.reason : trigger.obs.detail;
-    if (trigger.kind !== 'dp' || trigger.obs.source !== 'kernel' || this.#opts.confirmations <= 1) return detail;
+    if (trigger.kind !== 'dp' || this.#opts.confirmations <= 1) return detail;
     this.#set('suspect');
     this.#emit({ type: 'suspect', connId, at: clock.now(), detail });
     for (let i = 1; i < this.#opts.confirmations; i++) {
