@@ -195,12 +195,12 @@ export interface Mesh {
   restart(component: 'registry' | 'nsmgr' | 'forwarder', signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startMesh(t: TestContext, opts: { registryEnv?: Record<string, string>; forwarderEnv?: Record<string, string> } = {}): Promise<Mesh> {
+export async function startMesh(t: TestContext, opts: { registryEnv?: Record<string, string>; nsmgrEnv?: Record<string, string>; forwarderEnv?: Record<string, string> } = {}): Promise<Mesh> {
   const dir = tempDir(t, 'nsmt-mesh-');
   const sock = { registry: `unix://${dir}/registry.sock`, nsmgr: `unix://${dir}/nsm.io.sock`, forwarder: `unix://${dir}/forwarder.sock` };
   const envs = {
     registry: { NSM_LISTEN_ON: sock.registry, ...opts.registryEnv },
-    nsmgr: { NSM_NAME: 'nsmgr-test', NSM_LISTEN_ON: sock.nsmgr, NSM_REGISTRY_URL: sock.registry, NODE_NAME: 'node-1' },
+    nsmgr: { NSM_NAME: 'nsmgr-test', NSM_LISTEN_ON: sock.nsmgr, NSM_REGISTRY_URL: sock.registry, NODE_NAME: 'node-1', ...opts.nsmgrEnv },
     forwarder: { NSM_NAME: 'forwarder-test', NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1', ...opts.forwarderEnv },
   };
   const starts: Record<string, number> = {};

@@ -5,7 +5,7 @@
  * removed by the test that made it.
  */
 import type { TestContext } from 'node:test';
-import { links, netns, nsm, waitFor, type Mesh, type Proc } from './harness.js';
+import { links, netns, nsm, sh, waitFor, type Mesh, type Proc } from './harness.js';
 
 export const SCALE_SERVICE = 'scale';
 
@@ -15,8 +15,12 @@ export interface ScaleClients {
   readonly nscs: Array<{ proc: Proc; ns: string; count: number }>;
   /** `connection established` lines over all NSCs. */
   established(): number;
+  /** How many times each connection id was logged as established (each should be once). */
+  establishedById(): Map<string, number>;
   /** `request failed; retrying` lines over all NSCs. */
   retries(): number;
+  /** Their errors, how often each (numbers masked so alike errors count together). */
+  retryReasons(): Map<string, number>;
   /** `heal detected` lines over all NSCs (with no fault injected, every one is false). */
   healsDetected(): number;
   /** The `heal detected` events over all NSCs: which connection, why. */
@@ -28,6 +32,19 @@ export interface ScaleClients {
 }
 
 const countIn = (procs: Proc[], re: RegExp): number => procs.reduce((s, p) => s + (p.log().match(re) ?? []).length, 0);
+
+/** Pins every thread of process `pid` to the given CPUs (`taskset`): a way to overload on purpose. */
+export async function pinToCpus(pid: number, cpus: string): Promise<void> {
+  await sh('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
+}
+
+function establishedById(procs: Proc[]): Map<string, number> {
+  const ids = new Map<string, number>();
+  for (const p of procs) {
+    for (const m of p.log().matchAll(/"connId":"([^"]+)"[^\n]*"msg":"connection established"/g)) ids.set(m[1]!, (ids.get(m[1]!) ?? 0) + 1);
+  }
+  return ids;
+}
 
 export interface ScaleOptions {
   readonly n: number;
@@ -41,6 +58,10 @@ export interface ScaleOptions {
   readonly nscLogLevel?: string;
   /** How long to wait for all connections (default 120 s). */
   readonly timeoutMs?: number;
+  /** Pin each NSC process to these CPUs (`taskset -c` syntax) right after it starts. */
+  readonly cpus?: string;
+  /** Called once the NSE is registered, before the NSC processes start. */
+  readonly beforeClients?: (nse: { nse: Proc; nseNs: string }) => void | Promise<void>;
 }
 
 /** Starts the NSE and the NSC processes; resolves when all `n` connections are established. */
@@ -57,6 +78,7 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
     ...o.nseEnv,
   }, nseNs);
   await nse.waitLog(/endpoint registered/);
+  await o.beforeClients?.({ nse, nseNs });
   const nscs: ScaleClients['nscs'] = [];
   const procs = () => nscs.map((c) => c.proc);
   const established = () => countIn(procs(), /"msg":"connection established"/g);
@@ -81,6 +103,7 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
       NSM_LOG_LEVEL: o.nscLogLevel ?? 'info',
       ...o.nscEnv,
     }, ns);
+    if (o.cpus !== undefined) await pinToCpus(proc.pid, o.cpus);
     nscs.push({ proc, ns, count });
     if (o.mode === 'batch') await waitCounting(`NSC ${i} connected`, () => established() >= i * perProc + count, o.timeoutMs ?? 120_000);
   }
@@ -90,7 +113,18 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
     nseNs,
     nscs,
     established,
+    establishedById: () => establishedById(procs()),
     retries: () => countIn(procs(), /"msg":"request failed; retrying"/g),
+    retryReasons: () => {
+      const reasons = new Map<string, number>();
+      for (const p of procs()) {
+        for (const m of p.log().matchAll(/"err":"([^"]*)"[^\n]*"msg":"request failed; retrying"/g)) {
+          const key = m[1]!.replace(/\d+/g, 'N');
+          reasons.set(key, (reasons.get(key) ?? 0) + 1);
+        }
+      }
+      return reasons;
+    },
     healsDetected: () => countIn(procs(), /"msg":"heal detected"/g),
     detections: () =>
       procs().flatMap((p) =>

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createChannel, createClient, Status } from 'nice-grpc';
 import { HealthCheckResponse_ServingStatus as S, HealthDefinition } from '../api/gen/health.js';
-import { serve } from './transport.js';
+import { ChannelPool, serve } from './transport.js';
 
 async function healthServer(t: import('node:test').TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
@@ -50,4 +50,25 @@ test('health: an unknown service is NOT_FOUND on Check and SERVICE_UNKNOWN on Wa
   assert.equal((await it.next()).value?.status, S.SERVICE_UNKNOWN);
   ac.abort();
   await assert.rejects(it.next(), (err: Error) => err.name === 'AbortError');
+});
+
+test('dial: a live peer is reached; a refused one fails at the dial timeout, not after the grace', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
+  const url = `unix://${join(dir, 'd.sock')}`;
+  const server = await serve([url], []);
+  const pool = new ChannelPool({ dialGrace: 10_000 });
+  t.after(async () => {
+    pool.close();
+    await server.stop({ force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await pool.dial(url, 2000);
+  const nobody = `unix://${join(dir, 'nobody.sock')}`;
+  const t0 = Date.now();
+  await assert.rejects(pool.dial(nobody, 300), (err: Error) => err.name === 'UnavailableError' && err.message.includes('TRANSIENT_FAILURE'));
+  assert.ok(Date.now() - t0 < 3000, `refused peer reported in ${Date.now() - t0} ms`);
+  const stop = new AbortController();
+  const dialling = pool.dial(nobody, 60_000, stop.signal);
+  stop.abort();
+  await assert.rejects(dialling, { name: 'UnavailableError' });
 });

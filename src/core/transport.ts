@@ -6,11 +6,11 @@
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { connectivityState as ConnectivityState } from '@grpc/grpc-js';
 import {
   createChannel,
   createClient,
   createServer,
-  waitForChannelReady,
   type Channel,
   type CompatServiceDefinition,
   type Server,
@@ -89,9 +89,15 @@ export interface GrpcServer {
   stop(opts?: { force?: boolean }): Promise<void>;
 }
 
+/**
+ * Server keepalive as upstream's Go servers (grpc-go defaults: ping an idle client after 2 h, wait 20 s for
+ * the ack). A busy event loop on either side delays pings and acks by seconds; the earlier 10 s / 5 s
+ * closed healthy connections of busy peers and failed every call on them. Client pings are permitted (a
+ * tcp client uses them to find a dead host), no more often than every 5 s.
+ */
 export const SERVER_OPTIONS = {
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_time_ms': 7_200_000,
+  'grpc.keepalive_timeout_ms': 20_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
 } as const;
@@ -239,40 +245,70 @@ class HealthService {
 
 // ---- Clients ----------------------------------------------------------------------------------------
 
+/**
+ * Channel options for every target. No keepalive here: upstream's Go clients send none, and a local
+ * (unix socket) peer that dies closes the socket, which the channel sees at once. A busy peer answers
+ * pings late, so keepalive would only turn load into failed calls.
+ */
 export const CHANNEL_OPTIONS = {
   'grpc.initial_reconnect_backoff_ms': 50,
   'grpc.min_reconnect_backoff_ms': 50,
   'grpc.max_reconnect_backoff_ms': 1000,
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
-  'grpc.keepalive_permit_without_calls': 1,
   'grpc.enable_retries': 0,
 } as const;
+
+/**
+ * Added for tcp targets (another host may vanish without a FIN): ping after 30 s without activity and
+ * allow 20 s for the ack (grpc-go's default ack timeout), long enough for a busy event loop.
+ */
+export const TCP_KEEPALIVE_OPTIONS = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.keepalive_permit_without_calls': 1,
+} as const;
+
+/**
+ * How long `dial` keeps waiting past its timeout while the peer is still being connected to (the socket
+ * accepted, the HTTP/2 handshake not yet answered): a busy peer is not a dead one. A peer that refuses
+ * (TRANSIENT_FAILURE) fails the dial at the timeout, as before.
+ */
+export const DEFAULT_DIAL_GRACE_MS = 10_000;
 
 /** Channels shared per URL for the lifetime of a component. */
 export class ChannelPool {
   readonly #channels = new Map<string, Channel>();
+  readonly #dialGrace: number;
+
+  constructor(options: { dialGrace?: number } = {}) {
+    this.#dialGrace = options.dialGrace ?? DEFAULT_DIAL_GRACE_MS;
+  }
 
   get(url: string): Channel {
     const target = grpcTarget(url);
     let ch = this.#channels.get(target);
     if (!ch) {
-      ch = createChannel(target, undefined, CHANNEL_OPTIONS);
+      const options = target.startsWith('unix:') ? CHANNEL_OPTIONS : { ...CHANNEL_OPTIONS, ...TCP_KEEPALIVE_OPTIONS };
+      ch = createChannel(target, undefined, options);
       this.#channels.set(target, ch);
     }
     return ch;
   }
 
-  /** Waits until the channel to `url` is connected, or throws UnavailableError after `timeoutMs`. */
+  /**
+   * Waits until the channel to `url` is connected. Throws UnavailableError when the peer is not reached
+   * within `timeoutMs`; a first connection attempt still in progress then (none refused) gets up to the
+   * dial grace more (see DEFAULT_DIAL_GRACE_MS). `signal` ends the wait early.
+   */
   async dial(url: string, timeoutMs: number, signal?: AbortSignal): Promise<Channel> {
     const ch = this.get(url);
-    try {
-      await waitForChannelReady(ch, new Date(Date.now() + timeoutMs));
-    } catch (err) {
-      throw new UnavailableError(`cannot reach ${url} within ${timeoutMs} ms`, { cause: err });
-    }
-    if (signal?.aborted) throw new UnavailableError(`dial ${url} cancelled`);
-    return ch;
+    if (ch.getConnectivityState(true) === ConnectivityState.READY) return ch;
+    const first = await waitReady(ch, Date.now() + timeoutMs, signal);
+    let state = first.state;
+    if (state === ConnectivityState.CONNECTING && !first.refused && this.#dialGrace > 0) state = (await waitReady(ch, Date.now() + this.#dialGrace, signal)).state;
+    if (state === ConnectivityState.READY) return ch;
+    if (signal?.aborted) throw new UnavailableError(`dial ${url} cancelled`, { cause: signal.reason });
+    const grace = state === ConnectivityState.CONNECTING ? ` (+${this.#dialGrace} ms while connecting)` : '';
+    throw new UnavailableError(`cannot reach ${url} within ${timeoutMs} ms${grace}: ${ConnectivityState[state]}`);
   }
 
   drop(url: string): void {
@@ -285,6 +321,33 @@ export class ChannelPool {
     for (const ch of this.#channels.values()) ch.close();
     this.#channels.clear();
   }
+}
+
+/**
+ * Resolves with the channel's state once it is READY, the deadline passes, or `signal` aborts; `refused`
+ * says whether a connection attempt failed meanwhile (the channel passed through TRANSIENT_FAILURE).
+ */
+function waitReady(ch: Channel, deadline: number, signal?: AbortSignal): Promise<{ state: ConnectivityState; refused: boolean }> {
+  return new Promise((resolve) => {
+    let done = false;
+    let refused = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      signal?.removeEventListener('abort', finish);
+      resolve({ state: ch.getConnectivityState(false), refused });
+    };
+    if (signal?.aborted) return finish();
+    signal?.addEventListener('abort', finish, { once: true });
+    const watch = (): void => {
+      if (done) return;
+      const state = ch.getConnectivityState(true);
+      if (state === ConnectivityState.TRANSIENT_FAILURE) refused = true;
+      if (state === ConnectivityState.READY || state === ConnectivityState.SHUTDOWN || Date.now() >= deadline) return finish();
+      ch.watchConnectivityState(state, deadline, (err) => (err ? finish() : watch()));
+    };
+    watch();
+  });
 }
 
 export { createClient };

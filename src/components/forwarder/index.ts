@@ -10,6 +10,7 @@
  * plane to remove the rest (one timer on the injected clock, cancelled on stop).
  */
 import { NetworkServiceEndpoint } from '../../api/gen/registry.js';
+import { admitted, networkServiceAdmission } from '../../core/admission.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { registryChain } from '../../core/chain.js';
 import { errorMessage } from '../../core/errors.js';
@@ -60,7 +61,7 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
     endpointGoneServer(),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
   ]);
-  const server = await serve([config.listenOn], ep.services);
+  const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)));
 
   const labels = { ...config.labels };
   if (config.nodeName) labels.nodeName = config.nodeName;

@@ -1,7 +1,8 @@
 /**
  * The NSC's first Request of a connection, as upstream cmd-nsc retries it: Request until one succeeds,
  * each attempt bounded by `requestTimeout`, with heal's backoff (DEFAULT_HEAL_BASE_BACKOFF doubling up
- * to DEFAULT_HEAL_MAX_BACKOFF) between failures, until `signal` (the NSC's lifetime) aborts.
+ * to DEFAULT_HEAL_MAX_BACKOFF, jittered to [b/2, b) so clients refused together do not return together)
+ * between failures, until `signal` (the NSC's lifetime) aborts.
  *
  * Before it, adoption: one MonitorConnections round trip to nsmgr asks for a connection it still holds
  * for this id with the client's mechanism. Found (the NSC restarted), the request carries that
@@ -16,7 +17,7 @@ import { nsUrlMechanism, type NsUrl } from '../../api/nsurl.js';
 import type { NetworkServiceHandler } from '../../core/chain.js';
 import type { Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
-import { backoff, delay } from '../../core/delay.js';
+import { delay, jitteredBackoff } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { linkSignals } from '../../core/signals.js';
@@ -66,7 +67,7 @@ export async function establish(req: NetworkServiceRequest, deps: EstablishDeps,
       return conn;
     } catch (err) {
       if (signal.aborted) throw err;
-      const wait = backoff(attempt, DEFAULT_HEAL_BASE_BACKOFF, DEFAULT_HEAL_MAX_BACKOFF);
+      const wait = jitteredBackoff(attempt, DEFAULT_HEAL_BASE_BACKOFF, DEFAULT_HEAL_MAX_BACKOFF);
       log.warn({ connId: req.connection!.id, attempt, err: errorMessage(err), retryInMs: wait }, 'request failed; retrying');
       await delay(clock, wait, signal);
     } finally {

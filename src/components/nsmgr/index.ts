@@ -3,8 +3,13 @@
  * registries (proxied to NSM_REGISTRY_URL with client-info, expiry cap and local bypass). Its chain, as
  * upstream cmd-nsmgr: endpoint chain → client-info → discover-forwarder → connect (to the forwarder).
  * No heal, no refresh: the client heals.
+ *
+ * Requests and Closes from its clients pass an admission first (NSM_MAX_CONCURRENT_REQUESTS at once, the
+ * rest waiting in arrival order until their caller gives up, see core/admission.ts); the registry services
+ * do not, so registrations and their refreshes are never queued behind Requests.
  */
 import { NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
+import { admitted, networkServiceAdmission } from '../../core/admission.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import type { Logger } from '../../core/log.js';
@@ -43,12 +48,13 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),
   ]);
+  const admission = networkServiceAdmission({ name: 'nsmgr', log, clock }, config);
   const server = await serve(config.listenOn, [
-    ...ep.services,
+    ...admitted(ep.services, admission),
     { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registry.ns, log) },
     { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registry.nse, log) },
   ]);
-  log.info({ listen: server.addresses, registry: config.registryUrl }, 'nsmgr serving');
+  log.info({ listen: server.addresses, registry: config.registryUrl, maxConcurrentRequests: config.maxConcurrentRequests }, 'nsmgr serving');
   return {
     addresses: server.addresses,
     async stop() {

@@ -71,6 +71,31 @@ describe('refresh', () => {
     assert.equal(clock.pending, 0);
   });
 
+  it('bounds a hanging refresh attempt by a quarter of the time left, so retries fit before expiry', async () => {
+    const clock = new FakeClock();
+    const reg = fakeRegistry(clock, 60_000);
+    let hang = false;
+    const tail: NseHandler = {
+      ...reg.tail,
+      register: (item, ctx) =>
+        hang
+          ? (reg.calls.push({ at: clock.now(), op: 'register', item }), new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error))))
+          : reg.tail.register(item, ctx),
+    };
+    const ac = new AbortController();
+    const chain = registryChain('t', [nseRefreshClient({ clock, signal: ac.signal })], { tail });
+    await chain.register(nse(), newContext());
+    hang = true;
+    await clock.advance(40_000); // refresh at 40 s hangs; 20 s are left, so the attempt gets 5 s
+    await clock.advance(4_999);
+    assert.deepEqual(reg.registers(), [0, 40_000]);
+    hang = false;
+    await clock.advance(1 + 200); // aborted at 45 s, retried 200 ms later, well before the expiry at 60 s
+    assert.deepEqual(reg.registers(), [0, 40_000, 45_200]);
+    ac.abort();
+    assert.equal(clock.pending, 0);
+  });
+
   it('stops on Unregister and forwards it', async () => {
     const clock = new FakeClock();
     const reg = fakeRegistry(clock);

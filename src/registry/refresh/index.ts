@@ -4,7 +4,9 @@
  * After each successful Register whose answer carries an `expirationTime`, it re-Registers the same
  * endpoint through the rest of the chain at 2/3 of the time left until that expiration. A failed refresh
  * is retried with bounded backoff (200 ms doubling to 5 s) until one succeeds; the next refresh is then
- * scheduled from the new answer. An endpoint registered with an explicit `expirationTime` keeps asking
+ * scheduled from the new answer. Each attempt is bounded by a quarter of the time left before expiry (at
+ * most 15 s, at least 1 s; 15 s once expired), so a peer that hangs under load costs one short attempt, not the whole margin.
+ * The registry services are not behind nsmgr's Request admission, so a refresh never waits for Requests. An endpoint registered with an explicit `expirationTime` keeps asking
  * for the same lifetime on every refresh. A new Register for the same name (e.g. from `heal`) replaces
  * the pending refresh; Unregister, or the `signal` in deps (the client's lifetime), stops it.
  *
@@ -16,7 +18,7 @@ import { NetworkServiceEndpoint as NseFns } from '../../api/gen/registry.js';
 import { elementLog, type NseElement, type NseHandler } from '../../core/chain.js';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
-import { errorMessage } from '../../core/errors.js';
+import { CancelledError, errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { linkSignals, ENDED } from '../../core/signals.js';
 import { Backoff, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS, clockDelay } from './backoff.js';
@@ -25,8 +27,10 @@ export { Backoff, clockDelay, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS } from 
 
 /** Fraction of the remaining lifetime after which the registration is renewed (upstream: 2/3). */
 export const DEFAULT_REFRESH_FRACTION = 2 / 3;
-/** Bound of one refresh attempt. */
+/** Bound of one refresh attempt (further bounded to a quarter of the time left before expiry). */
 export const DEFAULT_REFRESH_CALL_TIMEOUT_MS = 15_000;
+/** Shortest bound of one refresh attempt, however close the expiry. */
+export const MIN_REFRESH_CALL_TIMEOUT_MS = 1_000;
 
 export interface RefreshDeps {
   readonly clock?: Clock;
@@ -49,6 +53,8 @@ interface Entry {
   readonly lifetime?: number;
   readonly next: NseHandler;
   timer?: TimerHandle;
+  /** When the registration last answered expires (epoch ms on the clock), if it does. */
+  expiresAt?: number;
 }
 
 export function nseRefreshClient(deps: RefreshDeps = {}, options: RefreshOptions = {}): NseElement {
@@ -86,34 +92,54 @@ export function nseRefreshClient(deps: RefreshDeps = {}, options: RefreshOptions
       if (entries.get(entry.item.name) === entry) entries.delete(entry.item.name);
       return;
     }
+    entry.expiresAt = resp.expirationTime?.getTime();
     log.debug({ nse: entry.item.name, inMs: Math.round(delay) }, 'refresh scheduled');
     entry.timer = clock.setTimeout(() => void refresh(entry), delay);
+  };
+
+  // an attempt that hangs must leave time for the next ones before the registration expires
+  const attemptTimeout = (entry: Entry): number => {
+    const left = entry.expiresAt === undefined ? 0 : entry.expiresAt - clock.now();
+    // expired already (or never expiring): nothing left to protect, the attempt gets its full bound
+    if (left <= 0) return config.callTimeout;
+    return Math.min(config.callTimeout, Math.max(MIN_REFRESH_CALL_TIMEOUT_MS, left / 4));
+  };
+
+  /** One Register of `entry`, bounded by `attemptTimeout` on the injected clock. */
+  const attemptOnce = async (entry: Entry, signal: AbortSignal): Promise<NetworkServiceEndpoint> => {
+    const item = NseFns.fromPartial(entry.item);
+    if (entry.lifetime !== undefined) item.expirationTime = new Date(clock.now() + entry.lifetime);
+    const bound = attemptTimeout(entry);
+    const attempt = new AbortController();
+    const timer = clock.setTimeout(() => attempt.abort(new CancelledError(`refresh attempt timed out after ${Math.round(bound)} ms`)), bound);
+    const linked = linkSignals([signal, attempt.signal]);
+    try {
+      return await entry.next.register(item, newContext({ signal: linked.signal, log }));
+    } finally {
+      timer.cancel();
+      linked.dispose();
+    }
   };
 
   const refresh = async (entry: Entry) => {
     const backoff = new Backoff(config.retryMin, config.retryMax);
     const signal = entry.controller.signal;
     while (!signal.aborted) {
-      const item = NseFns.fromPartial(entry.item);
-      if (entry.lifetime !== undefined) item.expirationTime = new Date(clock.now() + entry.lifetime);
-      const linked = linkSignals([signal], config.callTimeout);
       try {
-        const resp = await entry.next.register(item, newContext({ signal: linked.signal, log }));
+        const resp = await attemptOnce(entry, signal);
         if (signal.aborted) return;
-        log.debug({ nse: item.name, expires: resp.expirationTime }, 'registration refreshed');
+        log.debug({ nse: entry.item.name, expires: resp.expirationTime }, 'registration refreshed');
         schedule(entry, resp);
         return;
       } catch (err) {
         if (signal.aborted) return;
         const wait = backoff.next();
-        log.warn({ nse: item.name, err: errorMessage(err), retryInMs: wait }, 'refresh failed; retrying');
+        log.warn({ nse: entry.item.name, err: errorMessage(err), retryInMs: wait }, 'refresh failed; retrying');
         try {
           await clockDelay(clock, wait, signal);
         } catch {
           return;
         }
-      } finally {
-        linked.dispose();
       }
     }
   };
