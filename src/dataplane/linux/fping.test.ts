@@ -17,7 +17,7 @@ describe('fping prober, pure parts', () => {
   it('fpingArgv: loop mode, period = interval, reply deadline = timeout, nsenter for another netns', () => {
     const o = { interval: 200, timeout: 1000, root: true };
     assert.deepEqual(fpingArgv('self', ['10.0.0.1', 'fd00::1'], o), ['fping', '-l', '-p', '200', '-t', '1000', '-i', '0', '10.0.0.1', 'fd00::1']);
-    assert.deepEqual(fpingArgv('self', ['10.0.0.1'], { ...o, root: false }).slice(5, 7), ['-i', '1']);
+    assert.deepEqual(fpingArgv('self', ['10.0.0.1'], { ...o, root: false }).slice(6, 8), ['-i', '1']);
     assert.deepEqual(fpingArgv('/run/netns/x', ['10.0.0.1'], { ...o, bin: '/opt/fping' }).slice(0, 3), ['nsenter', '--net=/run/netns/x', '/opt/fping']);
   });
 
