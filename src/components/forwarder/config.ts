@@ -1,5 +1,21 @@
 /** `nsm forwarder` configuration: the env vars of upstream forwarders (cmd-forwarder-vpp) that apply to a kernel forwarder. */
-import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
+import { defineConfig, env, DEFAULT_NSM_SOCKET, type EnvVar } from '../config.js';
+
+/** Bounds of NSM_ORPHAN_GC_INTERVAL (ms). */
+export const ORPHAN_GC_INTERVAL_MIN = 1_000;
+export const ORPHAN_GC_INTERVAL_MAX = 3_600_000;
+
+/** A duration with an upper bound too (env.duration has only a lower one). */
+function boundedDuration(v: EnvVar<number>, max: number, maxText: string): EnvVar<number> {
+  return {
+    ...v,
+    parse: (raw) => {
+      const ms = v.parse(raw);
+      if (ms > max) throw new Error(`must be at most ${maxText}`);
+      return ms;
+    },
+  };
+}
 
 export const forwarderConfig = defineConfig('forwarder', {
   name: env.string('NSM_NAME', 'forwarder name (registered; path segment name)', { default: 'forwarder' }),
@@ -12,6 +28,14 @@ export const forwarderConfig = defineConfig('forwarder', {
   orphanGrace: env.duration('NSM_ORPHAN_GRACE', 'nsm-ts: links owned by nsm-ts that no connection re-requests within this time after start are removed', {
     default: '60s',
   }),
+  orphanGcInterval: boundedDuration(
+    env.duration('NSM_ORPHAN_GC_INTERVAL', 'nsm-ts: period of the orphan GC after NSM_ORPHAN_GRACE (1s-1h): a link of a connection no longer held, seen by two rounds in a row, is removed', {
+      default: '15s',
+      min: ORPHAN_GC_INTERVAL_MIN,
+    }),
+    ORPHAN_GC_INTERVAL_MAX,
+    '1h',
+  ),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'nodeName label of the registration', { default: '' }),
 });
