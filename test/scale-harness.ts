@@ -4,8 +4,9 @@
  * connections established, client retries, heal events. Built on the harness: every netns and process is
  * removed by the test that made it.
  */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { links, netns, nsm, sh, waitFor, type Mesh, type Proc } from './harness.js';
+import { defer, links, netns, nsm, sh, waitFor, type Mesh, type Proc } from './harness.js';
 
 export const SCALE_SERVICE = 'scale';
 
@@ -29,6 +30,13 @@ export interface ScaleClients {
   nseLinks(): Promise<number>;
   /** SIGTERM every NSC at once; resolves with ms until all exited. */
   stopClients(): Promise<number>;
+  /**
+   * SIGTERM every NSC at once and wait up to `timeoutMs` for each to exit by itself (no SIGKILL meanwhile);
+   * resolves with each one's exit code (undefined: still running at the timeout) and ms until it exited.
+   */
+  terminateClients(timeoutMs: number): Promise<Array<{ name: string; code: number | null | undefined; ms: number }>>;
+  /** Links other than lo in each NSC netns (one per live connection of that NSC). */
+  nscLinks(): Promise<number[]>;
 }
 
 const countIn = (procs: Proc[], re: RegExp): number => procs.reduce((s, p) => s + (p.log().match(re) ?? []).length, 0);
@@ -141,5 +149,75 @@ export async function startScaleClients(t: TestContext, mesh: Mesh, o: ScaleOpti
       await Promise.all(procs().map((p) => p.kill('SIGTERM')));
       return Date.now() - t0;
     },
+    terminateClients: (timeoutMs) => terminate(procs(), timeoutMs),
+    nscLinks: () => Promise.all(nscs.map(async (c) => (await links(c.ns)).filter((l) => l.ifname !== 'lo').length)),
   };
 }
+
+/** SIGTERM each of `procs` at once; each one's exit code (undefined if still running after `timeoutMs`) and ms. */
+export async function terminate(procs: Proc[], timeoutMs: number): Promise<Array<{ name: string; code: number | null | undefined; ms: number }>> {
+  const t0 = Date.now();
+  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+  return Promise.all(
+    procs.map(async (p) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs)));
+      const code = await Promise.race([p.exited(), timeout]);
+      clearTimeout(timer);
+      return { name: p.name, code, ms: Date.now() - t0 };
+    }),
+  );
+}
+
+/** The cpu controller's root: cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us`); undefined when neither is writable here. */
+function cpuCgroupRoot(): { root: string; v2: boolean } | undefined {
+  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    const ctl = readFileSync('/sys/fs/cgroup/cgroup.subtree_control', 'utf8');
+    return ctl.split(/\s+/).includes('cpu') ? { root: '/sys/fs/cgroup', v2: true } : undefined;
+  }
+  return existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') ? { root: '/sys/fs/cgroup/cpu', v2: false } : undefined;
+}
+
+/**
+ * Bounds `proc` (and the children it starts from now on) to `percent` % of one CPU with a cgroup of its
+ * own, until the test ends (the process goes back to the root cgroup, the cgroup is removed). Returns
+ * false (nothing changed) when no cpu cgroup can be made here.
+ */
+export function limitCpu(t: TestContext, proc: Proc, percent: number): boolean {
+  const c = cpuCgroupRoot();
+  if (!c) return false;
+  const dir = `${c.root}/nsmt-cpu-${proc.pid}`;
+  try {
+    mkdirSync(dir);
+  } catch {
+    return false;
+  }
+  const period = 100_000;
+  const quota = Math.max(1000, Math.round((period * percent) / 100));
+  defer(t, async () => {
+    for (let i = 0; i < 100; i++) {
+      for (const pid of readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean)) {
+        try {
+          writeFileSync(`${c.root}/cgroup.procs`, pid);
+        } catch {
+          /* gone */
+        }
+      }
+      try {
+        rmdirSync(dir);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    rmdirSync(dir);
+  });
+  if (c.v2) writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
+  else {
+    writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
+    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
+  }
+  writeFileSync(`${dir}/cgroup.procs`, String(proc.pid));
+  return true;
+}
+

@@ -1,12 +1,13 @@
 /**
  * Process edge shared by every long-running component (`nsm registry`, `nsm nsmgr`, …): parse and
  * validate the env once (exit 2 with a message naming the variable and the value), print the
- * effective config, start, stop cleanly on SIGTERM/SIGINT, switch the log level on SIGUSR1 (trace) /
+ * effective config, start, stop cleanly on SIGTERM/SIGINT (exiting hard only when stop overruns the
+ * budget the component gives, `Running.stopBudgetMs`, default 10 s), switch the log level on SIGUSR1 (trace) /
  * SIGUSR2 (configured level).
  */
 import type { ConfigSchema, EnvVar } from '../components/config.js';
 import { ConfigError, InvalidArgumentError, errorMessage } from '../core/errors.js';
-import type { Running } from '../core/lifecycle.js';
+import { DEFAULT_STOP_BUDGET_MS, type Running } from '../core/lifecycle.js';
 import { createLogger, parseLogLevel, type Logger } from '../core/log.js';
 
 export type { Running };
@@ -43,11 +44,13 @@ export async function runComponent<S extends Record<string, EnvVar<unknown>>>(op
   const stop = async (signal: string) => {
     if (stopping || !running) return;
     stopping = true;
-    log.info({ signal }, 'stopping');
+    const budgetMs = running.stopBudgetMs?.() ?? DEFAULT_STOP_BUDGET_MS;
+    log.info({ signal, budgetMs }, 'stopping');
     const hard = setTimeout(() => {
-      log.error('stop took longer than 10 s; exiting');
+      log.error({ budgetMs }, `stop took longer than its budget (${budgetMs} ms); exiting`);
+      log.flush?.();
       process.exit(1);
-    }, 10_000);
+    }, budgetMs);
     try {
       await running.stop();
     } catch (err) {

@@ -1,8 +1,9 @@
 /**
  * The data-plane contract: one node:test suite that every `DataPlane` implementation must pass
  * (`fake/index.test.ts`, `linux/index.test.ts`), one group of cases per guarantee in `types.ts`: create,
- * converge, ownership, failures, inventory. `make()` gives a fresh pair of netns per test and the means to
- * inspect and break them; every test registers `cleanup` with `t.after`.
+ * converge, ownership, failures, inventory (start, collectOrphans, the periodic sweepOrphans). `make()`
+ * gives a fresh pair of netns per test and the means to inspect and break them; every test registers
+ * `cleanup` with `t.after`.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,12 +45,14 @@ type It = (title: string, fn: (t: TestContext) => Promise<void>) => void;
 const V4 = { srcIpAddrs: ['172.16.1.101/32'], dstIpAddrs: ['172.16.1.100/32'], srcRoutes: [{ prefix: '172.16.1.100/32', nextHop: '' }, { prefix: '10.96.0.0/12', nextHop: '' }], dstRoutes: [{ prefix: '172.16.1.101/32', nextHop: '' }] };
 const V6 = { srcIpAddrs: ['fd00::101/128'], dstIpAddrs: ['fd00::100/128'], srcRoutes: [{ prefix: 'fd10::/64', nextHop: '' }], dstRoutes: [] };
 const DUAL = { srcIpAddrs: ['172.16.1.101/32', 'fd00::101/128'], dstIpAddrs: ['172.16.1.100/32', 'fd00::100/128'], srcRoutes: [], dstRoutes: [] };
+/** Addresses no other context uses: a pair that can live beside any of the others. */
+const V4_OTHER = { srcIpAddrs: ['172.16.2.101/32'], dstIpAddrs: ['172.16.2.100/32'], srcRoutes: [], dstRoutes: [] };
 
 function owner(): string {
   return `conn-${randomBytes(6).toString('hex')}`;
 }
 
-function pairSpec(env: ContractEnv, ctx: typeof V4 | typeof V6 | typeof DUAL, extra: Partial<PairSpec> = {}): PairSpec {
+function pairSpec(env: ContractEnv, ctx: typeof V4 | typeof V6 | typeof DUAL | typeof V4_OTHER, extra: Partial<PairSpec> = {}): PairSpec {
   const ends = endsFromIpContext(ctx);
   return { owner: owner(), nsc: { netns: env.nsA, name: 'nsm-1', ...ends.nsc }, nse: { netns: env.nsB, name: 'nse-1', ...ends.nse }, ...extra };
 }
@@ -304,6 +307,45 @@ function inventoryCases(it: It, make: Make): void {
     await assertConverged(env, kept);
     await assertPings(env, kept);
     assert.deepEqual(await dp.collectOrphans(), { removed: [], failed: [] });
+  });
+
+  it('sweepOrphans removes the links of an owner not held only once two sweeps in a row saw them; the rest stay', async (t) => {
+    const env = await setup(t, make);
+    await env.break.addForeignLink(env.nsA, 'other0');
+    const kept = pairSpec(env, V4);
+    const leaked = renamed(pairSpec(env, V6), 'nsm-2', 'nse-2');
+    await env.dp.ensure(leaked);
+    const dp = env.restart(); // holds nothing of `leaked`: its links are what a cut-short removal leaves
+    await dp.ensure(kept);
+    assert.deepEqual(await dp.sweepOrphans(), { removed: [], failed: [] }, 'first sighting: nothing removed');
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1', 'nsm-2', 'other0']);
+    const second = await dp.sweepOrphans();
+    assert.deepEqual(second.failed, []);
+    assert.deepEqual(sorted(second.removed.map((l) => [l.owner, l.side])), sorted([[leaked.owner, 'nsc'], [leaked.owner, 'nse']]));
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1', 'other0']);
+    assert.deepEqual(await env.links(env.nsB), ['nse-1']);
+    await assertConverged(env, kept);
+    assert.deepEqual(await dp.sweepOrphans(), { removed: [], failed: [] });
+  });
+
+  it('sweepOrphans leaves a link ensured again, and one that changed, between two sweeps', async (t) => {
+    const env = await setup(t, make);
+    const adopted = pairSpec(env, V4);
+    const replaced = renamed(pairSpec(env, V6), 'nsm-2', 'nse-2');
+    await env.dp.ensure(adopted);
+    await env.dp.ensure(replaced);
+    const dp = env.restart();
+    await dp.ensure(renamed(pairSpec(env, V4_OTHER), 'nsm-3', 'nse-3'));
+    await dp.sweepOrphans(); // both pairs seen orphaned once
+    assert.deepEqual((await dp.ensure(adopted)).actions, []);
+    const next: PairSpec = { ...replaced, owner: owner() };
+    assert.ok((await env.dp.ensure(next)).nsc.created, 'the other instance replaced the pair (new owner, new links)');
+    assert.deepEqual(await dp.sweepOrphans(), { removed: [], failed: [] });
+    await assertConverged(env, adopted);
+    await assertConverged(env, next);
+    const third = await dp.sweepOrphans();
+    assert.deepEqual(sorted(third.removed.map((l) => [l.owner, l.side])), sorted([[next.owner, 'nsc'], [next.owner, 'nse']]));
+    assert.deepEqual(await env.links(env.nsA), ['nsm-1', 'nsm-3']);
   });
 
   it('collectOrphans leaves alone a link that changed owner since start', async (t) => {

@@ -22,6 +22,12 @@
  * - `held()` lists exactly the owners ensured successfully and not removed since (since `start()`).
  * - `collectOrphans()` removes only links found by the last `start()` whose owner is not held and which
  *   still carry the same alias; it acts once per `start()`.
+ * - `sweepOrphans()` (periodic) looks only where this data plane has put or found links; it removes a link
+ *   only when its owner is neither held nor busy (an ensure or remove of it running) and the previous
+ *   sweep saw the same link (same name, alias, ifindex and MAC) orphaned too; at most `limit` per sweep.
+ * - Operations on one owner (ensure, remove, an orphan's removal) run one at a time.
+ * - Per connection, `ensure` and `remove` read only that connection's own links (their cost does not grow
+ *   with the number of other links in the netns).
  */
 
 /** A route on an end. `via` set → gateway route with `onlink`; otherwise a link (scope link) route. */
@@ -83,7 +89,15 @@ export interface OpOptions {
   signal?: AbortSignal;
 }
 
-/** What `collectOrphans()` did: orphan links gone now (removed, or gone with their peer), and those whose removal failed (not retried). */
+export interface SweepOptions extends OpOptions {
+  /** Most links removed by one sweep (default DEFAULT_SWEEP_LIMIT in `inventory.ts`). */
+  limit?: number;
+}
+
+/**
+ * What `collectOrphans()` or `sweepOrphans()` did: orphan links gone now (removed, or gone with their
+ * peer), and those whose removal failed (a sweep tries them again next time; collectOrphans does not).
+ */
 export interface OrphanReport {
   removed: OwnedLink[];
   failed: Array<{ link: OwnedLink; error: unknown }>;
@@ -109,6 +123,11 @@ export interface DataPlane {
    * carries the same alias. Later calls find nothing until the next `start()`.
    */
   collectOrphans(opts?: OpOptions): Promise<OrphanReport>;
+  /**
+   * One round of the periodic orphan GC: finds the nsm-ts links where this data plane has put or found
+   * links, and removes those orphaned since the previous round (see the guarantees above).
+   */
+  sweepOrphans(opts?: SweepOptions): Promise<OrphanReport>;
 }
 
 /** What the kernel says about one interface (linux/inspect.ts reads it; the contract suite checks a subset). */

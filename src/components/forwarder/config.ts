@@ -2,6 +2,10 @@
 import { MAX_CONCURRENCY, MAX_QUEUE } from '../../core/admission.js';
 import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
 
+/** Bounds of NSM_ORPHAN_GC_INTERVAL (ms). */
+export const ORPHAN_GC_INTERVAL_MIN = 1_000;
+export const ORPHAN_GC_INTERVAL_MAX = 3_600_000;
+
 /**
  * Measured on the 2-core dev machine (200 first Requests at once, test/scale-overload.test.ts with no
  * stall, machine shared, load average ~30): limit 2 → 60 s, 8 → 24 s, 32 → 26 s. Past a handful the
@@ -31,6 +35,11 @@ export const forwarderConfig = defineConfig('forwarder', {
     default: String(DEFAULT_MAX_QUEUED_REQUESTS),
     min: 0,
     max: MAX_QUEUE,
+  }),
+  orphanGcInterval: env.duration('NSM_ORPHAN_GC_INTERVAL', 'nsm-ts: period of the orphan GC after NSM_ORPHAN_GRACE: a link of a connection no longer held, seen by two rounds in a row, is removed', {
+    default: '15s',
+    min: ORPHAN_GC_INTERVAL_MIN,
+    max: ORPHAN_GC_INTERVAL_MAX,
   }),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'nodeName label of the registration', { default: '' }),

@@ -17,7 +17,7 @@ function spec(owner: string, n: number): PairSpec {
   };
 }
 
-describe('forwarder start-up inventory', () => {
+describe('forwarder orphan GC', () => {
   it('links left by a previous forwarder: re-requested ones are adopted, the rest removed after NSM_ORPHAN_GRACE', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'nsm-fwd-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,4 +39,30 @@ describe('forwarder start-up inventory', () => {
     assert.deepEqual(dataplane.links('nsc-pod').map((l) => l.name), ['nsm-1']);
     assert.deepEqual(dataplane.links('nse-pod').map((l) => l.name), ['nse-1']);
   });
+
+  it('then sweeps every NSM_ORPHAN_GC_INTERVAL: a link no connection holds goes once two sweeps saw it', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsm-fwd-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const other = new FakeDataPlane();
+    const dataplane = other.restarted();
+    const clock = new FakeClock();
+    const config = forwarderConfig.parse({ NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s', NSM_ORPHAN_GC_INTERVAL: '5s' });
+    const fwd = await startForwarder(config, { log: silentLogger, dataplane, clock });
+    t.after(() => fwd.stop());
+    await dataplane.ensure(spec('kept', 1));
+    await other.ensure(spec('leaked', 2)); // e.g. what a removal cut short leaves: nobody holds it here
+    await clock.advance(10_000); // collection of what start found (nothing)
+    await clock.advance(5_000); // first sweep: seen once
+    assert.ok(dataplane.link('nsc-pod', 'nsm-2'));
+    await clock.advance(5_000); // second sweep: removed
+    assert.deepEqual(dataplane.links('nsc-pod').map((l) => l.name), ['nsm-1']);
+    assert.deepEqual(dataplane.links('nse-pod').map((l) => l.name), ['nse-1']);
+  });
+
+  it('NSM_ORPHAN_GC_INTERVAL is bounded (1s-1h)', () => {
+    assert.throws(() => forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '500ms' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.throws(() => forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '2h' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.equal(forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '1h' }).orphanGcInterval, 3_600_000);
+  });
 });
+

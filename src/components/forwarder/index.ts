@@ -7,7 +7,8 @@
  *
  * At start the data plane takes an inventory of the links nsm-ts owns (alias `nsm-ts:*`): links whose
  * connection is re-requested are adopted as they are; after `NSM_ORPHAN_GRACE` the forwarder asks the data
- * plane to remove the rest (one timer on the injected clock, cancelled on stop).
+ * plane to remove the rest, then sweeps for orphans every `NSM_ORPHAN_GC_INTERVAL` (links of connections
+ * no longer held, e.g. a removal cut short): the orphan GC (`dataplane/gc.ts`), stopped on stop.
  */
 import { NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { admitted, networkServiceAdmission } from '../../core/admission.js';
@@ -17,6 +18,7 @@ import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
+import { startOrphanGc } from '../../dataplane/gc.js';
 import type { DataPlane } from '../../dataplane/types.js';
 import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverServer } from '../../networkservice/discover/index.js';
@@ -76,27 +78,16 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
     () => undefined,
   );
 
-  const gc = clock.setTimeout(() => void collectOrphans(deps.dataplane, log), config.orphanGrace);
+  const gc = startOrphanGc(deps.dataplane, { clock, log }, { grace: config.orphanGrace, interval: config.orphanGcInterval });
 
   return {
     addresses: server.addresses,
     async stop() {
-      gc.cancel();
+      await gc.stop();
       await registration.stop({ unregister: true });
       await server.stop();
       ep.stop();
       pool.close();
     },
   };
-}
-
-/** Removes the links found at start that no connection re-requested, and says which. */
-async function collectOrphans(dataplane: DataPlane, log: Logger): Promise<void> {
-  try {
-    const { removed, failed } = await dataplane.collectOrphans();
-    for (const l of removed) log.info({ link: l.name, netns: l.netns, owner: l.owner }, 'removed orphan link (no connection re-requested it)');
-    for (const { link, error } of failed) log.warn({ err: errorMessage(error), link: link.name }, 'orphan removal failed');
-  } catch (err) {
-    log.warn({ err: errorMessage(err) }, 'orphan collection failed');
-  }
 }

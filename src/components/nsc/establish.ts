@@ -9,7 +9,7 @@
  * connection, so the Request refreshes it instead of creating a second interface. nsmgr unreachable or
  * silent within DEFAULT_ADOPT_TIMEOUT: nothing to adopt.
  *
- * Also here: the request of the i-th NSURL (`buildRequest`) and the NSC's Close at stop (`closeConnection`).
+ * Also here: the request of the i-th NSURL (`buildRequest`). The Close at stop is in teardown.ts.
  */
 import { Connection, type MonitorConnectionClient } from '../../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
@@ -96,19 +96,6 @@ export async function adopt(req: NetworkServiceRequest, deps: EstablishDeps, opt
     }
   } catch {
     /* nsmgr not reachable yet: nothing to adopt */
-  } finally {
-    link.dispose();
-  }
-}
-
-/** Closes `conn` down the chain within `requestTimeout` (whatever `deps.signal` says); a failure is logged. */
-export async function closeConnection(conn: Connection, deps: Pick<EstablishDeps, 'chain' | 'log'>, opts: Pick<EstablishOptions, 'requestTimeout'>): Promise<void> {
-  const link = linkSignals([], opts.requestTimeout);
-  try {
-    await deps.chain.close(conn, newContext({ signal: link.signal, log: deps.log }));
-    deps.log.info({ connId: conn.id }, 'connection closed');
-  } catch (err) {
-    deps.log.warn({ connId: conn.id, err: errorMessage(err) }, 'close failed');
   } finally {
     link.dispose();
   }

@@ -1,7 +1,9 @@
 /**
  * nsc — the client, as upstream cmd-nsc: one connection per NSURL of NSM_NETWORK_SERVICES, with ids
  * `<NSM_NAME>-<i>`. Each is established by establish.ts (adopting what nsmgr still holds, retrying the
- * first Request); then refresh keeps it alive and heal repairs it; on stop it Closes every connection.
+ * first Request); then refresh keeps it alive and heal repairs it; on stop it Closes every connection,
+ * a few at a time, within a budget that grows with their number (teardown.ts; `stopBudgetMs()` tells the
+ * process edge how long to wait).
  * Status (connections and heal events) goes to NSM_STATUS_FILE (status.ts).
  * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → client-url →
  * connect (to nsmgr).
@@ -24,11 +26,12 @@ import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/in
 import { refreshClient } from '../../networkservice/refresh/index.js';
 import { updatePathClient } from '../../networkservice/update-path/index.js';
 import { nscConfig } from './config.js';
-import { buildRequest, closeConnection, establish } from './establish.js';
+import { buildRequest, establish } from './establish.js';
 import { StatusBoard } from './status.js';
+import { STOP_MARGIN_MS, closeAll, stopBudgetMs } from './teardown.js';
 
 export { nscConfig };
-export { buildRequest };
+export { buildRequest, stopBudgetMs };
 export type { NscStatus } from './status.js';
 export type NscConfig = ReturnType<typeof nscConfig.parse>;
 
@@ -68,28 +71,24 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
   const requests = config.networkServices.map((u, i) => buildRequest(config.name, i, u));
   for (const r of requests) status.connecting(r);
   const establishDeps = { chain, monitor, clock, log, signal: stopping.signal };
-  const connected = Promise.all(
-    requests.map(async (r) => {
-      const conn = await establish(r, establishDeps, { name: config.name, requestTimeout: config.requestTimeout });
-      status.established(conn);
-      return conn;
-    }),
-  );
+  const attempts = requests.map(async (r) => {
+    const conn = await establish(r, establishDeps, { name: config.name, requestTimeout: config.requestTimeout });
+    status.established(conn);
+    return conn;
+  });
+  const connected = Promise.all(attempts);
   connected.catch(() => undefined);
 
   return {
     connected,
     connections: () => status.connections(),
     healEvents: status.healEvents,
+    stopBudgetMs: () => stopBudgetMs(requests.length),
     async stop() {
+      const deadline = clock.now() + stopBudgetMs(requests.length) - STOP_MARGIN_MS;
       stopping.abort();
-      await connected.catch(() => undefined);
-      await Promise.all(
-        status.connections().map(async (conn) => {
-          await closeConnection(conn, { chain, log }, config);
-          status.closed(conn.id);
-        }),
-      );
+      await Promise.allSettled(attempts);
+      await closeAll(status.connections(), { chain, clock, log }, { requestTimeout: config.requestTimeout, deadline, onClosed: (c) => status.closed(c.id) });
       await status.flush();
       pool.close();
     },

@@ -13,7 +13,7 @@ import { throwIfAborted } from '../../core/signals.js';
 import { contains, tryParseIp } from '../../api/cidr.js';
 import { Inventory } from '../inventory.js';
 import { checkNotForeign, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
-import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec } from '../types.js';
+import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec, SweepOptions } from '../types.js';
 
 export interface FakeLink {
   ifindex: number;
@@ -39,6 +39,8 @@ export const FAKE_DEFAULT_MTU = 1500;
 export class FakeDataPlane implements DataPlane {
   #netns = new Map<string, Netns>();
   readonly #inventory = new Inventory();
+  /** Netns this data plane has put or found links in: the sweep's scope. */
+  readonly #places = new Set<string>();
   /** Number of mutating operations, for tests that assert nothing changed. */
   mutations = 0;
 
@@ -132,6 +134,7 @@ export class FakeDataPlane implements DataPlane {
   async ensure(spec: PairSpec, opts: OpOptions = {}): Promise<PairState> {
     const w = normalizeSpec(spec);
     if (opts.signal) throwIfAborted(opts.signal);
+    this.#places.add(w.nsc.netns).add(w.nse.netns);
     const state = this.#ensure(w);
     this.#inventory.hold(w.owner);
     return state;
@@ -153,11 +156,18 @@ export class FakeDataPlane implements DataPlane {
 
   async start(opts: OpOptions = {}): Promise<OwnedLink[]> {
     if (opts.signal) throwIfAborted(opts.signal);
-    return this.#inventory.start(async () => this.#scan());
+    const found = await this.#inventory.start(async () => this.#scan());
+    for (const l of found) this.#places.add(l.netns);
+    return found;
   }
 
   async collectOrphans(opts: OpOptions = {}): Promise<OrphanReport> {
     return this.#inventory.collectOrphans(async (link) => this.#removeLink(link), opts);
+  }
+
+  async sweepOrphans(opts: SweepOptions = {}): Promise<OrphanReport> {
+    for (const p of this.#places) if (!this.#netns.has(p)) this.#places.delete(p);
+    return this.#inventory.sweep(async () => this.#scan(this.#places), async (link) => this.#removeLink(link), opts);
   }
 
   // ---- internals ----
@@ -189,9 +199,11 @@ export class FakeDataPlane implements DataPlane {
     return { nsc: { ifindex: la.ifindex, mac: la.mac, created: false }, nse: { ifindex: lb.ifindex, mac: lb.mac, created: false }, actions };
   }
 
-  #scan(): OwnedLink[] {
+  /** The nsm-ts links of every netns, or of those in `only`. */
+  #scan(only?: ReadonlySet<string>): OwnedLink[] {
     const out: OwnedLink[] = [];
     for (const [netns, ns] of this.#netns) {
+      if (only && !only.has(netns)) continue;
       for (const l of ns.links.values()) {
         const a = parseAlias(l.alias);
         if (a) out.push({ netns, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });

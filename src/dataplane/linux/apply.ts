@@ -14,7 +14,7 @@ import { parseAlias, type WantEnd, type WantPair } from '../spec.js';
 import type { PairState, Side } from '../types.js';
 import { IpBatchFailure, type Ip, type NetnsPath } from './ip.js';
 import { planCreate, type ConvergeEnd } from './plan.js';
-import { endState, readLinks } from './read.js';
+import { endState, readLink } from './read.js';
 import { L, type KLink } from './state.js';
 
 function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
@@ -93,7 +93,7 @@ export class PairWriter {
   async #rollback(err: unknown, w: WantPair, path: NetnsPath, end: WantEnd, onlyIfOwned: boolean): Promise<unknown> {
     try {
       if (onlyIfOwned) {
-        const link = (await readLinks(this.#ip, path, w.owner)).get(end.name);
+        const link = await readLink(this.#ip, path, end.name, w.owner);
         const a = parseAlias(link?.alias);
         if (!link || !a || a.owner !== w.owner) return err;
       }

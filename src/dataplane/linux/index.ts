@@ -9,12 +9,16 @@
  *   and configures the NSE end (`link add` is the first line, so a name that already exists stops the
  *   batch before anything changed), one batch in the NSC netns configures the other end: two execs.
  *   A later line failing rolls back what the call created and throws a DataplaneError naming the step.
- * - Otherwise (or when the name exists): read both netns (one exec each, in parallel) and converge:
+ * - Otherwise (or when the name exists): read both ends, each by name (`dev X`: its link, addresses and
+ *   routes, not the rest of the netns; one exec each, in parallel) and converge:
  *   a link with the name but without our alias → DataplaneError, nothing changed; ours but another owner,
  *   or not paired → delete and recreate; ours → MTU, up, addresses (link-local kept), routes (`replace`,
  *   strays removed), ping_group_range. A healthy pair is never recreated.
- * `remove` deletes by name after checking the alias. `start` scans every netns on the machine (or those
- * `options.netns` lists) for nsm-ts links; `collectOrphans` removes those nobody ensured since.
+ * `remove` deletes by name after checking the alias (read by name too). Operations on one owner run one
+ * at a time (the inventory's lock). `start` scans every netns on the machine (or those `options.netns`
+ * lists) for nsm-ts links; `collectOrphans` removes those nobody ensured since; `sweepOrphans` scans only
+ * the netns this data plane has put or found links in (forgotten once they are gone) and removes orphans
+ * seen twice.
  *
  * Mirrors sdk-kernel's `connectioncontextkernel` + kernel forwarder veth handling (see style-anchors §4).
  * No background work.
@@ -22,12 +26,12 @@
 import type { Logger } from '../../core/log.js';
 import { Inventory } from '../inventory.js';
 import { normalizeSpec, parseAlias, type WantPair } from '../spec.js';
-import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side } from '../types.js';
+import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions } from '../types.js';
 import { PairWriter } from './apply.js';
 import { Ip, type IpOptions, type NetnsPath } from './ip.js';
 import { NetnsResolver, listNetns } from './netns.js';
 import { planEnsure, planRemove, type ConvergeEnd } from './plan.js';
-import { readLinks, readState, scanOwned, type NetnsRef } from './read.js';
+import { readEnd, readLink, scanOwned, type NetnsRef } from './read.js';
 
 export { ownNetnsUrl, NetnsResolver, listNetns } from './netns.js';
 export { readInterface, watchLinks } from './inspect.js';
@@ -59,7 +63,7 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       const fresh = await writer.create(w, paths.nsc, paths.nse, true, signal);
       if (fresh) return fresh;
     }
-    const [sa, sb] = await Promise.all([readState(ip, paths.nsc, 'nsc', w.owner, signal), readState(ip, paths.nse, 'nse', w.owner, signal)]);
+    const [sa, sb] = await Promise.all([readEnd(ip, paths.nsc, 'nsc', w.nsc.name, w.owner, signal), readEnd(ip, paths.nse, 'nse', w.nse.name, w.owner, signal)]);
     const plan = planEnsure(w, sa, sb);
     if (plan.kind === 'recreate') {
       const deleted = await writer.deleteStale(w, paths, plan.stale, signal);
@@ -74,10 +78,22 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
   const removeLink = async (link: OwnedLink, opts: OpOptions): Promise<void> => {
     const path = await resolver.tryResolve(link.netns);
     if (!path) return;
-    const l = (await readLinks(ip, path, link.owner, opts.signal)).get(link.name);
+    const l = await readLink(ip, path, link.name, link.owner, opts.signal);
     const a = parseAlias(l?.alias);
     if (!l || !a || a.owner !== link.owner || a.side !== link.side) return;
     await writer.deleteLink(path, link.name, link.owner, opts.signal);
+  };
+
+  /** Where this data plane has put or found links (netns URL), the sweep's scope. */
+  const places = new Set<string>();
+  const sweepScan = async (opts: OpOptions): Promise<OwnedLink[]> => {
+    const refs: NetnsRef[] = [];
+    for (const url of places) {
+      const path = await resolver.tryResolve(url);
+      if (path) refs.push({ url, path });
+      else places.delete(url);
+    }
+    return scanOwned(ip, refs, scanConcurrency, opts);
   };
 
   return {
@@ -85,29 +101,40 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
 
     async ensure(spec: PairSpec, opts: OpOptions = {}): Promise<PairState> {
       const w = normalizeSpec(spec);
-      const [nsc, nse] = await Promise.all([resolver.resolve(w.nsc.netns), resolver.resolve(w.nse.netns)]);
-      const state = await converge(w, { nsc, nse }, opts.signal);
-      inventory.hold(w.owner);
-      return state;
+      return inventory.exclusive(w.owner, async () => {
+        const [nsc, nse] = await Promise.all([resolver.resolve(w.nsc.netns), resolver.resolve(w.nse.netns)]);
+        places.add(w.nsc.netns).add(w.nse.netns);
+        const state = await converge(w, { nsc, nse }, opts.signal);
+        inventory.hold(w.owner);
+        return state;
+      });
     },
 
     async remove(spec: PairSpec, opts: OpOptions = {}): Promise<void> {
       const w = normalizeSpec(spec);
       inventory.release(w.owner);
-      const [pa, pb] = await Promise.all([resolver.tryResolve(w.nsc.netns), resolver.tryResolve(w.nse.netns)]);
-      const [la, lb] = await Promise.all([
-        pa ? readLinks(ip, pa, w.owner, opts.signal).then((m) => m.get(w.nsc.name)) : undefined,
-        pb ? readLinks(ip, pb, w.owner, opts.signal).then((m) => m.get(w.nse.name)) : undefined,
-      ]);
-      const del = planRemove(w.owner, la, lb);
-      if (del.nsc) await writer.deleteLink(pa!, w.nsc.name, w.owner, opts.signal);
-      if (del.nse) await writer.deleteLink(pb!, w.nse.name, w.owner, opts.signal);
+      return inventory.exclusive(w.owner, async () => {
+        const [pa, pb] = await Promise.all([resolver.tryResolve(w.nsc.netns), resolver.tryResolve(w.nse.netns)]);
+        const [la, lb] = await Promise.all([
+          pa ? readLink(ip, pa, w.nsc.name, w.owner, opts.signal) : undefined,
+          pb ? readLink(ip, pb, w.nse.name, w.owner, opts.signal) : undefined,
+        ]);
+        const del = planRemove(w.owner, la, lb);
+        if (del.nsc) await writer.deleteLink(pa!, w.nsc.name, w.owner, opts.signal);
+        if (del.nse) await writer.deleteLink(pb!, w.nse.name, w.owner, opts.signal);
+      });
     },
 
     held: () => inventory.held(),
 
-    start: (opts: OpOptions = {}) => inventory.start(async () => scanOwned(ip, await scanned(), scanConcurrency, opts)),
+    start: async (opts: OpOptions = {}) => {
+      const found = await inventory.start(async () => scanOwned(ip, await scanned(), scanConcurrency, opts));
+      for (const l of found) places.add(l.netns);
+      return found;
+    },
 
     collectOrphans: (opts: OpOptions = {}) => inventory.collectOrphans(removeLink, opts),
+
+    sweepOrphans: (opts: SweepOptions = {}) => inventory.sweep(() => sweepScan(opts), removeLink, opts),
   };
 }

@@ -48,8 +48,13 @@ export interface NetnsState {
   pingGroupRange?: string;
 }
 
-/** The dumps `readState` asks for, in this order. */
+/** The dumps of a whole netns (`inspect.ts` reads them), in this order. */
 export const STATE_READ_LINES = ['addr show', 'route show table main', 'route show table all root ::/0'];
+
+/** The same, for one device only (`read.ts` readEnd): its link and addresses, its IPv4 and IPv6 routes. */
+export function endReadLines(name: string): string[] {
+  return [`addr show dev ${name}`, `route show table main dev ${name}`, `route show table all root ::/0 dev ${name}`];
+}
 
 type J = Record<string, unknown>;
 

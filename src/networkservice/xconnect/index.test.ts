@@ -7,8 +7,11 @@ import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { networkServiceChain, type NetworkServiceHandler } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { DataplaneError, InvalidArgumentError } from '../../core/errors.js';
+import { silentLogger } from '../../core/log.js';
 import { FakeDataPlane } from '../../dataplane/fake/index.js';
-import type { OpOptions, PairSpec } from '../../dataplane/types.js';
+import { linuxDataPlane } from '../../dataplane/linux/index.js';
+import { addNetns, delNetns, linkNames, linuxSkipReason } from '../../dataplane/linux/testenv.js';
+import type { DataPlane, OpOptions, PairSpec } from '../../dataplane/types.js';
 import { count } from '../../testing/count.js';
 import { beginServer } from '../begin/index.js';
 import { mechanismTranslationClient } from '../mechanisms/mechanism-translation/index.js';
@@ -46,7 +49,7 @@ function fakeNse(): NetworkServiceHandler & { closes: string[] } {
 }
 
 /** begin → xconnect → count → mechanism-translation → fake NSE: the forwarder's chain, minus the network. */
-function setup(dp: FakeDataPlane = new FakeDataPlane()) {
+function setup<D extends DataPlane = FakeDataPlane>(dp: D = new FakeDataPlane() as unknown as D) {
   const nse = fakeNse();
   const below = count('below-xconnect');
   const chain = networkServiceChain('xconnect-test', [beginServer(), xconnectServer({ dataplane: dp }), below, mechanismTranslationClient()], { tail: nse });
@@ -151,4 +154,58 @@ describe('xconnect', () => {
     assert.equal(below.closes, 1);
     assert.deepEqual(nse.closes, ['c1']);
   });
+
+  it('a Close whose caller goes away mid-removal still removes the links (own deadline, not the call\'s signal)', async () => {
+    const started: AbortSignal[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    class SlowRemove extends FakeDataPlane {
+      override async remove(spec: PairSpec, opts?: OpOptions): Promise<void> {
+        started.push(opts?.signal ?? new AbortController().signal);
+        await gate;
+        return super.remove(spec, opts);
+      }
+    }
+    const { dp, nse, chain } = setup(new SlowRemove());
+    const conn = await chain.request(request('c1'), ctx());
+    const caller = new AbortController();
+    const closing = chain.close(conn, newContext({ signal: caller.signal })).catch(() => undefined);
+    while (started.length === 0) await new Promise((r) => setImmediate(r));
+    caller.abort();
+    release();
+    await closing;
+    assert.equal(started[0]!.aborted, false, 'the removal does not run on the caller\'s signal');
+    assert.deepEqual([dp.links(NSC_NS), dp.links(NSE_NS)], [[], []]);
+    assert.deepEqual(dp.held(), []);
+    assert.deepEqual(nse.closes, ['c1']);
+  });
 });
+
+const linuxSkip = await linuxSkipReason();
+describe('xconnect on real netns', { skip: linuxSkip }, () => {
+  it('a Close cancelled by its caller just after the removal started still deletes the veth pair', async (t) => {
+    const a = await addNetns('xa');
+    const b = await addNetns('xb');
+    t.after(() => delNetns(a, b));
+    const linux = linuxDataPlane({ log: silentLogger });
+    let removing!: () => void;
+    const removalStarted = new Promise<void>((r) => (removing = r));
+    const dp: DataPlane = { ...linux, remove: (spec, opts) => (removing(), linux.remove(spec, opts)) };
+    const nse: NetworkServiceHandler = {
+      request: async (r) => Connection.fromPartial({ ...r.connection!, mechanism: kernel(b.inodeUrl, 'nse-x1') }),
+      close: async () => undefined,
+    };
+    const chain = networkServiceChain('xconnect-linux', [beginServer(), xconnectServer({ dataplane: dp }), mechanismTranslationClient()], { tail: nse });
+    const req = request('x1');
+    req.connection!.mechanism = kernel(a.inodeUrl, 'nsm-x1');
+    const conn = await chain.request(req, ctx());
+    assert.deepEqual([await linkNames(a), await linkNames(b)], [['nsm-x1'], ['nse-x1']]);
+    const caller = new AbortController();
+    const closing = chain.close(conn, newContext({ signal: caller.signal })).catch(() => undefined);
+    await removalStarted;
+    caller.abort();
+    await closing;
+    assert.deepEqual([await linkNames(a), await linkNames(b)], [[], []], 'no veth left behind');
+  });
+});
+

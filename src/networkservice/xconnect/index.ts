@@ -12,6 +12,10 @@
  *   it is kept, and so is the last spec.
  * - Close removes exactly what this connection owns (the spec of its last successful Request, else the
  *   one its mechanisms describe), then always calls next; a failed removal is logged, not thrown.
+ * - The removal finishes even when the caller goes away: it runs on its own deadline (`removeTimeout`),
+ *   not on the call's signal, and Close returns only after it (so `begin` still serializes it with the
+ *   connection's next Request). A caller that left is logged at info; what a removal still leaves is the
+ *   orphan GC's (the forwarder runs it periodically).
  * The data plane keeps the inventory of connections it holds (adoption and orphan removal at forwarder
  * start are its business); xconnect only calls it.
  *
@@ -25,6 +29,7 @@ import type { Connection, Mechanism } from '../../api/gen/connection.js';
 import { MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
 import { InvalidArgumentError, errorMessage } from '../../core/errors.js';
+import { linkSignals } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
 import { endsFromIpContext } from '../../dataplane/ipcontext.js';
 import type { DataPlane, PairSpec } from '../../dataplane/types.js';
@@ -32,12 +37,20 @@ import { NSE_SIDE_MECHANISM } from '../mechanisms/mechanism-translation/index.js
 
 export const DEFAULT_MTU = 1500;
 
+/** Upper bound (ms) of removing a connection's kernel objects on Close, whatever the caller's deadline. */
+export const DEFAULT_REMOVE_TIMEOUT = 30_000;
+
 const SPEC = new StateKey<PairSpec>('xconnect/spec');
 
 export const XCONNECT = 'xconnect';
 
 export interface XconnectDeps {
   readonly dataplane: DataPlane;
+}
+
+export interface XconnectOptions {
+  /** Upper bound (ms) of the removal on Close (default DEFAULT_REMOVE_TIMEOUT). */
+  readonly removeTimeout?: number;
 }
 
 function kernelParams(m: Mechanism | undefined, side: string): { netns: string; name: string } {
@@ -57,7 +70,8 @@ export function specFor(conn: Connection, nseMech: Mechanism | undefined): PairS
   return { owner: conn.id, nsc: { ...nsc, ...ends.nsc }, nse: { ...nse, ...ends.nse }, mtu };
 }
 
-export function xconnectServer(deps: XconnectDeps): NetworkServiceElement {
+export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}): NetworkServiceElement {
+  const removeTimeout = options.removeTimeout ?? DEFAULT_REMOVE_TIMEOUT;
   return {
     name: XCONNECT,
     requires: ['begin'],
@@ -84,11 +98,15 @@ export function xconnectServer(deps: XconnectDeps): NetworkServiceElement {
     async close(conn, ctx, next) {
       const spec = ctx.state.get(SPEC) ?? trySpec(conn, ctx.state.get(NSE_SIDE_MECHANISM));
       if (spec) {
+        const own = linkSignals([], removeTimeout);
         try {
-          await deps.dataplane.remove(spec, { signal: ctx.signal });
+          await deps.dataplane.remove(spec, { signal: own.signal });
           ctx.state.delete(SPEC);
+          if (ctx.signal.aborted) ctx.log.info('the caller went away during Close; the data plane was removed all the same');
         } catch (err) {
-          ctx.log.error({ err: errorMessage(err) }, 'removing the data plane failed');
+          ctx.log.error({ err: errorMessage(err), callerGone: ctx.signal.aborted }, 'removing the data plane failed');
+        } finally {
+          own.dispose();
         }
       }
       return next.close(conn, ctx);
