@@ -3,7 +3,7 @@ import { describe, it, test } from 'node:test';
 import { realClock } from '../../core/clock.js';
 import { createLogger, silentLogger } from '../../core/log.js';
 import { sleep } from '../../core/signals.js';
-import { IcmpProber, fpingArgv, fpingReply, packetGap } from './fping.js';
+import { IcmpProber, PARENT_GUARD, fpingArgv, fpingReply, packetGap } from './fping.js';
 import { addNetns, delNetns, linuxSkipReason, sh } from './testenv.js';
 
 const log = process.env.NSM_TEST_LOG ? createLogger('fping-test', 'debug') : silentLogger;
@@ -16,9 +16,10 @@ describe('fping prober, pure parts', () => {
 
   it('fpingArgv: loop mode, period = interval, reply deadline = timeout, nsenter for another netns', () => {
     const o = { interval: 200, timeout: 1000, root: true };
-    assert.deepEqual(fpingArgv('self', ['10.0.0.1', 'fd00::1'], o), ['fping', '-l', '-p', '200', '-t', '1000', '-i', '0', '10.0.0.1', 'fd00::1']);
-    assert.deepEqual(fpingArgv('self', ['10.0.0.1'], { ...o, root: false }).slice(6, 8), ['-i', '1']);
-    assert.deepEqual(fpingArgv('/run/netns/x', ['10.0.0.1'], { ...o, bin: '/opt/fping' }).slice(0, 3), ['nsenter', '--net=/run/netns/x', '/opt/fping']);
+    const guard = ['sh', '-c', PARENT_GUARD, 'fping-guard'];
+    assert.deepEqual(fpingArgv('self', ['10.0.0.1', 'fd00::1'], o), [...guard, 'fping', '-l', '-p', '200', '-t', '1000', '-i', '0', '10.0.0.1', 'fd00::1']);
+    assert.deepEqual(fpingArgv('self', ['10.0.0.1'], { ...o, root: false }).slice(10, 12), ['-i', '1']);
+    assert.deepEqual(fpingArgv('/run/netns/x', ['10.0.0.1'], { ...o, bin: '/opt/fping' }).slice(0, 7), ['nsenter', '--net=/run/netns/x', ...guard, '/opt/fping']);
   });
 
   it('fpingReply: the target of a reply line, nothing for other lines', () => {
@@ -32,10 +33,12 @@ describe('fping prober, pure parts', () => {
 
 const skip = (await linuxSkipReason()) ?? (await sh('fping', ['-v']).then(() => undefined, () => 'needs fping (apt-get install -y fping)'));
 
-/** Pids of the fping processes whose parent is this test (nsenter execs fping: same pid). */
-async function fpings(): Promise<number[]> {
-  const { stdout } = await sh('ps', ['-o', 'pid=,comm=', '--ppid', String(process.pid)]);
-  return stdout.split('\n').filter((l) => /\bfping$/.test(l.trim())).map((l) => Number(l.trim().split(/\s+/)[0]));
+/** [pid, ppid] of every fping whose guard shell is a child of this test. */
+async function fpings(): Promise<Array<[number, number]>> {
+  const { stdout } = await sh('ps', ['-e', '-o', 'pid=,ppid=,comm=']);
+  const rows = stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((r) => r.length === 3);
+  const guards = new Set(rows.filter((r) => Number(r[1]) === process.pid).map((r) => Number(r[0])));
+  return rows.filter((r) => r[2] === 'fping' && guards.has(Number(r[1]))).map((r) => [Number(r[0]), Number(r[1])]);
 }
 
 if (skip) {
@@ -72,11 +75,39 @@ if (skip) {
     assert.notEqual(prober.pid, first, 'a new target restarted fping');
     assert.ok(prober.lastReply('127.0.0.3') !== undefined, 'the new target answers');
     assert.ok(gap < 200, `replies of a kept target went on through the restart (longest gap ${gap} ms)`);
-    assert.deepEqual(await fpings(), [prober.pid], 'the old fping is gone');
+    assert.deepEqual((await fpings()).map(([, guard]) => guard), [prober.pid], 'the old fping is gone');
 
     for (const d of ['127.0.0.1', '127.0.0.2', '127.0.0.3', '10.255.255.1']) prober.remove(d);
-    const end = Date.now() + 2000;
+    const end = Date.now() + 1000;
     while ((await fpings()).length > 0 && Date.now() < end) await sleep(20);
     assert.deepEqual(await fpings(), [], 'no target, no process');
+  });
+
+  test('fping dies with the process that started it (its guard sees its stdin end)', async (t) => {
+    const script = `import { IcmpProber } from ${JSON.stringify(new URL('./fping.js', import.meta.url).href)};
+      import { realClock } from ${JSON.stringify(new URL('../../core/clock.js', import.meta.url).href)};
+      import { silentLogger } from ${JSON.stringify(new URL('../../core/log.js', import.meta.url).href)};
+      const p = new IcmpProber({ log: silentLogger, clock: realClock, netns: 'self' }, { interval: 50, timeout: 500 });
+      p.add('127.0.0.1');
+      setInterval(() => { if (p.lastReply('127.0.0.1')) console.log('up'); }, 20);`;
+    const { spawn } = await import('node:child_process');
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    t.after(() => void parent.kill('SIGKILL'));
+    await new Promise<void>((resolve) => parent.stdout.once('data', () => resolve()));
+    const mine = async () => {
+      const { stdout } = await sh('ps', ['-e', '-o', 'pid=,ppid=,comm=']);
+      const rows = stdout.split('\n').map((l) => l.trim().split(/\s+/));
+      const guards = new Set(rows.filter((r) => Number(r[1]) === parent.pid).map((r) => r[0]));
+      const all = new Set([...guards, ...rows.filter((r) => guards.has(r[1]!)).map((r) => r[0])]);
+      return rows.filter((r) => r[2] === 'fping' && (all.has(r[1]!) || guards.has(r[0]!))).length;
+    };
+    assert.equal(await mine(), 1, 'fping runs under the parent');
+    const guardPids = (await sh('ps', ['-o', 'pid=', '--ppid', String(parent.pid)])).stdout.trim().split(/\s+/).map(Number);
+    const fpingPid = (await sh('ps', ['-o', 'pid=,comm=', '--ppid', String(guardPids[0])])).stdout.split('\n').find((l) => l.includes('fping'))!.trim().split(/\s+/)[0]!;
+    parent.kill('SIGKILL');
+    const end = Date.now() + 2000;
+    const alive = () => sh('kill', ['-0', fpingPid]).then(() => true, () => false);
+    while ((await alive()) && Date.now() < end) await sleep(20);
+    assert.equal(await alive(), false, 'fping ended when its parent was killed');
   });
 }

@@ -10,7 +10,7 @@
  * debounced by one `interval` (a burst of new connections costs one restart), and the new process
  * starts before the old one is killed (they overlap by one `interval`), so a restart leaves no gap in
  * the replies of the targets both have. A removed target is only dropped at the next restart, or when
- * fewer than half of the running targets are still wanted; no targets → no process. A removed target's
+ * fewer than half of the running targets are still wanted; no targets → no process, at once. A removed target's
  * last reply is remembered for a while (see REPLY_MEMORY_MS).
  *
  * fping chooses the source address by routing (it has one `-S` for all targets), so unlike a
@@ -18,8 +18,9 @@
  * has for it; with the data plane's routes (one per destination, through the connection's interface),
  * that is the connection's own interface and address.
  *
- * Background work: the fping processes and two timers (restart debounce, the old process's end), all
- * gone after `stop()` or once no target is wanted.
+ * Background work: the fping processes (each under a guard shell that kills it when this process
+ * goes away) and two timers (restart debounce, the old process's end), all gone after `stop()` or once
+ * no target is wanted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -61,11 +62,19 @@ export const REPLY_MEMORY_MS = 60_000;
 /** Upper bound of the wait before restarting an fping that exited on its own. */
 const MAX_RESPAWN_MS = 30_000;
 
-/** argv of the fping that pings `targets` in `netns`. */
+/**
+ * Runs its arguments and kills them when its stdin ends: fping outlives its parent otherwise (an NSC
+ * killed with SIGKILL, a process that exits before its timers run), and keeps its netns and the
+ * connection's veth alive; its stdin is a pipe from this process, which ends when this process does.
+ */
+export const PARENT_GUARD = 'exec 3<&0; "$@" & f=$!; { read -r _ <&3; kill $f 2>/dev/null; } & r=$!; wait $f; s=$?; kill $r 2>/dev/null; exit $s';
+
+/** argv of the fping that pings `targets` in `netns`, under PARENT_GUARD. */
 export function fpingArgv(netns: NetnsPath, targets: readonly string[], o: FpingOptions): string[] {
   const root = o.root ?? process.getuid?.() === 0;
   const fping = [o.bin ?? 'fping', '-l', '-p', String(o.interval), '-t', String(Math.max(1, Math.round(o.timeout))), '-i', String(packetGap(root)), ...targets];
-  return netns === SELF ? fping : ['nsenter', `--net=${netns}`, ...fping];
+  const guarded = ['sh', '-c', PARENT_GUARD, 'fping-guard', ...fping];
+  return netns === SELF ? guarded : ['nsenter', `--net=${netns}`, ...guarded];
 }
 
 const REPLY = /^(\S+)\s+: \[\d+\], \d+ bytes/;
@@ -127,20 +136,26 @@ export class IcmpProber {
       return;
     }
     this.#refs.delete(dst);
+    if (this.#refs.size === 0) return this.#idle();
     const running = this.#current?.targets.size ?? 0;
-    if (this.#refs.size === 0 || this.#refs.size * 2 < running) this.#schedule(this.#opts.interval);
+    if (this.#refs.size * 2 < running) this.#schedule(this.#opts.interval);
   }
 
   /** Kills every fping and cancels every timer; the prober is not used again. */
   stop(): void {
     this.#stopped = true;
+    this.#idle();
+  }
+
+  /** No target is wanted: no process, no timer (at once: a stopping NSC may exit before any timer runs). */
+  #idle(): void {
     this.#restart?.cancel();
     this.#restart = undefined;
     this.#kill(this.#current);
     this.#current = undefined;
     for (const [child, timer] of this.#retiring) {
       timer.cancel();
-      child.kill('SIGKILL');
+      child.stdin?.end();
     }
     this.#retiring.clear();
   }
@@ -166,7 +181,8 @@ export class IcmpProber {
 
   #spawn(targets: string[]): Running {
     const argv = fpingArgv(this.#deps.netns, targets, this.#opts);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin!.on('error', () => undefined);
     const running: Running = { child, targets: new Set(targets) };
     let stderr = '';
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -204,7 +220,8 @@ export class IcmpProber {
     this.#retiring.set(r.child, timer);
   }
 
+  /** Ends `r`'s stdin: its guard kills fping and exits. */
   #kill(r: Running | undefined): void {
-    if (r && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    r?.child.stdin?.end();
   }
 }

@@ -21,9 +21,15 @@ const WARMUP_MS = 3000;
 const SRC = '10.91.255.1';
 const target = (i: number) => `10.91.${Math.floor(i / 250)}.${(i % 250) + 1}`;
 
-async function ticksOf(pids: number[]): Promise<number> {
+/** `pid` and every process below it. */
+async function tree(pid: number): Promise<number[]> {
+  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...(await Promise.all(kids.map(tree))).flat()];
+}
+
+async function ticksOf(roots: number[]): Promise<number> {
   let sum = 0;
-  for (const pid of pids) {
+  for (const pid of (await Promise.all(roots.map(tree))).flat()) {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     sum += Number(f[11] ?? 0) + Number(f[12] ?? 0);

@@ -236,7 +236,7 @@ if (noFping) {
     try {
       await sleep(PROBE_SETTLE_MS + 1500);
       assert.deepEqual(seen.flat(), [], 'healthy connections: nothing reported');
-      assert.equal(await processesIn(a), 2, 'one ip monitor and one fping for the netns');
+      assert.equal(await processesIn(a), 4, 'for the netns: one ip monitor, one fping (and its guard shell, two processes)');
       for (const c of conns) assert.deepEqual(await probe.check(c, ac.signal), { ok: true });
 
       const before = reads();
