@@ -92,7 +92,8 @@ describe('nsc establish', () => {
   it('retries the first Request with heal backoff until it succeeds', async () => {
     const clock = new FakeClock();
     const c = chain(2);
-    const done = establish(buildRequest('nsc', 0, parseNsUrl('ns-1')), deps({ chain: c.handler, clock }), OPTS);
+    // random() = 1: the jitter's upper end, the full backoff.
+    const done = establish(buildRequest('nsc', 0, parseNsUrl('ns-1')), deps({ chain: c.handler, clock, random: () => 1 }), OPTS);
     for (let i = 0; i < 10 && c.requests.length < 2; i++) await clock.advance(0);
     assert.equal(c.requests.length, 1, 'waits after the first failure');
     await clock.advance(DEFAULT_HEAL_BASE_BACKOFF);

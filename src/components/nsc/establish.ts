@@ -33,6 +33,8 @@ export interface EstablishDeps {
   readonly log: Logger;
   /** The NSC's lifetime: aborting it ends the retries. */
   readonly signal: AbortSignal;
+  /** Source of the retry jitter, in [0, 1) (tests make it fixed). */
+  readonly random?: () => number;
 }
 
 export interface EstablishOptions {
@@ -67,7 +69,7 @@ export async function establish(req: NetworkServiceRequest, deps: EstablishDeps,
       return conn;
     } catch (err) {
       if (signal.aborted) throw err;
-      const wait = jitteredBackoff(attempt, DEFAULT_HEAL_BASE_BACKOFF, DEFAULT_HEAL_MAX_BACKOFF);
+      const wait = jitteredBackoff(attempt, DEFAULT_HEAL_BASE_BACKOFF, DEFAULT_HEAL_MAX_BACKOFF, deps.random);
       log.warn({ connId: req.connection!.id, attempt, err: errorMessage(err), retryInMs: wait }, 'request failed; retrying');
       await delay(clock, wait, signal);
     } finally {

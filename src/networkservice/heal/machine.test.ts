@@ -100,7 +100,7 @@ function setup(script: Array<'ok' | Error> = [], onRequest?: (reselect: boolean)
   const cp = fakeControlPlane();
   const ev = fakeEvents(script, onRequest);
   const seen: HealEvent[] = [];
-  const m = new HealMachine({ clock, log: silentLogger, events: ev.events, probe, controlPlane: cp, sink: seen }, OPTS, Connection.fromPartial({ id: 'nsc-0' }));
+  const m = new HealMachine({ clock, log: silentLogger, events: ev.events, probe, controlPlane: cp, sink: seen, random: () => 1 }, OPTS, Connection.fromPartial({ id: 'nsc-0' }));
   const done = m.run();
   return { clock, probe, cp, ev, seen, m, done, types: () => seen.map((e) => e.type) };
 }

@@ -22,7 +22,8 @@
  *      repair: reconciling restored the kernel state but not the traffic. A kernel-state fault always
  *      starts with a repair, however often it happens: reconciling is exactly what fixes it.
  *    - After a reselect (a new interface) the probe grace is `reselectGrace` instead of one timeout.
- * 3. Retry. A failed attempt waits a bounded backoff (100 ms doubling up to `maxBackoff`) before the next;
+ * 3. Retry. A failed attempt waits a bounded, jittered backoff (100 ms doubling up to `maxBackoff`, a random
+ *    wait in its upper half, so clients that failed together do not retry together) before the next;
  *    two failed repairs of a data-plane fault escalate to reselect.
  * 4. Nothing runs after Close: every wait and watch is tied to the connection's lifetime signal.
  *
@@ -32,7 +33,7 @@
 import type { Connection } from '../../api/gen/connection.js';
 import type { Clock } from '../../core/clock.js';
 import type { EventFactory } from '../../core/context.js';
-import { backoff, delay } from '../../core/delay.js';
+import { delay, jitteredBackoff } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
@@ -59,6 +60,8 @@ export interface HealMachineDeps {
   readonly controlPlane?: ControlPlaneWatch;
   /** Receives the machine's typed events (the heal client's event queue). */
   readonly sink: { push(e: HealEvent): unknown };
+  /** Source of the retry jitter, in [0, 1) (tests make it fixed). */
+  readonly random?: () => number;
 }
 
 /** Faults waiting to be handled; beyond this the oldest are dropped (they are all "something is wrong"). */
@@ -243,7 +246,7 @@ export class HealMachine {
       } catch (err) {
         if (lifetime.aborted) return;
         attempts = failed(attempts, decision.action, err instanceof Error && err.name === 'NotFoundError');
-        const wait = backoff(attempt, this.#opts.baseBackoff, this.#opts.maxBackoff);
+        const wait = jitteredBackoff(attempt, this.#opts.baseBackoff, this.#opts.maxBackoff, this.#deps.random);
         this.#emit({ type: 'failed', connId, at: clock.now(), action: decision.action, attempt, error: errorMessage(err), retryInMs: wait });
         this.#set('backoff');
         await delay(clock, wait, lifetime);
