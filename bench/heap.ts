@@ -1,7 +1,7 @@
 /**
  * Where a heap's memory goes: reads a V8 heap snapshot (`.heapsnapshot`, as written by
  * `v8.writeHeapSnapshot`) and adds up the self sizes of its nodes by kind — objects by constructor name,
- * everything else by node type (strings, code, arrays, closures, hidden/system objects). Shallow sizes:
+ * native (off-heap, e.g. ArrayBuffer backing stores) by name, everything else by node type (strings, code, arrays, closures, hidden/system objects). Shallow sizes:
  * what each kind itself occupies, not what it keeps alive.
  */
 import { readFileSync, statSync } from 'node:fs';
@@ -40,7 +40,8 @@ export function summarizeHeap(file: string, topN = 12): HeapSummary {
     const size = snap.nodes[i + iSize]!;
     total += size;
     byType.set(type, (byType.get(type) ?? 0) + size);
-    const kind = type === 'object' ? (snap.strings[snap.nodes[i + iName]!] ?? '?') : `(${type})`;
+    const name = snap.strings[snap.nodes[i + iName]!] ?? '?';
+    const kind = type === 'object' ? name : type === 'native' ? `(native) ${name}` : `(${type})`;
     const k = byKind.get(kind) ?? { count: 0, bytes: 0 };
     k.count++;
     k.bytes += size;

@@ -27,7 +27,7 @@ import { runSoak, soakSummary, soakTable, type SoakResult } from './soak.js';
 
 interface Target {
   target: string;
-  /** Undefined: not run (its stage was left out or failed before the figure existed). */
+  /** Undefined: not run (its stage was left out or failed before the figure existed), or not judged. */
   met?: boolean;
   measured: string;
 }
@@ -70,27 +70,42 @@ const at = (rs: ScaleResult[], n: number) => rs.find((x) => x.n === n);
 
 function targets(r: Results): Target[] {
   const t: Target[] = [];
-  const add = (target: string, met: boolean | undefined, measured: string) => t.push({ target, met: measured === 'not run' ? undefined : met === true, measured });
+  const add = (target: string, met: boolean | undefined, measured: string) => t.push({ target, met: measured === 'not run' ? undefined : met, measured });
   const big = at(r.scale, 1000);
   const all = at(r.scaleAll, 1000);
   const small = at(r.scale, 10);
   add('1000 connections up and pinging', big && big.established >= 1000 && big.pinging >= 1000, big ? `${big.established} up, ${big.pinging} pinging` : 'not run');
   add('≥ 50 connections/s, 50 at a time (N=1000)', big && big.established >= 1000 && big.connPerSec >= 50, big ? `${ms(big.connPerSec)}/s (${big.established} up in ${ms(big.upMs / 1000)} s; raw kernel ${ms(big.raw?.connPerSec ?? NaN)}/s)` : 'not run');
   add('≥ 50 connections/s, 1000 at once', all && all.established >= 1000 && all.connPerSec >= 50, all ? `${ms(all.connPerSec)}/s (${all.established} up in ${ms(all.upMs / 1000)} s, ${all.retries} retries)` : 'not run');
-  const l1 = big?.latency?.product.p50;
-  const l0 = small?.latency?.product.p50;
-  add('p50 Request latency at N=1000 ≤ 2× that at N=10', l1 !== undefined && l0 !== undefined && l1 <= 2 * l0, l1 === undefined || l0 === undefined ? 'not run' : `${ms(l1)} ms vs ${ms(l0)} ms (${ms(l1 / l0, 2)}×; raw ${ms(big?.latency?.raw.p50 ?? NaN)} / ${ms(small?.latency?.raw.p50 ?? NaN)} ms)`);
-  add(`liveness checking of 1000 connections (every ${livenessIntervalMs()} ms) ≤ 25 % of one core`, big?.cpuRestPct !== undefined && big.cpuRestPct.nscs <= 25, big?.cpuRestPct ? `${ms(big.cpuRestPct.nscs)} % (raw: one ping process per connection ≈ ${ms(big.raw?.pingCpuPctAtN ?? NaN)} %)` : 'not run');
-  add('registry + nsmgr + forwarder CPU at rest ≈ 0 (≤ 1 % of one core, N=1000)', big?.cpuRestPct !== undefined && big.cpuRestPct.mesh <= 1, big?.cpuRestPct ? `${ms(big.cpuRestPct.mesh, 2)} %` : 'not run');
-  add('nsmgr ≤ 200 MiB RSS at 1000 connections', big !== undefined && big.rssMiB.nsmgr <= 200, big ? `${ms(big.rssMiB.nsmgr, 0)} MiB` : 'not run');
-  add('forwarder ≤ 200 MiB RSS at 1000 connections', big !== undefined && big.rssMiB.forwarder <= 200, big ? `${ms(big.rssMiB.forwarder, 0)} MiB` : 'not run');
+  // JSON turns NaN into null: a figure that is not a finite number was not measured.
+  const num = (v: number | null | undefined): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const l1 = num(big?.latency?.product.p50);
+  const l0 = num(small?.latency?.product.p50);
+  add('p50 Request latency at N=1000 ≤ 2× that at N=10', l1 !== undefined && l0 !== undefined ? l1 <= 2 * l0 : big?.latency ? false : undefined,
+    big?.latency && small?.latency ? `${ms(l1 ?? NaN)} ms vs ${ms(l0 ?? NaN)} ms (${ms((l1 ?? NaN) / (l0 ?? NaN), 2)}×; raw ${ms(num(big.latency.raw.p50) ?? NaN)} / ${ms(num(small.latency.raw.p50) ?? NaN)} ms; ${big.latency.failures} Requests at N=1000 failed)` : 'not run');
+  // A figure "at 1000 connections" taken with fewer up: over the bound it is missed anyway, under it is not judged.
+  const upTo = (limit: number, v: number | undefined) => (v === undefined ? undefined : v > limit ? false : big!.established >= 1000 ? true : undefined);
+  const few = big && big.established < 1000 ? ` (only ${big.established} up)` : '';
+  const nscs = num(big?.cpuRestPct?.nscs);
+  add(`liveness checking of 1000 connections (every ${livenessIntervalMs()} ms) ≤ 25 % of one core`, upTo(25, nscs), nscs !== undefined ? `${ms(nscs)} %${few} (raw: one ping process per connection ≈ ${ms(num(big?.raw?.pingCpuPctAtN) ?? NaN)} %)` : 'not run');
+  const mesh = num(big?.cpuRestPct?.mesh);
+  add('registry + nsmgr + forwarder CPU at rest ≈ 0 (≤ 1 % of one core, N=1000)', upTo(1, mesh), mesh !== undefined ? `${ms(mesh, 2)} %${few}` : 'not run');
+  const nsmgr = num(big?.rssMiB.nsmgr);
+  add('nsmgr ≤ 200 MiB RSS at 1000 connections', upTo(200, nsmgr), nsmgr !== undefined ? `${ms(nsmgr, 0)} MiB${few}` : 'not run');
+  const fwd = num(big?.rssMiB.forwarder);
+  add('forwarder ≤ 200 MiB RSS at 1000 connections', upTo(200, fwd), fwd !== undefined ? `${ms(fwd, 0)} MiB${few}` : 'not run');
   const nsc = r.memory?.components.find((c) => c.name.startsWith('nsc'));
   const floor = r.memory?.floors[0];
   add('NSC process ≤ 80 MiB RSS idle with one connection', nsc !== undefined && nsc.rssMiB <= 80, nsc ? `${ms(nsc.rssMiB, 0)} MiB (empty node: ${ms(floor?.rssMiB ?? NaN, 0)} MiB)` : 'not run');
   add('SIGTERM of NSCs holding 1000 connections leaves no link within 60 s', big !== undefined && big.teardown.linksLeft === 0 && big.teardown.linksGoneMs <= 60_000, big ? `${big.teardown.linksLeft} left after ${ms(big.teardown.linksGoneMs / 1000)} s` : 'not run');
   const falseHeals = [...r.scale, ...r.scaleAll].reduce((s, x) => s + x.healsSetup + (Number.isFinite(x.healsRest) ? x.healsRest : 0), 0);
   add('no heal without a fault (all scale runs, setup and rest)', falseHeals === 0, r.scale.length + r.scaleAll.length ? `${falseHeals} heal events` : 'not run');
-  if (r.soak) add(`soak (${r.soak.minutes} min): RSS, fds, children flat; no leaked link`, r.soak.flat && r.soak.leakCheck.linksLeft === 0 && r.soak.churn.linksLeft === 0, `${r.soak.flat ? 'flat' : 'not flat'}, ${r.soak.leakCheck.linksLeft} + ${r.soak.churn.linksLeft} links left`);
+  if (r.soak) {
+    const leaked = r.soak.leakCheck.linksLeft + r.soak.churn.linksLeft;
+    add('soak: no leaked link', leaked === 0, `${r.soak.leakCheck.linksLeft} left after the end, ${r.soak.churn.linksLeft} after churn closes`);
+    const judged = r.soak.judged ?? r.soak.minutes >= 10;
+    add('soak: RSS, fds, children flat (≥ 10 min)', judged ? r.soak.flat : undefined, judged ? (r.soak.flat ? 'flat' : 'not flat') : `${r.soak.minutes}-min smoke run, not judged`);
+  }
   return t;
 }
 
@@ -132,7 +147,8 @@ function chart(r: Results): string {
 
 function markdown(r: Results, dir: string): string {
   const out = [`# nsm-ts bench ${r.started}`, '', r.machine, '', `Duration ${ms(r.durationS / 60)} min. Liveness interval ${r.livenessIntervalMs} ms (default).`, '', '## Targets', ''];
-  out.push(...r.targets.map((t) => `- **${t.met === undefined ? 'not run' : t.met ? 'met' : 'MISSED'}** — ${t.target}: ${t.measured}`), '');
+  const verdict = (t: Target) => (t.met === undefined ? (t.measured === 'not run' ? 'not run' : 'not judged') : t.met ? 'met' : 'MISSED');
+  out.push(...r.targets.map((t) => `- **${verdict(t)}** — ${t.target}: ${t.measured}`), '');
   if (r.scale.length || r.scaleAll.length) out.push('## Scale (N/50 NSC processes × 50 connections, one NSE)', '', scaleTable([...r.scale, ...r.scaleAll]), '', '![chart](chart.svg)', '');
   if (r.memory) {
     out.push('## Memory', '', memoryTable([...r.memory.floors, ...r.memory.components]), '', ...heapLines(r.memory.components), '');

@@ -55,6 +55,8 @@ export interface SoakResult {
   samples: Sample[];
   trends: Trend[];
   flat: boolean;
+  /** False for runs shorter than 10 minutes: a smoke run, its slopes are noise (no verdict). */
+  judged: boolean;
   leakCheck: { linksLeft: number; goneMs: number };
 }
 
@@ -181,7 +183,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   progress(`  ${countAll(logs(), 'connection established')}/${o.alive} up in ${ms(upMs / 1000)} s`);
   const r: SoakResult = {
     minutes: o.minutes, alive: o.alive, upMs, churn: { cycles: 0, failed: 0, linksLeft: 0 },
-    interrupts: { count: 0, healed: 0, healMsP50: NaN, healMsMax: NaN, healEvents: 0 }, retries: 0, cpuPct: {}, samples: [], trends: [], flat: false,
+    interrupts: { count: 0, healed: 0, healMsP50: NaN, healMsMax: NaN, healEvents: 0 }, retries: 0, cpuPct: {}, samples: [], trends: [], flat: false, judged: o.minutes >= 10,
     leakCheck: { linksLeft: NaN, goneMs: NaN },
   };
   const healMs: number[] = [];
@@ -204,7 +206,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   r.trends = trends(r.samples);
   r.flat = r.trends.every((t) => t.flat);
   r.leakCheck = await stopAll(w);
-  progress(`  soak done: ${r.flat ? 'flat' : 'NOT flat'}; ${r.leakCheck.linksLeft} links left after stopping the NSCs`);
+  progress(`  soak done: ${r.judged ? (r.flat ? 'flat' : 'NOT flat') : 'trends not judged (< 10 min)'}; ${r.leakCheck.linksLeft} links left after stopping the NSCs`);
   return r;
 }
 
@@ -234,7 +236,7 @@ export function soakSummary(r: SoakResult): string {
     `soak ${r.minutes} min, ${r.alive} connections alive (up in ${ms(r.upMs / 1000)} s); churn: ${r.churn.cycles} cycles of 10 connections (${r.churn.failed} not all up in 30 s), links left after close ${r.churn.linksLeft};`,
     `interrupts: ${r.interrupts.healed}/${r.interrupts.count} healed, link down → healed p50 ${ms(r.interrupts.healMsP50, 0)} ms, max ${ms(r.interrupts.healMsMax, 0)} ms; heal events ${r.interrupts.healEvents}; client retries ${r.retries};`,
     `CPU % over the run: ${Object.entries(r.cpuPct).map(([k, v]) => `${k} ${ms(v)}`).join(', ')};`,
-    `trends ${r.flat ? 'flat' : 'NOT flat'} (limits per minute: RSS ${LIMIT.rss} MiB, fds ${LIMIT.fds}, children ${LIMIT.children}); leak check: ${r.leakCheck.linksLeft} links left in the NSE netns ${ms(r.leakCheck.goneMs / 1000)} s after SIGTERM of the long-lived NSCs.`,
+    `trends ${r.judged ? (r.flat ? 'flat' : 'NOT flat') : 'not judged (a run under 10 min is a smoke run: its slopes are noise)'} (limits per minute: RSS ${LIMIT.rss} MiB, fds ${LIMIT.fds}, children ${LIMIT.children}); leak check: ${r.leakCheck.linksLeft} links left in the NSE netns ${ms(r.leakCheck.goneMs / 1000)} s after SIGTERM of the long-lived NSCs.`,
   ].join('\n');
 }
 

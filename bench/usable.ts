@@ -60,7 +60,7 @@ export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.Writabl
   try {
     const t0 = wallNow();
     nsc = await startNsc(config, { log, netnsUrl: ns.inodeUrl });
-    const timeout = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`not connected in ${timeoutMs} ms`)), timeoutMs)));
+    const timeout = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`not connected in ${Math.round(timeoutMs)} ms`)), timeoutMs)));
     const [conn] = (await Promise.race([nsc.connected, timeout])) as [Connection];
     const t1 = wallNow();
     const src = conn.context?.ipContext?.srcIpAddrs[0];
