@@ -37,6 +37,7 @@ function execIn(path: string, argv: string[], input?: string): Promise<void> {
     c.stderr.on('data', (b: Buffer) => (err += b.toString()));
     c.on('error', reject);
     c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: exit ${code}: ${err.trim()}`))));
+    c.stdin.on('error', () => undefined); // EPIPE when ip exits early: its exit code and stderr tell why
     c.stdin.end(input ?? '');
   });
 }

@@ -4,11 +4,12 @@
  * (registry + nsmgr + forwarder) and one cleanup list that also runs on Ctrl-C / SIGTERM / errors.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { stat, readdir } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -72,6 +73,31 @@ let cleaning: Promise<void> | undefined;
 /** Registers a cleanup; they run in reverse order, once, at the end or on a signal. */
 export function onCleanup(fn: Fn): void {
   cleanups.push(fn);
+}
+
+/**
+ * Runs `fn`, then the cleanups it registered (reverse order), also when it throws: a stage of the
+ * bench leaves nothing behind for the next one.
+ */
+export async function withScope<T>(fn: () => Promise<T>): Promise<T> {
+  const mark = cleanups.length;
+  try {
+    return await fn();
+  } finally {
+    while (cleanups.length > mark) {
+      const c = cleanups.pop()!;
+      try {
+        await c();
+      } catch (err) {
+        process.stderr.write(`cleanup: ${(err as Error).message}\n`);
+      }
+    }
+  }
+}
+
+/** Throws once the final cleanup began (Ctrl-C): a stage still running must not start new things. */
+function stopping(): void {
+  if (cleaning) throw new Error('the bench is stopping');
 }
 
 export function cleanupAll(): Promise<void> {
@@ -151,9 +177,11 @@ onCleanup(async () => {
 
 /** Creates netns `nsmb-<tag>-<rand>` with lo up; deleted by `delNs` or at cleanup. */
 export async function addNs(tag: string): Promise<Ns> {
+  stopping();
   const name = `nsmb-${tag}-${Math.random().toString(36).slice(2, 7)}`;
   await run('ip', ['netns', 'add', name]);
   made.add(name);
+  onCleanup(() => (made.has(name) ? delNsByName(name) : undefined));
   await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
   const path = `/run/netns/${name}`;
   const s = await stat(path, { bigint: true });
@@ -196,7 +224,8 @@ export interface Proc {
   readonly logFile: string;
   log(): string;
   waitLog(re: RegExp, timeoutMs?: number, from?: number): Promise<RegExpExecArray>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends `signal` (default SIGTERM), SIGKILL after `graceMs` (default 8 s); resolves when it exited. */
+  kill(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
 }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 20): Promise<T> {
@@ -211,6 +240,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 /** Starts `nsm <args>` (inside netns `ns` when given) with its output in `<dir>/<name>.log`; killed by pid at cleanup. */
 export function startNsm(dir: string, name: string, args: string[], env: Record<string, string>, ns?: Ns): Proc {
+  stopping();
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
   const cmd = ns ? 'ip' : process.execPath;
@@ -231,9 +261,9 @@ export function startNsm(dir: string, name: string, args: string[], env: Record<
         if (!alive()) throw new Error(`${name} exited (code ${child.exitCode}, signal ${child.signalCode}); log:\n${proc.log().slice(-2000)}`);
         return re.exec(proc.log().slice(from)) ?? undefined;
       }, timeoutMs),
-    async kill(signal = 'SIGTERM') {
+    async kill(signal = 'SIGTERM', graceMs = 8000) {
       if (alive()) child.kill(signal);
-      const t = setTimeout(() => alive() && child.kill('SIGKILL'), 8000);
+      const t = setTimeout(() => alive() && child.kill('SIGKILL'), graceMs);
       await exit;
       clearTimeout(t);
       out.end();
@@ -262,7 +292,7 @@ export interface Mesh {
   restart(c: MeshComponent, signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startMesh(dir: string, levels: Partial<Record<MeshComponent, string>> = {}): Promise<Mesh> {
+export async function startMesh(dir: string, levels: Partial<Record<MeshComponent, string>> = {}, extraEnv: Record<string, string> = {}): Promise<Mesh> {
   const sock = { registry: `unix://${dir}/registry.sock`, nsmgr: `unix://${dir}/nsm.io.sock`, forwarder: `unix://${dir}/forwarder.sock` };
   const envs: Record<MeshComponent, Record<string, string>> = {
     registry: { NSM_LISTEN_ON: sock.registry },
@@ -272,7 +302,7 @@ export async function startMesh(dir: string, levels: Partial<Record<MeshComponen
   const starts: Record<string, number> = {};
   const start = async (c: MeshComponent) => {
     starts[c] = (starts[c] ?? 0) + 1;
-    const p = startNsm(dir, `${c}-${starts[c]}`, [c], { NSM_LOG_LEVEL: levels[c] ?? 'info', ...envs[c] });
+    const p = startNsm(dir, `${c}-${starts[c]}`, [c], { NSM_LOG_LEVEL: levels[c] ?? 'info', ...extraEnv, ...envs[c] });
     await p.waitLog(/"msg":"ready"/);
     return p;
   };
@@ -352,4 +382,188 @@ export interface RouteView {
 
 export async function routes(ns: Ns): Promise<RouteView[]> {
   return JSON.parse(await sh('ip', ['-n', ns.name, '-j', 'route', 'show'])) as RouteView[];
+}
+
+// ---- process figures (/proc) ---------------------------------------------------------------------------
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
+export const CLK_TCK = 100;
+
+/** utime+stime+cutime+cstime (ticks) of a process: its own CPU and that of its reaped children. */
+export function cpuTicks(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Live descendants of `pid` (children of children …). */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const kids = (p: number): number[] => {
+    try {
+      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const todo = kids(pid);
+  while (todo.length) {
+    const p = todo.pop()!;
+    out.push(p);
+    todo.push(...kids(p));
+  }
+  return out;
+}
+
+/** CPU ticks of `pid` and all its descendants, live and reaped. */
+export const treeTicks = (pid: number): number => [pid, ...descendants(pid)].reduce((s, p) => s + cpuTicks(p), 0);
+
+/** CPU % of one core used by the process trees of `pids` while `during` runs (children included). */
+export async function cpuPercent(pids: number[][], during: () => Promise<void>): Promise<number[]> {
+  const sum = (ps: number[]) => ps.reduce((s, p) => s + treeTicks(p), 0);
+  const t0 = pids.map(sum);
+  const w0 = wallNow();
+  await during();
+  const wall = wallNow() - w0;
+  return pids.map((ps, i) => (((sum(ps) - t0[i]!) / CLK_TCK) * 1000 * 100) / wall);
+}
+
+export function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
+}
+
+export async function waitUntil(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const until = wallNow() + timeoutMs;
+  while (wallNow() < until) {
+    if (await fn()) return true;
+    await sleep(everyMs);
+  }
+  process.stderr.write(`  gave up waiting for ${what} after ${(timeoutMs / 1000).toFixed(0)} s\n`);
+  return false;
+}
+
+/** Progress on stderr, with the time since the bench started. */
+const benchT0 = wallNow();
+export function progress(msg: string): void {
+  process.stderr.write(`[${((wallNow() - benchT0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+}
+
+// ---- log counters --------------------------------------------------------------------------------------
+
+/**
+ * Counts log lines by their `"msg"` in a growing pino log file, reading only what was appended since the
+ * last call (a thousand connections write megabytes of log; re-reading whole files every 100 ms would
+ * be the bench's own load).
+ */
+export class LogCounter {
+  readonly #file: string;
+  #offset = 0;
+  #partial = '';
+  readonly #counts = new Map<string, number>();
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  count(msg: string): number {
+    this.#poll();
+    return this.#counts.get(msg) ?? 0;
+  }
+
+  #poll(): void {
+    if (!existsSync(this.#file)) return;
+    const fd = openSync(this.#file, 'r');
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      for (;;) {
+        const n = readSync(fd, buf, 0, buf.length, this.#offset);
+        if (n <= 0) break;
+        this.#offset += n;
+        const lines = (this.#partial + buf.subarray(0, n).toString('utf8')).split('\n');
+        this.#partial = lines.pop()!;
+        for (const l of lines) {
+          const m = /"msg":"([^"]*)"/.exec(l);
+          if (m) this.#counts.set(m[1]!, (this.#counts.get(m[1]!) ?? 0) + 1);
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** Sum of `msg` counts over several counters. */
+export const countAll = (cs: LogCounter[], msg: string): number => cs.reduce((s, c) => s + c.count(msg), 0);
+
+// ---- memory of a running component ---------------------------------------------------------------------
+
+/** Env that loads bench/mem-probe.js into a component: SIGWINCH then writes its memory figures to `dir`. */
+export function memProbeEnv(dir: string): Record<string, string> {
+  return { NODE_OPTIONS: `--import=${pathToFileURL(join(ROOT, 'dist/bench/mem-probe.js')).href}`, NSMB_MEM_DIR: dir };
+}
+
+export interface MemFigures {
+  at: number;
+  usage: NodeJS.MemoryUsage;
+  spaces: Record<string, number>;
+  snapshot?: string;
+}
+
+let memSeq = 0;
+
+/** Asks the component `pid` (started with `memProbeEnv(dir)`) for its memory figures, and a heap snapshot when asked. */
+export async function memFigures(pid: number, dir: string, snapshot = false, timeoutMs = 15_000): Promise<MemFigures | undefined> {
+  const seq = ++memSeq;
+  const file = join(dir, `mem-${pid}-${seq}.json`);
+  writeFileSync(join(dir, `req-${pid}.json.tmp`), JSON.stringify({ seq, snapshot }));
+  renameSync(join(dir, `req-${pid}.json.tmp`), join(dir, `req-${pid}.json`));
+  try {
+    process.kill(pid, 'SIGWINCH');
+  } catch {
+    return undefined;
+  }
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as MemFigures;
+    await sleep(50);
+  }
+  process.stderr.write(`  no memory figures from pid ${pid} in ${timeoutMs / 1000} s\n`);
+  return undefined;
+}
+
+/** RSS split from /proc/<pid>/status: anonymous (heap, stacks, native allocations) and file-backed (the node binary, libraries), MiB. */
+export function rssParts(pid: number): { anon: number; file: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN) / 1024;
+    return { anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
+  } catch {
+    return { anon: NaN, file: NaN };
+  }
+}
+
+/** A numeric `--name` argument within [min, max]; exits 2 naming the flag otherwise. */
+export function numArg(name: string, dflt: number, min: number, max: number): number {
+  const raw = argValue(name, String(dflt));
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < min || v > max) {
+    process.stderr.write(`--${name} ${raw}: must be a number from ${min} to ${max}\n`);
+    process.exit(2);
+  }
+  return v;
 }

@@ -17,7 +17,7 @@
  * 10 ms until the first reply) gets a reply from the NSE's address. The check is polled (2 ms apart)
  * until it passes; its own cost is measured too ("verify only", on an interface already usable).
  *
- * Baseline ("raw"): the same kernel end state made by hand — rawCreate from bench/kernel-raw.ts (veth
+ * Baseline ("raw"): the same kernel end state made by hand — rawPair from bench/usable.ts (veth
  * with its peer in a second netns, one address + one link route per end, two `ip -batch` execs) —
  * followed by the same usable check, sequential and with C pairs in parallel.
  *
@@ -27,16 +27,12 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { nscConfig, startNsc } from '../src/components/nsc/index.js';
-import { createLogger } from '../src/core/log.js';
 import { createClient } from 'nice-grpc';
 import { MonitorConnectionDefinition, type MonitorConnectionClient } from '../src/api/gen/connection.js';
 import { ChannelPool } from '../src/core/transport.js';
-import type { Connection } from '../src/api/gen/connection.js';
-import type { TestNetns } from '../src/dataplane/linux/testenv.js';
-import { rawCreate } from './kernel-raw.js';
+import { nscSample, rawSample, waitUsable, type Sample } from './usable.js';
 import {
-  addNs, argValue, benchDir, delNs, execIn, leftoverNs, linkView, loadavgNow, nonLoLinks, machineInfo, MAIN, ms, runBench, sleep, startMesh, startNse,
+  addNs, argValue, benchDir, delNs, leftoverNs, loadavgNow, nonLoLinks, machineInfo, MAIN, ms, runBench, startMesh, startNse,
   stats, table, wallNow, type Mesh, type Ns, type Stats,
 } from './lib.js';
 
@@ -44,67 +40,6 @@ const N = Number(argValue('n', '200'));
 const C = Number(argValue('concurrency', '10'));
 const PROCESS_N = Number(argValue('process-n', '20'));
 const SERVICE = 'kernel://dataplane-interrupt/nsm-1';
-
-const bare = (cidr: string) => cidr.split('/')[0]!;
-
-/** One usable check: link UP+LOWER_UP with `addr`, then a ping to `dst` answered. */
-async function usableOnce(ns: Ns, dev: string, addr: string, dst: string): Promise<boolean> {
-  const v = await linkView(ns, dev);
-  if (!v || !v.flags.includes('UP') || !v.flags.includes('LOWER_UP')) return false;
-  if (!v.addr_info.some((a) => `${a.local}/${a.prefixlen}` === addr)) return false;
-  try {
-    await execIn(ns.path, ['ping', '-n', '-q', '-c', '1', '-i', '0.01', '-w', '2', dst]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Polls until usable; returns the number of failed checks before success. */
-async function waitUsable(ns: Ns, dev: string, addr: string, dst: string, timeoutMs = 10_000): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  for (let failed = 0; ; failed++) {
-    if (await usableOnce(ns, dev, addr, dst)) return failed;
-    if (Date.now() > until) throw new Error(`${ns.name}: ${dev} not usable after ${timeoutMs} ms (addr ${addr}, ping ${dst})`);
-    await sleep(2);
-  }
-}
-
-interface Sample {
-  connected: number;
-  usable: number;
-  verify: number;
-  notReadyAtReturn: boolean;
-}
-
-async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.WritableStream): Promise<Sample> {
-  const ns = await addNs('c');
-  const config = nscConfig.parse({
-    NSM_NAME: `nscb-${i}`,
-    NSM_CONNECT_TO: mesh.sock.nsmgr,
-    NSM_NETWORK_SERVICES: SERVICE,
-    NSM_LIVENESS_CHECK_ENABLED: 'false',
-  });
-  const log = createLogger(`nscb-${i}`, 'warn', logStream);
-  let nsc: Awaited<ReturnType<typeof startNsc>> | undefined;
-  try {
-    const t0 = wallNow();
-    nsc = await startNsc(config, { log, netnsUrl: ns.inodeUrl });
-    const [conn] = (await nsc.connected) as [Connection];
-    const t1 = wallNow();
-    const src = conn.context?.ipContext?.srcIpAddrs[0];
-    const dst = conn.context?.ipContext?.dstIpAddrs[0];
-    if (!src || !dst) throw new Error(`connection without addresses: ${JSON.stringify(conn.context?.ipContext)}`);
-    const failed = await waitUsable(ns, 'nsm-1', src, bare(dst));
-    const t2 = wallNow();
-    await waitUsable(ns, 'nsm-1', src, bare(dst));
-    const verify = wallNow() - t2;
-    return { connected: t1 - t0, usable: t2 - t0, verify, notReadyAtReturn: failed > 0 };
-  } finally {
-    await nsc?.stop();
-    await delNs(ns);
-  }
-}
 
 /** What startNsc does before its Request: a fresh channel to nsmgr and one MonitorConnections event (adopt check). */
 async function adoptSample(mesh: Mesh, i: number): Promise<number> {
@@ -118,21 +53,6 @@ async function adoptSample(mesh: Mesh, i: number): Promise<number> {
     return wallNow() - t0;
   } finally {
     pool.close();
-  }
-}
-
-async function rawSample(): Promise<{ create: number; usable: number }> {
-  const a = await addNs('ra');
-  const b = await addNs('rb');
-  try {
-    const t0 = wallNow();
-    await rawCreate(a as unknown as TestNetns, b as unknown as TestNetns);
-    const t1 = wallNow();
-    await waitUsable(a, 'nsm-1', '172.16.1.101/32', '172.16.1.100');
-    return { create: t1 - t0, usable: wallNow() - t0 };
-  } finally {
-    await delNs(a);
-    await delNs(b);
   }
 }
 
@@ -178,7 +98,7 @@ async function processSample(mesh: Mesh, i: number): Promise<{ started: number; 
       child.stderr!.on('data', onData);
       child.once('exit', () => rej(new Error(`nsc process ${i} exited:\n${buf.slice(-2000)}`)));
     });
-    await waitUsable(ns, 'nsm-1', established.src, bare(established.dst));
+    await waitUsable(ns, 'nsm-1', established.src, established.dst.split('/')[0]!);
     const t2 = wallNow();
     return { started: started - t0, established: established.at - t0, usable: t2 - t0 };
   } finally {
@@ -212,14 +132,14 @@ runBench(async () => {
   const nscLog = createWriteStream(join(dir, 'nsc-inproc.log'));
 
   // Warm-up (JIT, gRPC channels, netns resolver cache of the forwarder): 5 samples, discarded.
-  for (let i = 0; i < 5; i++) await nscSample(mesh, 100_000 + i, nscLog);
+  for (let i = 0; i < 5; i++) await nscSample(mesh, 100_000 + i, nscLog, SERVICE);
 
   const adopt = await pool(Math.min(N, 100), 1, (i) => adoptSample(mesh, i));
-  const rawSeq = await pool(N, 1, () => rawSample());
-  const seq = await pool(N, 1, (i) => nscSample(mesh, i, nscLog));
-  const rawPar = await pool(N, C, () => rawSample());
+  const rawSeq = await pool(N, 1, (i) => rawSample(i));
+  const seq = await pool(N, 1, (i) => nscSample(mesh, i, nscLog, SERVICE));
+  const rawPar = await pool(N, C, (i) => rawSample(i));
   const tPar = wallNow();
-  const par = await pool(N, C, (i) => nscSample(mesh, 10_000 + i, nscLog));
+  const par = await pool(N, C, (i) => nscSample(mesh, 10_000 + i, nscLog, SERVICE));
   const parWall = wallNow() - tPar;
 
   const proc: Array<{ started: number; established: number; usable: number }> = [];
