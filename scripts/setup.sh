@@ -21,7 +21,9 @@ if [ -n "$need" ]; then
   apt-get install -y -qq --no-install-recommends $need >&2
 fi
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  : # a link to another checkout's node_modules (a git worktree): never reinstall through it
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies (npm ci)" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
