@@ -6,6 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { MAX_CONCURRENCY, MAX_QUEUE } from '../core/admission.js';
 import { ConfigError, InvalidArgumentError } from '../core/errors.js';
 import { parseLogLevel, type LogLevel } from '../core/log.js';
 import { parseUrl } from '../core/transport.js';
@@ -230,4 +231,29 @@ function checkUrl(name: string, raw: string): string {
     if (err instanceof InvalidArgumentError) throw new ConfigError(name, raw, err.reason);
     throw err;
   }
+}
+
+/**
+ * Measured on the 2-core dev machine (200 first Requests at once, test/scale-overload.test.ts with no
+ * stall, machine shared, load average ~30): limit 2 → 60 s, 8 → 24 s, 32 → 26 s. Past a handful the
+ * cores are busy and more at once only adds event-loop lag (what broke keepalive and dials before).
+ */
+export const DEFAULT_MAX_CONCURRENT_REQUESTS = 8;
+/** A waiting call costs a few KiB; 4096 of them stay far below the memory target. */
+export const DEFAULT_MAX_QUEUED_REQUESTS = 4096;
+
+/** NSM_MAX_CONCURRENT_REQUESTS and NSM_MAX_QUEUED_REQUESTS of a server with an admission (nsmgr, forwarder); `what` says what is admitted. */
+export function admissionVars(what: string) {
+  return {
+    maxConcurrentRequests: env.int(
+      'NSM_MAX_CONCURRENT_REQUESTS',
+      `${what}; the rest wait in arrival order until their turn or until their caller gives up. Closes have a separate bound of the same size`,
+      { default: String(DEFAULT_MAX_CONCURRENT_REQUESTS), min: 1, max: MAX_CONCURRENCY },
+    ),
+    maxQueuedRequests: env.int('NSM_MAX_QUEUED_REQUESTS', 'nsm-ts: Requests (and, separately, Closes) that may wait for their turn; one more is refused with RESOURCE_EXHAUSTED', {
+      default: String(DEFAULT_MAX_QUEUED_REQUESTS),
+      min: 0,
+      max: MAX_QUEUE,
+    }),
+  };
 }

@@ -69,3 +69,26 @@ export function cancelled(signal: AbortSignal): Error {
 export function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw cancelled(signal);
 }
+
+/**
+ * `p`, or a rejection with the signal's reason as soon as `signal` aborts (`p` itself runs on: for work
+ * that cannot be cancelled, such as a request already sent or a read in flight).
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(cancelled(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(cancelled(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

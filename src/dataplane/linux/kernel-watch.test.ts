@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { getEventListeners } from 'node:events';
-import { SharedRun, abortable, observe } from './kernel-watch.js';
+import { abortable } from '../../core/signals.js';
+import { SharedRun, observe } from './kernel-watch.js';
 import { parseState } from './state.js';
 
 /** A run whose end the test decides. */

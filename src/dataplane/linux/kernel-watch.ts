@@ -16,7 +16,7 @@ import type { Clock } from '../../core/clock.js';
 import { delay } from '../../core/delay.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { ENDED } from '../../core/signals.js';
+import { abortable, ENDED } from '../../core/signals.js';
 import { kernelFault, kernelObservation, type ExpectedInterface } from '../kernel-fault.js';
 import type { Observation } from '../probe.js';
 import { interfaceIn, readNetns, watchLinks } from './inspect.js';
@@ -56,25 +56,6 @@ export class SharedRun<T> {
     p.then(clear, clear);
     return p;
   }
-}
-
-/** `p`, or a rejection with the signal's reason as soon as `signal` aborts (`p` itself runs on). */
-export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
 
 export interface KernelSubscriber {

@@ -25,7 +25,7 @@ import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/regis
 import { InvalidArgumentError, NsmError, PermissionDeniedError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { AsyncQueue, DEFAULT_QUEUE_LIMIT } from '../../core/queue.js';
-import { cancelled, sleep } from '../../core/signals.js';
+import { abortable, sleep } from '../../core/signals.js';
 import { GROUP, NS_KIND, NSE_KIND, VERSION, nseFromResource, nseToResource, nsFromResource, nsToResource, type ResourceKind, type ResourceObject } from '../cr.js';
 import type { RegistryStore, Store, StoreEvent } from '../store.js';
 
@@ -132,25 +132,6 @@ function mapError(err: unknown, what: string): Error {
   return new UnavailableError(msg, { cause: err });
 }
 
-/** Rejects as soon as `signal` aborts (the request itself completes in the background). */
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(cancelled(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelled(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK';
 type WatchOutcome = { kind: 'ended' | 'gone' } | { kind: 'failed'; error: string };
@@ -192,15 +173,15 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
     const what = `put ${this.kind.kind} ${item.name}`;
     for (let attempt = 1; ; attempt++) {
       try {
-        const created = (await raceSignal(this.api.createNamespacedCustomObject({ ...this.#params(), body }), opts.signal)) as Obj;
+        const created = (await abortable(this.api.createNamespacedCustomObject({ ...this.#params(), body }), opts.signal)) as Obj;
         return this.fromResource(created);
       } catch (err) {
         if (statusCode(err) !== 409) throw mapError(err, what);
       }
       try {
-        const current = (await raceSignal(this.api.getNamespacedCustomObject({ ...this.#params(), name: item.name }), opts.signal)) as Obj;
+        const current = (await abortable(this.api.getNamespacedCustomObject({ ...this.#params(), name: item.name }), opts.signal)) as Obj;
         const replacement = this.toResource(item, this.cfg.namespace, current.metadata?.resourceVersion as string);
-        const replaced = (await raceSignal(this.api.replaceNamespacedCustomObject({ ...this.#params(), name: item.name, body: replacement }), opts.signal)) as Obj;
+        const replaced = (await abortable(this.api.replaceNamespacedCustomObject({ ...this.#params(), name: item.name, body: replacement }), opts.signal)) as Obj;
         return this.fromResource(replaced);
       } catch (err) {
         const code = statusCode(err);
@@ -214,12 +195,12 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
   /** The raw CR with this name: own namespace first, then any namespace. */
   async #find(name: string, signal: AbortSignal | undefined): Promise<Obj | undefined> {
     try {
-      return (await raceSignal(this.api.getNamespacedCustomObject({ ...this.#params(), name }), signal)) as Obj;
+      return (await abortable(this.api.getNamespacedCustomObject({ ...this.#params(), name }), signal)) as Obj;
     } catch (err) {
       if (statusCode(err) !== 404) throw mapError(err, `get ${this.kind.kind} ${name}`);
     }
     try {
-      const list = (await raceSignal(
+      const list = (await abortable(
         this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.kind.plural, fieldSelector: `metadata.name=${name}` }),
         signal,
       )) as Obj;
@@ -236,7 +217,7 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
 
   async #listRaw(signal: AbortSignal | undefined): Promise<{ items: Obj[]; resourceVersion: string }> {
     try {
-      const list = (await raceSignal(this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.kind.plural }), signal)) as Obj;
+      const list = (await abortable(this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.kind.plural }), signal)) as Obj;
       return { items: (list.items as Obj[] | undefined) ?? [], resourceVersion: String(list.metadata?.resourceVersion ?? '') };
     } catch (err) {
       throw mapError(err, `list ${this.kind.plural}`);
@@ -263,7 +244,7 @@ class CrStore<T extends { name: string }> implements K8sStore<T> {
     if (cr === undefined) return undefined;
     const namespace = String(cr.metadata?.namespace ?? this.cfg.namespace);
     try {
-      const gone = (await raceSignal(this.api.deleteNamespacedCustomObject({ ...this.#params(namespace), name: String(cr.metadata?.name ?? name) }), opts.signal)) as Obj;
+      const gone = (await abortable(this.api.deleteNamespacedCustomObject({ ...this.#params(namespace), name: String(cr.metadata?.name ?? name) }), opts.signal)) as Obj;
       return this.#convert(gone?.kind === this.kind.kind ? gone : cr) ?? this.#convert(cr);
     } catch (err) {
       if (statusCode(err) === 404) return undefined;

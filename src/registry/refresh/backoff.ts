@@ -1,29 +1,29 @@
 /**
- * Bounded exponential backoff and an abortable delay on an injectable `Clock`, shared by the registry
- * client's background loops (refresh, heal, registration retry) so fake-clock tests never sleep.
+ * The retry schedule of the registry client's background loops (refresh, heal, registration retry): the
+ * core's bounded exponential backoff (src/core/delay.ts), counted per loop — jittered when given a random
+ * source — and the abortable delay on the injectable `Clock`, so fake-clock tests never sleep.
  */
+import { backoff, jitteredBackoff } from '../../core/delay.js';
 
 export const DEFAULT_RETRY_MIN_MS = 200;
 export const DEFAULT_RETRY_MAX_MS = 5_000;
 
-/** 200 ms, 400 ms, 800 ms … capped at `max`; `reset()` starts over. */
+/** Waits of 200 ms, 400 ms, 800 ms … capped at `max` (with `random`, each jittered into its upper half); `reset()` starts over. */
 export class Backoff {
-  #next: number;
+  #attempt = 0;
   constructor(
     readonly min = DEFAULT_RETRY_MIN_MS,
     readonly max = DEFAULT_RETRY_MAX_MS,
-  ) {
-    this.#next = min;
-  }
+    private readonly random?: () => number,
+  ) {}
 
   next(): number {
-    const d = this.#next;
-    this.#next = Math.min(this.max, this.#next * 2);
-    return d;
+    this.#attempt++;
+    return this.random ? jitteredBackoff(this.#attempt, this.min, this.max, this.random) : backoff(this.#attempt, this.min, this.max);
   }
 
   reset(): void {
-    this.#next = this.min;
+    this.#attempt = 0;
   }
 }
 

@@ -162,7 +162,9 @@ describe('refresh', () => {
     ac.abort();
   });
 
-  it('Backoff doubles from min and caps at max', () => {
+  it('Backoff doubles from min and caps at max; each wait is jittered into its upper half', () => {
+    const low = new Backoff(200, 1000, () => 0);
+    assert.deepEqual([low.next(), low.next(), low.next(), low.next()], [100, 200, 400, 500]);
     const b = new Backoff(200, 1000);
     assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next()], [200, 400, 800, 1000, 1000]);
     b.reset();
