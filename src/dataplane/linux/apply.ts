@@ -15,7 +15,7 @@ import type { PairState, Side } from '../types.js';
 import { IpBatchFailure, type Ip, type NetnsPath } from './ip.js';
 import { planCreate, type ConvergeEnd } from './plan.js';
 import { endState, readLink } from './read.js';
-import { L, type KLink } from './state.js';
+import { L, neighbourLines, type KLink } from './state.js';
 
 function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
   return signal ? { signal } : {};
@@ -59,14 +59,15 @@ export class PairWriter {
 
   /**
    * Converges both ends in place. After a change, neighbour entries left INCOMPLETE during the outage are
-   * dropped, so the next packet resolves at once instead of after the kernel's 1 s ARP retransmit.
+   * dropped, so the next packet resolves at once instead of after the kernel's 1 s ARP retransmit, and the
+   * permanent entries for the peer's addresses are set again (a link set down loses them).
    */
   async converge(w: WantPair, nscPath: NetnsPath, nsePath: NetnsPath, nsc: ConvergeEnd, nse: ConvergeEnd, signal?: AbortSignal): Promise<void> {
     const nseOpts = { op: 'converge nse end', target: w.owner, pingGroupRange: nse.pingGroupRange, ...sig(signal) };
     const nscOpts = { op: 'converge nsc end', target: w.owner, pingGroupRange: nsc.pingGroupRange, ...sig(signal) };
     if (nsc.lines.length + nse.lines.length > 0) {
-      await this.#ip.batch(nsePath, [...nse.lines, L.flushNeigh(w.nse.name)], nseOpts);
-      await this.#ip.batch(nscPath, [...nsc.lines, L.flushNeigh(w.nsc.name)], nscOpts);
+      await this.#ip.batch(nsePath, [...nse.lines, L.flushNeigh(w.nse.name), ...neighbourLines(w.nse, w.nsc, nsc.link.mac)], nseOpts);
+      await this.#ip.batch(nscPath, [...nsc.lines, L.flushNeigh(w.nsc.name), ...neighbourLines(w.nsc, w.nse, nse.link.mac)], nscOpts);
     } else if (nsc.pingGroupRange || nse.pingGroupRange) {
       await Promise.all([nse.pingGroupRange ? this.#ip.batch(nsePath, [], nseOpts) : undefined, nsc.pingGroupRange ? this.#ip.batch(nscPath, [], nscOpts) : undefined]);
     }

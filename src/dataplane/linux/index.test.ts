@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { createLogger, silentLogger } from '../../core/log.js';
 import { DataplaneError } from '../../core/errors.js';
+import type { PairSpec } from '../types.js';
 import { dataPlaneContract, type ContractEnv } from '../contract.js';
 import { linuxDataPlane, ownNetnsUrl, readInterface, watchLinks, NetnsResolver } from './index.js';
 import { addNetns, delNetns, linkNames, linuxSkipReason, sh, type TestNetns } from './testenv.js';
@@ -45,6 +46,35 @@ if (skip) {
       restart: scoped,
       cleanup: () => delNetns(a, b),
     };
+  });
+
+  test('linux: each end resolves the other end by a permanent neighbour entry (no ARP), also after a repair', async (t) => {
+    const a = await addNetns('na');
+    const b = await addNetns('nb');
+    t.after(() => delNetns(a, b));
+    const dp = linuxDataPlane({ log }, { netns: async () => [a, b].map((n) => ({ url: n.inodeUrl, path: n.path })) });
+    const spec: PairSpec = {
+      owner: 'conn-neigh',
+      nsc: { netns: a.inodeUrl, name: 'nsm-1', addrs: ['172.16.1.101/32', 'fd00::101/128'], routes: [{ prefix: '172.16.1.100/32' }, { prefix: 'fd00::100/128' }] },
+      nse: { netns: b.inodeUrl, name: 'nse-1', addrs: ['172.16.1.100/32', 'fd00::100/128'], routes: [{ prefix: '172.16.1.101/32' }, { prefix: 'fd00::101/128' }] },
+    };
+    const neigh = async (n: TestNetns, dev: string) =>
+      (JSON.parse((await sh('ip', ['-n', n.name, '-j', 'neigh', 'show', 'dev', dev])).stdout) as Array<{ dst: string; lladdr?: string; state?: string[] }>)
+        .filter((e) => e.state?.includes('PERMANENT'))
+        .map((e) => `${e.dst} ${e.lladdr}`)
+        .sort();
+    const mac = async (n: TestNetns, dev: string) => (JSON.parse((await sh('ip', ['-n', n.name, '-j', 'link', 'show', 'dev', dev])).stdout) as Array<{ address: string }>)[0]!.address;
+    const check = async () => {
+      assert.deepEqual(await neigh(a, 'nsm-1'), [`172.16.1.100 ${await mac(b, 'nse-1')}`, `fd00::100 ${await mac(b, 'nse-1')}`]);
+      assert.deepEqual(await neigh(b, 'nse-1'), [`172.16.1.101 ${await mac(a, 'nsm-1')}`, `fd00::101 ${await mac(a, 'nsm-1')}`]);
+    };
+    await dp.ensure(spec, { signal: AbortSignal.timeout(10_000) });
+    await check();
+    await sh('ip', ['-n', a.name, 'link', 'set', 'dev', 'nsm-1', 'down']); // a link set down loses its entries
+    assert.deepEqual(await neigh(a, 'nsm-1'), []);
+    await dp.ensure(spec, { signal: AbortSignal.timeout(10_000) });
+    await check();
+    await dp.remove(spec, { signal: AbortSignal.timeout(10_000) });
   });
 
   test('linux netns: inode:// and file:// URLs resolve; errors name the URL', async (t) => {

@@ -4,7 +4,7 @@ import { DataplaneError } from '../../core/errors.js';
 import { normalizeSpec, type WantPair } from '../spec.js';
 import { PING_GROUP_RANGE } from './ip.js';
 import { planCreate, planEnsure, planRemove } from './plan.js';
-import type { KLink, NetnsState } from './state.js';
+import { endMac, type KLink, type NetnsState } from './state.js';
 
 const want: WantPair = normalizeSpec({
   owner: 'c1',
@@ -34,11 +34,21 @@ const healthyNse = link('nse-1', 7, 5, 'nsm-ts:c1:nse', '172.16.1.100/32');
 describe('linux plan', () => {
   it('a fresh create: the NSE batch creates the pair first and both batches end with a read', () => {
     const p = planCreate(want, '/run/netns/a');
-    assert.match(p.nse[0]!.cmd, /^link add nse-1 type veth peer name nsm-1 netns \/run\/netns\/a$/);
+    const mac = { nsc: endMac(want.owner, 'nsc'), nse: endMac(want.owner, 'nse') };
+    assert.equal(p.nse[0]!.cmd, `link add nse-1 address ${mac.nse} type veth peer name nsm-1 address ${mac.nsc} netns /run/netns/a`);
+    // Each end resolves the other's address without ARP.
+    assert.ok(p.nse.some((l) => l.cmd === `neigh replace 172.16.1.101 lladdr ${mac.nsc} dev nse-1 nud permanent`));
+    assert.ok(p.nsc.some((l) => l.cmd === `neigh replace 172.16.1.100 lladdr ${mac.nse} dev nsm-1 nud permanent`));
     assert.equal(p.nse.at(-1)!.step, 'read link');
     assert.equal(p.nsc.at(-1)!.step, 'read link');
     assert.equal(p.actions[0], 'create veth nsm-1/nse-1');
     assert.ok(p.actions.includes('nsc: add address 172.16.1.101/32'));
+  });
+
+  it('end MACs: locally administered unicast, stable per owner and side', () => {
+    assert.match(endMac('conn-1', 'nsc'), /^02(:[0-9a-f]{2}){5}$/);
+    assert.equal(endMac('conn-1', 'nsc'), endMac('conn-1', 'nsc'));
+    assert.notEqual(endMac('conn-1', 'nsc'), endMac('conn-1', 'nse'));
   });
 
   it('a healthy pair converges with no lines and no actions', () => {

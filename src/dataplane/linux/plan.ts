@@ -6,7 +6,7 @@
 import { checkNotForeign, isOurs, type WantPair } from '../spec.js';
 import type { Side } from '../types.js';
 import { PING_GROUP_RANGE, type BatchLine, type NetnsPath } from './ip.js';
-import { L, configureLines, convergeLines, type KLink, type NetnsState } from './state.js';
+import { L, configureLines, convergeLines, endMac, neighbourLines, type KLink, type NetnsState } from './state.js';
 
 /** One batch per netns: the NSE one creates the pair (its first line) and configures its end. */
 export interface CreatePlan {
@@ -34,13 +34,18 @@ export function describe(side: Side, lines: BatchLine[]): string[] {
   return lines.map((l) => `${side}: ${l.step}`);
 }
 
-/** Each batch ends with `link show` of its end, so the caller learns ifindex and MAC. */
+/**
+ * Each batch ends with `link show` of its end, so the caller learns ifindex and MAC. The ends get MACs of
+ * their own (`endMac`) so each batch can also give its end a permanent neighbour entry for the other
+ * end's addresses: no ARP on a point-to-point link.
+ */
 export function planCreate(w: WantPair, nscPath: NetnsPath): CreatePlan {
   const nseConfig = configureLines(w.nse);
   const nscConfig = configureLines(w.nsc);
+  const mac = { nsc: endMac(w.owner, 'nsc'), nse: endMac(w.owner, 'nse') };
   return {
-    nse: [L.create(w.nse.name, w.nsc.name, nscPath, w.mtu), ...nseConfig, L.show(w.nse.name)],
-    nsc: [...nscConfig, L.show(w.nsc.name)],
+    nse: [L.create(w.nse.name, w.nsc.name, nscPath, w.mtu, mac.nse, mac.nsc), ...nseConfig, ...neighbourLines(w.nse, w.nsc, mac.nsc), L.show(w.nse.name)],
+    nsc: [...nscConfig, ...neighbourLines(w.nsc, w.nse, mac.nse), L.show(w.nsc.name)],
     actions: [
       `create veth ${w.nsc.name}/${w.nse.name}`,
       ...describe('nse', nseConfig),

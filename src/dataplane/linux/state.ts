@@ -2,8 +2,10 @@
  * What the kernel says about one netns (parsed from `ip -d -j` dumps), and the plan that converges one
  * end to its wanted state. Pure functions: `index.ts` does the I/O.
  */
+import { createHash } from 'node:crypto';
 import { familyBits, formatIp, tryParseCidr, tryParseIp, type IpFamily } from '../../api/cidr.js';
 import { normAddr, type WantAddr, type WantEnd, type WantRoute } from '../spec.js';
+import type { Side } from '../types.js';
 import type { BatchLine } from './ip.js';
 
 export interface KAddr {
@@ -143,11 +145,18 @@ function routeMatches(k: KRoute, w: WantRoute): boolean {
 // ---- batch lines ----
 
 export const L = {
-  /** Creates `name` here and its veth peer `peer` directly in the netns at `peerPath`. */
-  create: (name: string, peer: string, peerPath: string, mtu?: number): BatchLine => {
+  /** Creates `name` (MAC `mac`) here and its veth peer `peer` (MAC `peerMac`) directly in the netns at `peerPath`. */
+  create: (name: string, peer: string, peerPath: string, mtu: number | undefined, mac: string, peerMac: string): BatchLine => {
     const m = mtu ? ` mtu ${mtu}` : '';
-    return { step: 'create veth', cmd: `link add ${name}${m} type veth peer name ${peer}${m} netns ${peerPath}` };
+    return { step: 'create veth', cmd: `link add ${name}${m} address ${mac} type veth peer name ${peer}${m} address ${peerMac} netns ${peerPath}` };
   },
+  /**
+   * A permanent neighbour entry: the peer end's address resolves to its MAC without ARP. The kernel's
+   * neighbour table is shared by every netns and its garbage collection is bounded (gc_thresh3, 1024 by
+   * default); permanent entries are outside that bound, dynamic ones are not — at ~500 connections ARP
+   * entries started being evicted and refused ("neighbor table overflow"), and replies were lost.
+   */
+  neigh: (name: string, ip: string, mac: string): BatchLine => ({ step: `set neighbour ${ip}`, cmd: `neigh replace ${ip} lladdr ${mac} dev ${name} nud permanent` }),
   /** Drops neighbour entries (e.g. an ARP entry left INCOMPLETE while the link had no carrier). */
   flushNeigh: (name: string): BatchLine => ({ step: 'flush neighbours', cmd: `neigh flush dev ${name}` }),
   alias: (name: string, alias: string): BatchLine => ({ step: 'set alias', cmd: `link set dev ${name} alias ${alias}` }),
@@ -166,6 +175,20 @@ export const L = {
   del: (name: string): BatchLine => ({ step: 'delete link', cmd: `link del dev ${name}` }),
   show: (name: string): BatchLine => ({ step: 'read link', cmd: `link show dev ${name}` }),
 };
+
+/** Permanent neighbour entries on end `w` for every address of the other end `peer`, whose MAC is `peerMac`. */
+export function neighbourLines(w: WantEnd, peer: WantEnd, peerMac: string): BatchLine[] {
+  return peerMac ? peer.addrs.map((a) => L.neigh(w.name, a.local, peerMac)) : [];
+}
+
+/**
+ * The MAC of a connection's end: locally administered unicast, derived from the owner and side, so a
+ * recreated link gets the same MAC back and neighbours' entries stay right.
+ */
+export function endMac(owner: string, side: Side): string {
+  const h = createHash('sha256').update(`${owner}:${side}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
 
 /** Lines that configure a just-created end (alias, addresses, up, routes), in kernel-friendly order. */
 export function configureLines(w: WantEnd): BatchLine[] {
