@@ -252,6 +252,9 @@ function failureCases(it: It, make: Make): void {
     const spec = pairSpec(env, V4);
     await assert.rejects(env.dp.ensure({ ...spec, nsc: { ...spec.nsc, addrs: ['172.16.1.999/32'] } }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'nsc.addrs[0]');
     await assert.rejects(env.dp.ensure({ ...spec, owner: 'has space' }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'owner');
+    for (const name of ['.', '..']) {
+      await assert.rejects(env.dp.ensure({ ...spec, nsc: { ...spec.nsc, name } }), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'nsc.name');
+    }
     assert.deepEqual(await env.links(env.nsA), []);
   });
 }

@@ -104,7 +104,9 @@ export function normRoute(prefix: string, via: string | undefined, field: string
 function normEnd(e: EndSpec, side: Side, owner: string): WantEnd {
   if (!e || typeof e !== 'object') throw new InvalidArgumentError(side, e, 'missing end');
   if (typeof e.netns !== 'string' || e.netns === '') throw new InvalidArgumentError(`${side}.netns`, e.netns, 'missing netns URL');
-  if (typeof e.name !== 'string' || !IFNAME_RE.test(e.name)) throw new InvalidArgumentError(`${side}.name`, e.name, 'not a valid interface name (1-15 chars, no whitespace, "/", ":" or quotes)');
+  if (typeof e.name !== 'string' || !IFNAME_RE.test(e.name) || e.name === '.' || e.name === '..') {
+    throw new InvalidArgumentError(`${side}.name`, e.name, 'not a valid interface name (1-15 chars, no whitespace, "/", ":" or quotes, not . or ..)');
+  }
   const addrs = new Map<string, WantAddr>();
   (e.addrs ?? []).forEach((a, i) => {
     const n = normAddr(a, `${side}.addrs[${i}]`);
