@@ -60,7 +60,7 @@ export function kernelFault(want: ExpectedInterface, seen: ObservedInterface): K
   if (!seen.carrier) return { reason: 'no-carrier', detail: `interface ${name} has no carrier (peer down)` };
   const have = new Set(seen.addrs.map(ipKey));
   for (const a of want.src) if (!have.has(ipKey(a))) return { reason: 'address-missing', detail: `address ${a} missing on ${name}` };
-  for (const d of want.dst) if (!routed(seen, d)) return { reason: 'route-missing', detail: `route to ${bare(d)} missing on ${name}` };
+  for (const d of want.dst) if (!routed(seen, d)) return { reason: 'route-missing', detail: `route to ${bareAddress(d)} missing on ${name}` };
   return undefined;
 }
 
@@ -69,7 +69,8 @@ export function kernelObservation(fault: KernelFault | undefined): Observation {
   return fault ? { ok: false, source: 'kernel', detail: fault.detail, reason: fault.reason } : { ok: true };
 }
 
-const bare = (cidr: string): string => cidr.split('/')[0]!;
+/** The address of `ip/prefix` (or of a bare address). */
+export const bareAddress = (cidr: string): string => cidr.split('/')[0]!;
 
 interface Ip {
   family: IpFamily;
@@ -78,7 +79,7 @@ interface Ip {
 
 function parse(s: string): Ip | undefined {
   const c = tryParseCidr(s);
-  return c ? { family: c.family, value: c.ip } : tryParseIp(bare(s));
+  return c ? { family: c.family, value: c.ip } : tryParseIp(bareAddress(s));
 }
 
 /** One key per address whatever its spelling or prefix length (`FD00:0::1/64` and `fd00::1` agree). */

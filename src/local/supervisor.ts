@@ -8,6 +8,7 @@
  * and removes sockets they left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { backoff } from '../core/delay.js';
 import { closeSync, lstatSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '../core/log.js';
 import { socketAlive } from '../core/transport.js';
@@ -29,8 +30,7 @@ export const DEFAULT_START_WAIT_MS = 10_000;
 
 /** Delay before the next start after `failures` earlier consecutive crashes: 0, initial, 2×initial, … ≤ max. */
 export function restartDelay(failures: number, b: BackoffOptions = DEFAULT_BACKOFF): number {
-  if (failures <= 0) return 0;
-  return Math.min(b.maxMs, b.initialMs * 2 ** (failures - 1));
+  return failures <= 0 ? 0 : backoff(failures, b.initialMs, b.maxMs);
 }
 
 /** The env a component inherits: the supervisor's, minus NSM_* (except NSM_LOG_LEVEL) so a stray shell var cannot redirect it. */

@@ -18,6 +18,7 @@ import type { Clock } from '../../core/clock.js';
 import { newContext } from '../../core/context.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { forEachLimited } from '../../core/pool.js';
 import { linkSignals } from '../../core/signals.js';
 
 /** Closes in flight at once during stop (each NSC process). */
@@ -78,25 +79,20 @@ export async function closeAll(conns: readonly Connection[], deps: CloseDeps, op
   const report: CloseAllReport = { closed: [], failed: [], skipped: [] };
   const t0 = clock.now();
   log.info({ connections: conns.length, concurrency, budgetMs: opts.deadline - t0 }, `closing ${conns.length} connections`);
-  let next = 0;
-  const worker = async () => {
-    while (next < conns.length) {
-      const conn = conns[next++]!;
-      const left = opts.deadline - clock.now();
-      if (left <= 0) {
-        report.skipped.push(conn.id);
-        continue;
-      }
-      const err = await closeConnection(conn, deps, Math.min(opts.requestTimeout, left));
-      if (err === undefined) report.closed.push(conn.id);
-      else {
-        report.failed.push({ id: conn.id, err });
-        log.warn({ connId: conn.id, err }, 'close failed');
-      }
-      opts.onClosed?.(conn);
+  await forEachLimited(conns, concurrency, async (conn) => {
+    const left = opts.deadline - clock.now();
+    if (left <= 0) {
+      report.skipped.push(conn.id);
+      return;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, conns.length) }, worker));
+    const err = await closeConnection(conn, deps, Math.min(opts.requestTimeout, left));
+    if (err === undefined) report.closed.push(conn.id);
+    else {
+      report.failed.push({ id: conn.id, err });
+      log.warn({ connId: conn.id, err }, 'close failed');
+    }
+    opts.onClosed?.(conn);
+  });
   const summary = { closed: report.closed.length, failed: report.failed.length, skipped: report.skipped.length, ms: clock.now() - t0 };
   if (report.skipped.length > 0) log.warn({ ...summary, ids: report.skipped.slice(0, 20) }, 'stop budget spent; connections left unclosed');
   log.info(summary, `closed ${report.closed.length} of ${conns.length} connections`);

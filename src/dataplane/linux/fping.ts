@@ -25,6 +25,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Clock, TimerHandle } from '../../core/clock.js';
+import { backoff } from '../../core/delay.js';
 import type { Logger } from '../../core/log.js';
 import { SELF, type NetnsPath } from './ip.js';
 
@@ -206,7 +207,7 @@ export class IcmpProber {
     if (this.#current !== r || this.#stopped) return;
     this.#current = undefined;
     this.#failures++;
-    const wait = Math.min(MAX_RESPAWN_MS, this.#opts.interval * 2 ** this.#failures);
+    const wait = backoff(this.#failures + 1, this.#opts.interval, MAX_RESPAWN_MS);
     this.#log.warn({ op: 'fping', netns: this.#deps.netns, err: why, retryInMs: wait }, 'fping ended; liveness replies stop until it runs again');
     this.#schedule(wait);
   }

@@ -110,7 +110,7 @@ export class NetnsKernelWatch {
     try {
       return observe(want, await abortable(this.#reads.next(), signal));
     } catch (err) {
-      return { ok: false, source: 'kernel', reason: 'unreadable', detail: `cannot read ${want.ifname}: ${errorMessage(err)}` };
+      return observe(want, { error: errorMessage(err) });
     }
   }
 

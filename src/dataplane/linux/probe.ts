@@ -28,7 +28,7 @@ import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
 import { ENDED } from '../../core/signals.js';
-import { expectedInterface, type ExpectedInterface } from '../kernel-fault.js';
+import { bareAddress, expectedInterface, type ExpectedInterface } from '../kernel-fault.js';
 import type { DataPlaneProbe, Observation } from '../probe.js';
 import { IcmpProber } from './fping.js';
 import { SELF, type NetnsPath } from './ip.js';
@@ -59,13 +59,12 @@ export const GRACE_RECORD_TTL_MS = 60_000;
 
 export type Pair = readonly [src: string, dst: string];
 
-const bare = (cidr: string) => cidr.split('/')[0]!;
 const family = (ip: string) => (ip.includes(':') ? 6 : 4);
 
 /** Every same-family (src, dst) pair of bare addresses. */
 export function icmpPairs(src: readonly string[], dst: readonly string[]): Pair[] {
   const pairs: Pair[] = [];
-  for (const s of src) for (const d of dst) if (family(bare(s)) === family(bare(d))) pairs.push([bare(s), bare(d)]);
+  for (const s of src) for (const d of dst) if (family(bareAddress(s)) === family(bareAddress(d))) pairs.push([bareAddress(s), bareAddress(d)]);
   return pairs;
 }
 

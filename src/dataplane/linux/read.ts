@@ -6,6 +6,7 @@
  * sweep). Reads only, each one `ip -j` exec through `ip.ts`; parsing is in `state.ts`.
  */
 import { parseAlias } from '../spec.js';
+import { forEachLimited } from '../../core/pool.js';
 import type { EndState, OpOptions, OwnedLink, Side } from '../types.js';
 import { DataplaneError } from '../../core/errors.js';
 import type { Ip, NetnsPath } from './ip.js';
@@ -68,23 +69,18 @@ export function endState(batchOutput: unknown[], name: string, created: boolean)
 /** Every link with an nsm-ts alias in `all`, reading `concurrency` netns at once; a netns that vanished is skipped. */
 export async function scanOwned(ip: Ip, all: NetnsRef[], concurrency: number, opts: OpOptions = {}): Promise<OwnedLink[]> {
   const out: OwnedLink[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < all.length) {
-      const ns = all[next++]!;
-      let links: Map<string, KLink>;
-      try {
-        links = await readLinks(ip, ns.path, 'owned', opts.signal);
-      } catch (err) {
-        if (opts.signal?.aborted) throw err;
-        continue;
-      }
-      for (const l of links.values()) {
-        const a = parseAlias(l.alias);
-        if (a) out.push({ netns: ns.url, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });
-      }
+  await forEachLimited(all, concurrency, async (ns) => {
+    let links: Map<string, KLink>;
+    try {
+      links = await readLinks(ip, ns.path, 'owned', opts.signal);
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      return;
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+    for (const l of links.values()) {
+      const a = parseAlias(l.alias);
+      if (a) out.push({ netns: ns.url, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });
+    }
+  });
   return out;
 }
