@@ -18,16 +18,12 @@
  */
 import type { Connection } from '../api/gen/connection.js';
 import { NetworkServiceDefinition, type NetworkServiceImplementation, type NetworkServiceRequest } from '../api/gen/networkservice.js';
-import { Status, ServerError } from 'nice-grpc';
 import { realClock, type Clock, type TimerHandle } from './clock.js';
-import { CancelledError, InvalidArgumentError, NsmError, ResourceExhaustedError, toServerError } from './errors.js';
+import { CancelledError, DeadlineExceededError, InvalidArgumentError, ResourceExhaustedError, toServerError } from './errors.js';
 import type { Logger } from './log.js';
 import type { ServiceRegistration } from './transport.js';
 
-/** A call's deadline passed while it waited for its turn. Mapped to DEADLINE_EXCEEDED at the edge. */
-export class DeadlineExceededError extends NsmError {
-  override name = 'DeadlineExceededError';
-}
+export { DeadlineExceededError };
 
 /** Bounds a user may set (both limits are env-configurable on nsmgr and the forwarder). */
 export const MAX_CONCURRENCY = 1024;
@@ -208,11 +204,6 @@ export function entering(conn: Connection | undefined): boolean {
   return (conn?.path?.index ?? 0) <= 1;
 }
 
-function mapped(err: unknown): Error {
-  if (err instanceof DeadlineExceededError) return new ServerError(Status.DEADLINE_EXCEEDED, err.message);
-  return toServerError(err);
-}
-
 /** Puts Request and Close of a NetworkService implementation behind `admission`. */
 export function admitNetworkService(impl: NetworkServiceImplementation, admission: NetworkServiceAdmission): NetworkServiceImplementation {
   const applies = admission.applies ?? entering;
@@ -226,7 +217,7 @@ export function admitNetworkService(impl: NetworkServiceImplementation, admissio
       }, { signal });
     } catch (err) {
       if (started) throw err;
-      throw mapped(err);
+      throw toServerError(err);
     }
   };
   return {

@@ -55,6 +55,11 @@ export class PermissionDeniedError extends NsmError {
   override name = 'PermissionDeniedError';
 }
 
+/** A deadline passed before the work could start (e.g. while a call waited for its turn). */
+export class DeadlineExceededError extends NsmError {
+  override name = 'DeadlineExceededError';
+}
+
 /** A bounded resource (a queue, a pool, a limit) is full. */
 export class ResourceExhaustedError extends NsmError {
   override name = 'ResourceExhaustedError';
@@ -69,6 +74,7 @@ const STATUS_BY_NAME: Record<string, Status> = {
   CancelledError: Status.CANCELLED,
   PermissionDeniedError: Status.PERMISSION_DENIED,
   ResourceExhaustedError: Status.RESOURCE_EXHAUSTED,
+  DeadlineExceededError: Status.DEADLINE_EXCEEDED,
 };
 
 /** Maps any error to a gRPC ServerError (server edge only). */
