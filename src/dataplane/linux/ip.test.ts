@@ -48,7 +48,8 @@ describe('Ip.monitor (no root: a stand-in script for ip)', () => {
     t.after(() => ac.abort());
     const it = ip.monitor(SELF, ['link'], ac.signal);
     const first = await it.next();
-    assert.deepEqual(first.value?.lines, ['line 1']);
+    // A notice carries the whole lines read together; under load the first read can hold more than one.
+    assert.equal(first.value?.lines[0], 'line 1');
     const deadline = Date.now() + 20_000;
     while (await access(join(dir, 'done')).then(() => false, () => true)) {
       assert.ok(Date.now() < deadline, 'stand-in finished printing');
