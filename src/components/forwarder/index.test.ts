@@ -60,9 +60,11 @@ describe('forwarder orphan GC', () => {
   });
 
   it('NSM_ORPHAN_GC_INTERVAL is bounded (1s-1h)', () => {
-    assert.throws(() => forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '500ms' }), /NSM_ORPHAN_GC_INTERVAL/);
-    assert.throws(() => forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '2h' }), /NSM_ORPHAN_GC_INTERVAL/);
-    assert.equal(forwarderConfig.parse({ NSM_ORPHAN_GC_INTERVAL: '1h' }).orphanGcInterval, 3_600_000);
+    // (the default listen socket's directory need not exist on a test machine)
+    const listen = { NSM_LISTEN_ON: `unix://${join(tmpdir(), 'fwd.sock')}` };
+    assert.throws(() => forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '500ms' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.throws(() => forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '2h' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.equal(forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '1h' }).orphanGcInterval, 3_600_000);
   });
 });
 
