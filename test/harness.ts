@@ -54,7 +54,7 @@ export function requireRoot(t: TestContext): boolean {
 
 export function tempDir(t: TestContext, prefix = 'nsmt-'): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
-  defer(t, () => rmSync(d, { recursive: true, force: true }));
+  if (!process.env.NSMT_KEEP_DIRS) defer(t, () => rmSync(d, { recursive: true, force: true }));
   return d;
 }
 

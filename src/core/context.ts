@@ -5,6 +5,7 @@
 import type { Connection } from '../api/gen/connection.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
+import type { Peer } from './peer.js';
 import { StateStore } from './state.js';
 
 /** Lets background elements (heal, refresh, timeout, monitor) re-enter the chain from `begin`. */
@@ -28,6 +29,12 @@ export interface CallContext {
   readonly metadata: Readonly<Record<string, string>>;
   /** Set by `begin`. */
   readonly events?: EventFactory;
+  /**
+   * Server side: the caller at the other end of the unix connection the call came in on (its network
+   * namespace, resolved once per connection, on first use); absent for in-process calls, resolves
+   * undefined for tcp calls.
+   */
+  readonly peer?: () => Promise<Peer | undefined>;
 }
 
 export function newContext(init: Partial<CallContext> = {}): CallContext {
@@ -38,6 +45,7 @@ export function newContext(init: Partial<CallContext> = {}): CallContext {
     log: init.log ?? silentLogger,
     metadata: init.metadata ?? {},
     events: init.events,
+    peer: init.peer,
   };
 }
 

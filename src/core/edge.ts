@@ -11,6 +11,7 @@ import type {
 import type { NetworkServiceHandler, NseHandler, NsHandler, RegistryHandler } from './chain.js';
 import { newContext, type CallContext } from './context.js';
 import { toServerError } from './errors.js';
+import { peerOf } from './grpc-server.js';
 import type { Logger } from './log.js';
 
 export function metadataRecord(md: Metadata | undefined): Record<string, string> {
@@ -23,8 +24,8 @@ export function metadataRecord(md: Metadata | undefined): Record<string, string>
   return out;
 }
 
-function edgeContext(call: { signal: AbortSignal; metadata?: Metadata }, log: Logger): CallContext {
-  return newContext({ signal: call.signal, metadata: metadataRecord(call.metadata), log });
+function edgeContext(call: { signal: AbortSignal; metadata?: Metadata; peer?: string }, log: Logger): CallContext {
+  return newContext({ signal: call.signal, metadata: metadataRecord(call.metadata), log, peer: () => peerOf(call.peer) });
 }
 
 async function mapped<T>(fn: () => Promise<T>): Promise<T> {

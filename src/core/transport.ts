@@ -7,14 +7,7 @@ import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { connectivityState as ConnectivityState } from '@grpc/grpc-js';
-import {
-  createChannel,
-  createClient,
-  createServer,
-  type Channel,
-  type CompatServiceDefinition,
-  type Server,
-} from 'nice-grpc';
+import { createChannel, createClient, type Channel, type CompatServiceDefinition } from 'nice-grpc';
 import {
   HealthCheckResponse_ServingStatus,
   HealthDefinition,
@@ -22,6 +15,7 @@ import {
   type HealthCheckResponse,
 } from '../api/gen/health.js';
 import { InvalidArgumentError, UnavailableError } from './errors.js';
+import { PeerAwareServer } from './grpc-server.js';
 import { AsyncQueue } from './queue.js';
 
 export type ParsedUrl =
@@ -108,12 +102,12 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
   if (parsed.length === 0) throw new InvalidArgumentError(field, '', 'at least one URL to listen on is required');
   const health = new HealthService(services.map((s) => s.definition.fullName));
   // one gRPC server per URL: a server can listen only once
-  const servers: Server[] = [];
+  const servers: PeerAwareServer[] = [];
   const addresses: string[] = [];
   const sockets: string[] = [];
   const newServer = () => {
-    const server: Server = createServer(SERVER_OPTIONS);
-    server.add(HealthDefinition, health);
+    const server = new PeerAwareServer(SERVER_OPTIONS);
+    server.add(HealthDefinition, health as unknown as ServiceRegistration["implementation"]);
     for (const s of services) server.add(s.definition, s.implementation);
     servers.push(server);
     return server;
@@ -123,12 +117,12 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
       const server = newServer();
       if (p.kind === 'unix') {
         await claimSocketPath(p.path, field);
-        await server.listen(`unix://${p.path}`);
+        await server.listenUnix(p.path);
         sockets.push(p.path);
         addresses.push(p.url);
       } else {
         const host = p.host === '' ? '0.0.0.0' : p.host;
-        const port = await server.listen(`${host}:${p.port}`);
+        const port = await server.listenTcp(`${host}:${p.port}`);
         addresses.push(`tcp://${host}:${port}`);
       }
     }

@@ -26,6 +26,9 @@ import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js'
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
 import { mechanismTranslationClient } from '../../networkservice/mechanisms/mechanism-translation/index.js';
+import { netnsBinding, trustNodeAndServer } from '../../networkservice/netns-binding/index.js';
+import { processNetns } from '../../core/peer.js';
+import { parseUrl } from '../../core/transport.js';
 import { roundRobinServer } from '../../networkservice/round-robin/index.js';
 import { xconnectServer } from '../../networkservice/xconnect/index.js';
 import { passThrough } from '../../core/chain.js';
@@ -55,7 +58,10 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
 
   const nsRegistry = registryChain('forwarder-ns-registry', [nsConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
   const nseRegistry = registryChain('forwarder-nse-registry', [nseConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
+  const nsmgrUrl = parseUrl(config.connectTo, 'NSM_CONNECT_TO');
+  const trusted = trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined });
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+    netnsBinding({ trusted }),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
     mechanismsServer({ KERNEL: passThrough('kernel') }),

@@ -18,6 +18,7 @@ import { ChannelPool, serve } from '../../core/transport.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
 import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverForwarderServer } from '../../networkservice/discover-forwarder/index.js';
+import { netnsBinding } from '../../networkservice/netns-binding/index.js';
 import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
 import { endpoint } from '../endpoint.js';
 import type { Running } from '../../core/lifecycle.js';
@@ -44,6 +45,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
 
   const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+    netnsBinding(),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),

@@ -29,7 +29,7 @@ import { normalizeSpec, parseAlias, type WantPair } from '../spec.js';
 import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions } from '../types.js';
 import { PairWriter } from './apply.js';
 import { Ip, type IpOptions, type NetnsPath } from './ip.js';
-import { NetnsResolver, listNetns } from './netns.js';
+import { NetnsResolver, assertNotPrivileged, listNetns } from './netns.js';
 import { planEnsure, planRemove, type ConvergeEnd } from './plan.js';
 import { readEnd, readLink, scanOwned, type NetnsRef } from './read.js';
 
@@ -103,6 +103,7 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       const w = normalizeSpec(spec);
       return inventory.exclusive(w.owner, async () => {
         const [nsc, nse] = await Promise.all([resolver.resolve(w.nsc.netns), resolver.resolve(w.nse.netns)]);
+        await Promise.all([assertNotPrivileged(w.nsc.netns, nsc, 'client'), assertNotPrivileged(w.nse.netns, nse, 'endpoint')]);
         places.add(w.nsc.netns).add(w.nse.netns);
         const state = await converge(w, { nsc, nse }, opts.signal);
         inventory.hold(w.owner);

@@ -5,7 +5,7 @@
  * for a file with that device and inode; results are cached and re-validated (stat) on every use.
  */
 import { readdir, stat, statfs } from 'node:fs/promises';
-import { DataplaneError } from '../../core/errors.js';
+import { DataplaneError, PermissionDeniedError } from '../../core/errors.js';
 
 const NSFS_MAGIC = 0x6e736673;
 
@@ -37,6 +37,18 @@ export async function ownNetnsUrl(): Promise<string> {
   const id = await idOf('/proc/self/ns/net');
   if (!id) throw new DataplaneError('resolve netns', 'cannot stat /proc/self/ns/net');
   return inodeUrl(id);
+}
+
+/**
+ * Refuses a netns the data plane must never put a connection's interface in: its own (on Kubernetes the
+ * forwarder is hostNetwork, so that is the node's) and pid 1's (the host's, or the container's init).
+ * `path` is what `NetnsResolver.resolve` gave for `url`; `side` names the end in the error.
+ */
+export async function assertNotPrivileged(url: string, path: string, side: string): Promise<void> {
+  const [id, own, init] = await Promise.all([idOf(path), idOf('/proc/self/ns/net'), idOf('/proc/1/ns/net')]);
+  if (!id) return; // gone meanwhile: the next step fails with its own error
+  const which = own && same(own, id) ? "the forwarder's own network namespace" : init && same(init, id) ? "pid 1's (the host's) network namespace" : undefined;
+  if (which) throw new PermissionDeniedError(`${side} netns ${url} is ${which}; a connection's interfaces are only created in a pod's network namespace`);
 }
 
 /** Every distinct netns visible on the machine, by inode, with one path each (named ones preferred). */

@@ -10,7 +10,7 @@ import { cloneConnection, cloneRequest } from '../../api/helpers.js';
 import type { NetworkServiceElement, NetworkServiceHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { newContext, timeLeft, withContext, type CallContext, type EventFactory } from '../../core/context.js';
-import { CancelledError, InvalidArgumentError, NotFoundError, errorMessage } from '../../core/errors.js';
+import { CancelledError, InvalidArgumentError, NotFoundError, PermissionDeniedError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { linkSignals, throwIfAborted } from '../../core/signals.js';
 import { StateStore } from '../../core/state.js';
@@ -137,15 +137,22 @@ class Entries {
     return out;
   }
 
-  /** Close of `id` by the caller, already serialized. Nothing established under it: nothing to close (upstream). */
+  /**
+   * Close of `id` by the caller, already serialized. Nothing established under it: nothing to close
+   * (upstream). A Close that fails is still a close (the connection is forgotten), except one refused
+   * for who asked (PermissionDenied): that was never the owner's Close, and the connection stays.
+   */
   async close(id: string, ctx: CallContext): Promise<void> {
     const entry = this.#entries.get(id);
     if (!entry || !entry.established) return;
     try {
       await this.#closeStored(entry, this.#inner(entry, ctx));
-    } finally {
+    } catch (err) {
+      if (err instanceof PermissionDeniedError) throw err;
       this.drop(entry, 'closed');
+      throw err;
     }
+    this.drop(entry, 'closed');
   }
 
   drop(entry: Entry, why: string): void {
