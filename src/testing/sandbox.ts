@@ -50,6 +50,8 @@ export interface SandboxOptions {
   readonly tokenLifetime?: string;
   /** NSC `NSM_REQUEST_TIMEOUT`. Default `5s`. */
   readonly requestTimeout?: string;
+  /** The data plane of node `index`'s forwarder. Default a new SandboxDataPlane. */
+  readonly dataplane?: (index: number) => SandboxDataPlane;
   readonly log?: Logger;
 }
 
@@ -210,7 +212,7 @@ class SandboxMesh implements Sandbox {
     const nsmgrName = `nsmgr-${index}`;
     const nsmgrEnv: Env = { ...this.#common, NSM_NAME: nsmgrName, NSM_LISTEN_ON: this.#sock(nsmgrName), NSM_REGISTRY_URL: this.registry.url, NODE_NAME: nodeName };
     const nsmgr = await this.#server('nsmgr', nsmgrName, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: this.#componentLog(nsmgrName) }));
-    const dataplane = new SandboxDataPlane();
+    const dataplane = this.#options.dataplane?.(index) ?? new SandboxDataPlane();
     const fwdName = `forwarder-${index}`;
     const fwdEnv: Env = { ...this.#common, NSM_NAME: fwdName, NSM_LISTEN_ON: this.#sock(fwdName), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: nodeName };
     const forwarder = await this.#server('forwarder', fwdName, fwdEnv, (e) => startForwarder(forwarderConfig.parse(e), { log: this.#componentLog(fwdName), dataplane }));
