@@ -1,13 +1,13 @@
 /**
  * The endpoint server chain every NetworkService server starts with (nsmgr, forwarder, NSE), as upstream
- * `chains/endpoint`: update-path → begin → update-token → timeout → monitor → trim-path → additional
+ * `chains/endpoint`, after a first `validate` (malformed calls answer INVALID_ARGUMENT): update-path → begin → update-token → timeout → monitor → trim-path → additional
  * elements. Returns the chain and the hop's MonitorService (served as connection.MonitorConnection).
  */
 import { MonitorConnectionDefinition } from '../api/gen/connection.js';
 import { NetworkServiceDefinition } from '../api/gen/networkservice.js';
 import { networkServiceChain, type NetworkServiceElement, type NetworkServiceHandler } from '../core/chain.js';
 import type { Clock } from '../core/clock.js';
-import { networkServiceService } from '../core/edge.js';
+import { monitorConnectionService, networkServiceService } from '../core/edge.js';
 import type { Logger } from '../core/log.js';
 import type { TokenGenerator } from '../core/token.js';
 import type { ChannelPool, ServiceRegistration } from '../core/transport.js';
@@ -19,6 +19,7 @@ import { timeoutServer } from '../networkservice/timeout/index.js';
 import { trimPathServer } from '../networkservice/trim-path/index.js';
 import { updatePathServer } from '../networkservice/update-path/index.js';
 import { updateTokenServer } from '../networkservice/update-token/index.js';
+import { validateServer } from '../networkservice/validate/index.js';
 
 export interface EndpointDeps {
   readonly name: string;
@@ -40,6 +41,7 @@ export function endpoint(deps: EndpointDeps, additional: readonly NetworkService
   const monitor = new MonitorService({ log: deps.log });
   const begin = beginServer({ clock: deps.clock });
   const elements: NetworkServiceElement[] = [
+    validateServer(),
     updatePathServer({ name: deps.name }),
     begin,
     updateTokenServer({ tokens: deps.tokens }),
@@ -58,7 +60,7 @@ export function endpoint(deps: EndpointDeps, additional: readonly NetworkService
     },
     services: [
       { definition: NetworkServiceDefinition, implementation: networkServiceService(handler, deps.log) },
-      { definition: MonitorConnectionDefinition, implementation: monitor },
+      { definition: MonitorConnectionDefinition, implementation: monitorConnectionService(monitor) },
     ],
   };
 }

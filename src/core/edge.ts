@@ -3,6 +3,7 @@
  * gRPC call (signal, metadata), and maps our errors to gRPC status codes here and nowhere else.
  */
 import type { CallContext as GrpcCallContext, Metadata } from 'nice-grpc';
+import type { ConnectionEvent, MonitorConnectionServiceImplementation, MonitorScopeSelector } from '../api/gen/connection.js';
 import type { NetworkServiceImplementation } from '../api/gen/networkservice.js';
 import type {
   NetworkServiceEndpointRegistryServiceImplementation,
@@ -40,6 +41,20 @@ export function networkServiceService(handler: NetworkServiceHandler, log: Logge
   return {
     request: (req, call) => mapped(() => handler.request(req, edgeContext(call, log))),
     close: (conn, call) => mapped(async () => (await handler.close(conn, edgeContext(call, log)), {})),
+  };
+}
+
+/** MonitorConnections with our errors mapped (a malformed selector is INVALID_ARGUMENT, not UNKNOWN). */
+export function monitorConnectionService(impl: { monitorConnections(s: MonitorScopeSelector, call: { signal: AbortSignal }): AsyncIterable<ConnectionEvent> }): MonitorConnectionServiceImplementation {
+  return {
+    async *monitorConnections(selector, call) {
+      try {
+        yield* impl.monitorConnections(selector, call);
+      } catch (err) {
+        if (call.signal.aborted) return;
+        throw toServerError(err);
+      }
+    },
   };
 }
 

@@ -77,12 +77,16 @@ const STATUS_BY_NAME: Record<string, Status> = {
   DeadlineExceededError: Status.DEADLINE_EXCEEDED,
 };
 
-/** Maps any error to a gRPC ServerError (server edge only). */
+/**
+ * Maps any error to a gRPC ServerError (server edge only). An error of ours maps by its class; an error
+ * that `fromClientError` made from a peer's status without a class of its own (INTERNAL, ALREADY_EXISTS,
+ * FAILED_PRECONDITION, …) keeps the peer's code, so a hop passes it on instead of answering UNKNOWN.
+ */
 export function toServerError(err: unknown): ServerError {
   if (err instanceof ServerError) return err;
   if (err instanceof ClientError) return new ServerError(err.code, err.details);
   if (err instanceof Error) {
-    const code = STATUS_BY_NAME[err.name] ?? (err.name === 'AbortError' ? Status.CANCELLED : Status.UNKNOWN);
+    const code = STATUS_BY_NAME[err.name] ?? (err.name === 'AbortError' ? Status.CANCELLED : err.cause instanceof ClientError ? err.cause.code : Status.UNKNOWN);
     return new ServerError(code, err.message);
   }
   return new ServerError(Status.UNKNOWN, String(err));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createChannel, createClient, Status } from 'nice-grpc';
@@ -71,4 +71,17 @@ test('dial: a live peer is reached; a refused one fails at the dial timeout, not
   const dialling = pool.dial(nobody, 60_000, stop.signal);
   stop.abort();
   await assert.rejects(dialling, { name: 'UnavailableError' });
+});
+
+test('serve: a unix socket whose directory is missing is refused naming the field and path; nothing is created', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const missing = join(dir, 'no', 'such');
+  await assert.rejects(serve([`unix://${join(missing, 'x.sock')}`], [], 'NSM_LISTEN_ON'), (err: Error & { field?: string }) => {
+    assert.equal(err.name, 'InvalidArgumentError');
+    assert.equal(err.field, 'NSM_LISTEN_ON');
+    assert.match(err.message, new RegExp(`directory ${missing} does not exist`));
+    return true;
+  });
+  assert.equal(existsSync(join(dir, 'no')), false, 'no directory was created');
 });

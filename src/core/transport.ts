@@ -1,9 +1,10 @@
 /**
  * gRPC transport: NSM URLs (`unix:///abs/path`, `tcp://host:port`, or a bare `host:port` target), servers
  * that always serve `grpc.health.v1.Health`, and a channel pool for clients. A stale unix socket file is
- * replaced at start (a live one is refused, naming it) and removed on a clean stop.
+ * replaced at start (a live one is refused, naming it) and removed on a clean stop. A server never creates
+ * directories: a unix socket's directory must exist (InvalidArgumentError naming the field otherwise).
  */
-import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { connectivityState as ConnectivityState } from '@grpc/grpc-js';
@@ -157,7 +158,10 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
 }
 
 async function claimSocketPath(path: string, field: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
+  const dir = dirname(path);
+  if (!isDirectory(dir)) {
+    throw new InvalidArgumentError(field, `unix://${path}`, `directory ${dir} does not exist; create it first (a server never creates directories)`);
+  }
   if (!existsSync(path)) return;
   if (!lstatSync(path).isSocket()) {
     throw new InvalidArgumentError(field, `unix://${path}`, 'path exists and is not a socket');
@@ -166,6 +170,14 @@ async function claimSocketPath(path: string, field: string): Promise<void> {
     throw new UnavailableError(`socket ${path} is in use by another live server; stop it first or choose another ${field}`);
   }
   unlinkSync(path);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function removeSocket(path: string): void {

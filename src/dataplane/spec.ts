@@ -101,12 +101,17 @@ export function normRoute(prefix: string, via: string | undefined, field: string
   return { family: c.family, prefix: formatCidr(c), via: formatIp(g) };
 }
 
+/** An interface name the kernel takes: 1-15 characters, no whitespace, "/", ":" or quotes, not . or ..; `field` names it in the error. */
+export function checkInterfaceName(field: string, name: unknown): void {
+  if (typeof name !== 'string' || !IFNAME_RE.test(name) || name === '.' || name === '..') {
+    throw new InvalidArgumentError(field, name, 'not a valid interface name (1-15 chars, no whitespace, "/", ":" or quotes, not . or ..)');
+  }
+}
+
 function normEnd(e: EndSpec, side: Side, owner: string): WantEnd {
   if (!e || typeof e !== 'object') throw new InvalidArgumentError(side, e, 'missing end');
   if (typeof e.netns !== 'string' || e.netns === '') throw new InvalidArgumentError(`${side}.netns`, e.netns, 'missing netns URL');
-  if (typeof e.name !== 'string' || !IFNAME_RE.test(e.name) || e.name === '.' || e.name === '..') {
-    throw new InvalidArgumentError(`${side}.name`, e.name, 'not a valid interface name (1-15 chars, no whitespace, "/", ":" or quotes, not . or ..)');
-  }
+  checkInterfaceName(`${side}.name`, e.name);
   const addrs = new Map<string, WantAddr>();
   (e.addrs ?? []).forEach((a, i) => {
     const n = normAddr(a, `${side}.addrs[${i}]`);

@@ -4,8 +4,10 @@
  * (registry part), without the grpcmetadata/updatepath/authorize/begin/recvfd/sendfd elements nsm-ts
  * does not use:
  *
- *   NSE: clientinfo → expire (cap 1 min) → localbypass → connect(NSM_REGISTRY_URL)
- *   NS:  connect(NSM_REGISTRY_URL)
+ *   NSE: validate → clientinfo → expire (cap 1 min) → localbypass → connect(NSM_REGISTRY_URL)
+ *   NS:  validate → connect(NSM_REGISTRY_URL)
+ *
+ * `validate` comes first so a malformed call is INVALID_ARGUMENT at nsmgr itself, never forwarded.
  */
 import { registryChain, type NsElement, type NseElement, type NseHandler, type NsHandler } from '../core/chain.js';
 import type { Clock } from '../core/clock.js';
@@ -15,6 +17,7 @@ import { clientInfoServer } from './client-info/index.js';
 import { nsConnectServer, nseConnectServer } from './connect/index.js';
 import { expireCapServer } from './expire-cap/index.js';
 import { localBypassServer } from './local-bypass/index.js';
+import { validateNseServer, validateNsServer } from './validate/index.js';
 
 export interface NsmgrRegistryDeps {
   /** `NSM_REGISTRY_URL`. */
@@ -37,6 +40,7 @@ export interface NsmgrRegistryOptions {
 
 export function nsmgrNseElements(deps: NsmgrRegistryDeps, options: NsmgrRegistryOptions = {}): NseElement[] {
   return [
+    validateNseServer(),
     clientInfoServer({ labels: deps.labels }),
     expireCapServer({ clock: deps.clock }, { maxExpiration: options.maxExpiration }),
     localBypassServer({ nsmgrUrl: deps.nsmgrUrl }),
@@ -45,7 +49,7 @@ export function nsmgrNseElements(deps: NsmgrRegistryDeps, options: NsmgrRegistry
 }
 
 export function nsmgrNsElements(deps: NsmgrRegistryDeps, options: NsmgrRegistryOptions = {}): NsElement[] {
-  return [nsConnectServer({ pool: deps.pool, url: deps.registryUrl, clock: deps.clock }, { dialTimeout: options.dialTimeout })];
+  return [validateNsServer(), nsConnectServer({ pool: deps.pool, url: deps.registryUrl, clock: deps.clock }, { dialTimeout: options.dialTimeout })];
 }
 
 export function nsmgrRegistryChains(deps: NsmgrRegistryDeps, options: NsmgrRegistryOptions = {}): { ns: NsHandler; nse: NseHandler } {

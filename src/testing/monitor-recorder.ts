@@ -1,7 +1,7 @@
 /**
  * A MonitorConnections stream recorded for a test: every event is kept in `events`, and `waitFor`
  * resolves with the first event (past or future) matching a predicate. Background work: one stream
- * reader, ended by `stop()` (or when the server goes away).
+ * reader, opened again when its stream fails, ended by `stop()`.
  */
 import { createClient, type Channel } from 'nice-grpc';
 import { MonitorConnectionDefinition, type ConnectionEvent, type MonitorScopeSelector } from '../api/gen/connection.js';
@@ -15,6 +15,7 @@ export interface MonitorRecorder {
 }
 
 export const DEFAULT_MONITOR_WAIT_MS = 5000;
+const RESUBSCRIBE_MS = 20;
 
 /** Starts recording the stream of the server on `channel`; `name` is used in timeout errors. */
 export function recordMonitor(channel: Channel, name: string, selector: Partial<MonitorScopeSelector>, onStop: () => void): MonitorRecorder {
@@ -22,14 +23,19 @@ export function recordMonitor(channel: Channel, name: string, selector: Partial<
   const waiters = new Set<() => void>();
   const ac = new AbortController();
   const client = createClient(MonitorConnectionDefinition, channel);
+  // A stream that fails before it is stopped (the channel not connected yet on a busy machine, or the
+  // server restarting) is opened again: each new stream starts with the server's current state.
   void (async () => {
-    try {
-      for await (const ev of client.monitorConnections({ pathSegments: [], networkServices: [], ...selector }, { signal: ac.signal })) {
-        events.push(ev);
-        for (const w of waiters) w();
+    while (!ac.signal.aborted) {
+      try {
+        for await (const ev of client.monitorConnections({ pathSegments: [], networkServices: [], ...selector }, { signal: ac.signal })) {
+          events.push(ev);
+          for (const w of waiters) w();
+        }
+      } catch {
+        /* stopped, or the server went away */
       }
-    } catch {
-      /* stopped, or the server went away */
+      await new Promise((r) => setTimeout(r, RESUBSCRIBE_MS));
     }
   })();
   return {

@@ -37,6 +37,13 @@ import { nsmgrConfig, startNsmgr, type RunningNsmgr } from '../components/nsmgr/
 import { registryConfig, startRegistry, type RunningRegistry } from '../components/registry/index.js';
 import { recordMonitor, type MonitorRecorder } from './monitor-recorder.js';
 
+/**
+ * The sandbox's clients and endpoints live in this process and name `fake://` network namespaces that no
+ * process is in: its nsmgrs and forwarders trust every caller (test/netns-binding.test.ts checks the
+ * binding on real processes).
+ */
+const FAKE_NETNS_WORLD = { trusted: () => true } as const;
+
 export type { MonitorRecorder } from './monitor-recorder.js';
 
 type Env = Readonly<Record<string, string>>;
@@ -50,6 +57,8 @@ export interface SandboxOptions {
   readonly tokenLifetime?: string;
   /** NSC `NSM_REQUEST_TIMEOUT`. Default `5s`. */
   readonly requestTimeout?: string;
+  /** The data plane of node `index`'s forwarder. Default a new SandboxDataPlane. */
+  readonly dataplane?: (index: number) => SandboxDataPlane;
   readonly log?: Logger;
 }
 
@@ -209,11 +218,13 @@ class SandboxMesh implements Sandbox {
     const nodeName = `node-${index}`;
     const nsmgrName = `nsmgr-${index}`;
     const nsmgrEnv: Env = { ...this.#common, NSM_NAME: nsmgrName, NSM_LISTEN_ON: this.#sock(nsmgrName), NSM_REGISTRY_URL: this.registry.url, NODE_NAME: nodeName };
-    const nsmgr = await this.#server('nsmgr', nsmgrName, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: this.#componentLog(nsmgrName) }));
-    const dataplane = new SandboxDataPlane();
+    const nsmgr = await this.#server('nsmgr', nsmgrName, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: this.#componentLog(nsmgrName), netnsBinding: FAKE_NETNS_WORLD }));
+    const dataplane = this.#options.dataplane?.(index) ?? new SandboxDataPlane();
     const fwdName = `forwarder-${index}`;
     const fwdEnv: Env = { ...this.#common, NSM_NAME: fwdName, NSM_LISTEN_ON: this.#sock(fwdName), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: nodeName };
-    const forwarder = await this.#server('forwarder', fwdName, fwdEnv, (e) => startForwarder(forwarderConfig.parse(e), { log: this.#componentLog(fwdName), dataplane }));
+    const forwarder = await this.#server('forwarder', fwdName, fwdEnv, (e) =>
+      startForwarder(forwarderConfig.parse(e), { log: this.#componentLog(fwdName), dataplane, netnsBinding: FAKE_NETNS_WORLD }),
+    );
     return { index, nsmgr, forwarder, dataplane };
   }
 

@@ -26,7 +26,7 @@ import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js'
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
 import { mechanismTranslationClient } from '../../networkservice/mechanisms/mechanism-translation/index.js';
-import { netnsBinding, trustNodeAndServer } from '../../networkservice/netns-binding/index.js';
+import { netnsBinding, trustNodeAndServer, type NetnsBindingOptions } from '../../networkservice/netns-binding/index.js';
 import { processNetns } from '../../core/peer.js';
 import { parseUrl } from '../../core/transport.js';
 import { roundRobinServer } from '../../networkservice/round-robin/index.js';
@@ -45,7 +45,15 @@ export interface RunningForwarder extends Running {
   readonly addresses: readonly string[];
 }
 
-export async function startForwarder(config: ForwarderConfig, deps: { log: Logger; dataplane: DataPlane; clock?: Clock }): Promise<RunningForwarder> {
+export interface ForwarderDeps {
+  readonly log: Logger;
+  readonly dataplane: DataPlane;
+  readonly clock?: Clock;
+  /** Who may name a netns other than its own; default: the forwarder's own netns and its nsmgr's. */
+  readonly netnsBinding?: NetnsBindingOptions;
+}
+
+export async function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Promise<RunningForwarder> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool();
@@ -59,9 +67,11 @@ export async function startForwarder(config: ForwarderConfig, deps: { log: Logge
   const nsRegistry = registryChain('forwarder-ns-registry', [nsConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
   const nseRegistry = registryChain('forwarder-nse-registry', [nseConnectClient({ pool, url: config.connectTo }, { dialTimeout: config.dialTimeout })]);
   const nsmgrUrl = parseUrl(config.connectTo, 'NSM_CONNECT_TO');
-  const trusted = trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined });
+  const binding = deps.netnsBinding ?? {
+    trusted: trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined }),
+  };
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
-    netnsBinding({ trusted }),
+    netnsBinding(binding),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
     mechanismsServer({ KERNEL: passThrough('kernel') }),

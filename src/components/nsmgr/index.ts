@@ -18,7 +18,7 @@ import { ChannelPool, serve } from '../../core/transport.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
 import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverForwarderServer } from '../../networkservice/discover-forwarder/index.js';
-import { netnsBinding } from '../../networkservice/netns-binding/index.js';
+import { netnsBinding, type NetnsBindingOptions } from '../../networkservice/netns-binding/index.js';
 import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
 import { endpoint } from '../endpoint.js';
 import type { Running } from '../../core/lifecycle.js';
@@ -31,7 +31,14 @@ export interface RunningNsmgr extends Running {
   readonly addresses: readonly string[];
 }
 
-export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock?: Clock }): Promise<RunningNsmgr> {
+export interface NsmgrDeps {
+  readonly log: Logger;
+  readonly clock?: Clock;
+  /** Who may name a netns other than its own; default: nobody (each client only its own). */
+  readonly netnsBinding?: NetnsBindingOptions;
+}
+
+export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<RunningNsmgr> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool();
@@ -45,7 +52,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: { log: Logger; clock
 
   const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
   const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
-    netnsBinding(),
+    netnsBinding(deps.netnsBinding),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),

@@ -62,6 +62,10 @@ describe('registry config', () => {
     ['NSM_LISTEN_ON', ','],
     ['NSM_EXPIRE_PERIOD', '10'],
     ['NSM_EXPIRE_PERIOD', '0'],
+    // issue 12: beyond Node's timer range every registration expired at once; empty and dir-less values were accepted
+    ['NSM_EXPIRE_PERIOD', '600h'],
+    ['NSM_LISTEN_ON', ''],
+    ['NSM_LISTEN_ON', 'unix:///nonexistent-nsm-dir/x.sock'],
     ['NSM_LOG_LEVEL', 'loud'],
   ]) {
     it(`${name}=${value} is a ConfigError naming ${name}`, () => {

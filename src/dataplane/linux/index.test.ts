@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { createLogger, silentLogger } from '../../core/log.js';
-import { DataplaneError } from '../../core/errors.js';
 import type { PairSpec } from '../types.js';
 import { dataPlaneContract, type ContractEnv } from '../contract.js';
 import { linuxDataPlane, ownNetnsUrl, readInterface, watchLinks, NetnsResolver } from './index.js';
@@ -88,11 +87,15 @@ if (skip) {
     const s = await stat('/proc/self/ns/net', { bigint: true });
     assert.equal(self, `inode://${s.dev}/${s.ino}`);
     assert.ok((await r.resolve(self)).endsWith('/ns/net') || (await r.resolve(self)).startsWith('/run/netns/'));
-    await assert.rejects(r.resolve('inode://4/1'), (e: Error) => e instanceof DataplaneError && e.step === 'resolve netns' && e.message.includes('inode://4/1'));
-    await assert.rejects(r.resolve('file:///etc/hostname'), (e: Error) => e instanceof DataplaneError && e.message.includes('file:///etc/hostname'));
-    await assert.rejects(r.resolve('file:///run/netns/nsmt-missing'), (e: Error) => e instanceof DataplaneError && e.message.includes('nsmt-missing'));
-    await assert.rejects(r.resolve('netns://x'), DataplaneError);
+    // a netns that does not exist is NotFound naming it; a malformed URL or a file that is no netns is InvalidArgument
+    await assert.rejects(r.resolve('inode://4/1'), (e: Error) => e.name === 'NotFoundError' && e.message.includes('inode://4/1'));
+    await assert.rejects(r.resolve('file:///run/netns/nsmt-missing'), (e: Error) => e.name === 'NotFoundError' && e.message.includes('nsmt-missing'));
+    await assert.rejects(r.resolve('file:///etc/hostname'), (e: Error & { field?: string }) => e.name === 'InvalidArgumentError' && e.field === 'mechanism.parameters.inodeURL' && e.message.includes('file:///etc/hostname'));
+    for (const bad of ['netns://x', 'inode://4', 'file://relative', 'file:///%zz', `inode://1/${'9'.repeat(3000)}`]) {
+      await assert.rejects(r.resolve(bad), (e: Error) => e.name === 'InvalidArgumentError', bad.slice(0, 40));
+    }
     assert.equal(await r.tryResolve('inode://4/1'), undefined);
+    assert.equal(await r.tryResolve('netns://x'), undefined);
   });
 
   test('linux inspect: readInterface and watchLinks see a link going down', async (t) => {

@@ -3,9 +3,17 @@
  * NSM's sendfd puts on the wire and what `ownNetnsUrl()` announces) or as a `file://` path. `inode://`
  * is resolved to a path usable by `nsenter --net=` by scanning `/run/netns/*` and `/proc/<pid>/ns/net`
  * for a file with that device and inode; results are cached and re-validated (stat) on every use.
+ * A malformed URL (or a file that is not a network namespace) is an InvalidArgumentError naming the
+ * mechanism parameter; a netns that does not exist is a NotFoundError naming the URL (INVALID_ARGUMENT
+ * and NOT_FOUND at the gRPC edge); only a failure to look (e.g. EACCES) stays a DataplaneError.
  */
 import { readdir, stat, statfs } from 'node:fs/promises';
-import { DataplaneError, PermissionDeniedError } from '../../core/errors.js';
+import { PARAM_INODE_URL } from '../../api/constants.js';
+import { MAX_URL_LENGTH } from '../../api/limits.js';
+import { DataplaneError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from '../../core/errors.js';
+
+/** The field a bad netns URL is reported under: the kernel mechanism's parameter. */
+export const NETNS_FIELD = `mechanism.parameters.${PARAM_INODE_URL}`;
 
 const NSFS_MAGIC = 0x6e736673;
 
@@ -69,22 +77,29 @@ export class NetnsResolver {
   readonly #cache = new Map<string, string>();
 
   async resolve(url: string): Promise<string> {
+    if (url.length > MAX_URL_LENGTH) throw new InvalidArgumentError(NETNS_FIELD, url, `longer than ${MAX_URL_LENGTH} characters`);
     const id = parseInodeUrl(url);
     if (id) return this.#resolveInode(url, id);
     if (url.startsWith('file://')) {
-      const path = decodeURIComponent(url.slice('file://'.length));
-      if (!path.startsWith('/')) throw new DataplaneError('resolve netns', `${url}: not an absolute file URL`);
+      let path: string;
+      try {
+        path = decodeURIComponent(url.slice('file://'.length));
+      } catch {
+        throw new InvalidArgumentError(NETNS_FIELD, url, 'not valid percent-encoding');
+      }
+      if (!path.startsWith('/') || path.includes('\0')) throw new InvalidArgumentError(NETNS_FIELD, url, 'not an absolute file URL (file:///path)');
       await assertNsfs(url, path);
       return path;
     }
-    throw new DataplaneError('resolve netns', `${url}: unsupported netns URL (expected inode://<dev>/<ino> or file:///path)`);
+    throw new InvalidArgumentError(NETNS_FIELD, url, 'unsupported netns URL (expected inode://<dev>/<ino> or file:///path)');
   }
 
-  /** Like resolve, but undefined when the netns no longer exists (for idempotent removal). */
+  /** Like resolve, but undefined when the netns does not exist or cannot be named (for idempotent removal). */
   async tryResolve(url: string): Promise<string | undefined> {
     try {
       return await this.resolve(url);
     } catch (err) {
+      if (err instanceof NotFoundError || err instanceof InvalidArgumentError) return undefined;
       if (err instanceof DataplaneError && err.step === 'resolve netns') return undefined;
       throw err;
     }
@@ -103,7 +118,7 @@ export class NetnsResolver {
     const pids = (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p));
     const found = await Promise.all(pids.map(async (p) => ((await same(await idOf(`/proc/${p}/ns/net`), id)) ? `/proc/${p}/ns/net` : undefined)));
     const path = found.find((p) => p !== undefined);
-    if (!path) throw new DataplaneError('resolve netns', `${url}: no netns with device ${id.dev} inode ${id.ino} in /run/netns or /proc/*/ns/net`);
+    if (!path) throw new NotFoundError(`netns ${url} not found: no netns with device ${id.dev} inode ${id.ino} in /run/netns or /proc/*/ns/net`);
     return this.#remember(url, path);
   }
 
@@ -122,7 +137,9 @@ async function assertNsfs(url: string, path: string): Promise<void> {
   try {
     s = await statfs(path);
   } catch (err) {
-    throw new DataplaneError('resolve netns', `${url}: ${(err as NodeJS.ErrnoException).code ?? 'error'} on ${path}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NotFoundError(`netns ${url} not found: ${path} does not exist`, { cause: err });
+    throw new DataplaneError('resolve netns', `${url}: ${code ?? 'error'} on ${path}`, { cause: err });
   }
-  if (Number(s.type) !== NSFS_MAGIC) throw new DataplaneError('resolve netns', `${url}: ${path} is not a namespace file`);
+  if (Number(s.type) !== NSFS_MAGIC) throw new InvalidArgumentError(NETNS_FIELD, url, `${path} is not a network namespace`);
 }

@@ -13,7 +13,8 @@
  *   the oldest is the policy because an event carries state: the newest ones are what a reader needs to
  *   end up current, and the producer is the Request path, which a slow reader must never fail
  *   (`throw`) or leave with a stale view (`drop-newest`).
- *   A cancelled subscription leaves no listener behind.
+ *   A cancelled subscription leaves no listener behind. A selector over the size limits of `api/limits.ts`
+ *   is refused (InvalidArgumentError) before anything is sent.
  */
 import { ENDED } from '../../core/signals.js';
 import {
@@ -24,6 +25,7 @@ import {
   type MonitorScopeSelector,
 } from '../../api/gen/connection.js';
 import { cloneConnection, matchesSelector } from '../../api/helpers.js';
+import { checkSelector } from '../../api/limits.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
@@ -100,6 +102,7 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
   }
 
   async *monitorConnections(selector: MonitorScopeSelector, call: { signal: AbortSignal }): AsyncGenerator<ConnectionEvent> {
+    checkSelector(selector);
     const queue = new AsyncQueue<Pending>({
       limit: this.#bufferSize,
       overflow: 'drop-oldest',

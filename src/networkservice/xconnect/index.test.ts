@@ -121,12 +121,22 @@ describe('xconnect', () => {
     assert.deepEqual(nse.closes, ['c1']);
   });
 
-  it('a non-kernel mechanism is refused naming the field', async () => {
-    const { nse, chain } = setup();
-    const req = request('c1');
-    req.connection!.mechanism = { cls: CLS_LOCAL, type: 'MEMIF', parameters: {} };
-    await assert.rejects(chain.request(req, ctx()), (e: Error & { field?: string }) => e instanceof InvalidArgumentError && e.field === 'nsc.mechanism.type');
-    assert.deepEqual(nse.closes, ['c1']);
+  it('a malformed client end is refused naming the field before anything downstream is set up', async () => {
+    for (const [mechanism, field] of [
+      [{ cls: CLS_LOCAL, type: 'MEMIF', parameters: {} }, 'nsc.mechanism.type'],
+      [kernel('', 'nsm-1'), 'nsc.mechanism.parameters.inodeURL'],
+      [kernel(NSC_NS, '..'), 'nsc.mechanism.parameters.name'],
+      [kernel(NSC_NS, 'x'.repeat(16)), 'nsc.mechanism.parameters.name'],
+      [kernel(NSC_NS, 'a/b'), 'nsc.mechanism.parameters.name'],
+    ] as const) {
+      const { dp, nse, below, chain } = setup();
+      const req = request('c1');
+      req.connection!.mechanism = mechanism;
+      await assert.rejects(chain.request(req, ctx()), (e: Error & { field?: string }) => e instanceof InvalidArgumentError && e.field === field);
+      assert.equal(below.requests, 0, `${field}: nothing went downstream`);
+      assert.deepEqual(nse.closes, []);
+      assert.deepEqual([dp.links(NSC_NS), dp.held()], [[], []]);
+    }
   });
 
   it('a failed re-Request keeps the connection and its links; Close still removes them', async () => {

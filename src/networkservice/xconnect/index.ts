@@ -32,6 +32,7 @@ import { InvalidArgumentError, errorMessage } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
 import { endsFromIpContext } from '../../dataplane/ipcontext.js';
+import { checkInterfaceName } from '../../dataplane/spec.js';
 import type { DataPlane, PairSpec } from '../../dataplane/types.js';
 import { NSE_SIDE_MECHANISM } from '../mechanisms/mechanism-translation/index.js';
 
@@ -62,6 +63,16 @@ function kernelParams(m: Mechanism | undefined, side: string): { netns: string; 
   return { netns, name };
 }
 
+/**
+ * The client's end is known before the Request goes on: a malformed one (no netns, a name the kernel
+ * refuses) is INVALID_ARGUMENT here, before anything downstream is set up. Its netns is resolved by the
+ * data plane (NOT_FOUND when it does not exist).
+ */
+function checkClientEnd(m: Mechanism | undefined): void {
+  const { name } = kernelParams(m, 'nsc');
+  checkInterfaceName(`nsc.mechanism.parameters.${PARAM_NAME}`, name);
+}
+
 export function specFor(conn: Connection, nseMech: Mechanism | undefined): PairSpec {
   const nsc = kernelParams(conn.mechanism, 'nsc');
   const nse = kernelParams(nseMech, 'nse');
@@ -77,6 +88,7 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
     requires: ['begin'],
     async request(req, ctx, next) {
       const established = ctx.state.get(SPEC) !== undefined;
+      checkClientEnd(req.connection?.mechanism);
       const conn = await next.request(req, ctx);
       try {
         const spec = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM));
