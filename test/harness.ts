@@ -148,10 +148,15 @@ export interface Proc {
  * Killed (SIGKILL after a SIGTERM grace) after the test.
  */
 export function nsm(t: TestContext, dir: string, name: string, args: string[], env: Record<string, string>, ns?: string): Proc {
+  return nodeProc(t, dir, name, [MAIN, ...args], env, ns);
+}
+
+/** `node <script> <args…>` (in netns `ns`, if given) as a Proc, with its output in `<dir>/<name>.log`. */
+export function nodeProc(t: TestContext, dir: string, name: string, scriptAndArgs: string[], env: Record<string, string>, ns?: string): Proc {
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
   const cmd = ns ? 'ip' : process.execPath;
-  const argv = ns ? ['netns', 'exec', ns, process.execPath, MAIN, ...args] : [MAIN, ...args];
+  const argv = ns ? ['netns', 'exec', ns, process.execPath, ...scriptAndArgs] : scriptAndArgs;
   const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });

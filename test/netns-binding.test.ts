@@ -9,10 +9,11 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { applyNetsvc, links, netns, nsm, requireRoot, ROOT, seedNseEnv, startMesh, type Mesh } from './harness.js';
+import { applyNetsvc, links, netns, nodeProc, nsm, requireRoot, ROOT, seedNseEnv, startMesh, type Mesh } from './harness.js';
 
 const execFileP = promisify(execFile);
 const RAW_CALL = join(ROOT, 'dist/test/fixtures/raw-call.js');
+const LYING_NSE = join(ROOT, 'dist/test/fixtures/lying-nse.js');
 const PERMISSION_DENIED = 7;
 
 type Reply = { ok: true; connection: { id: string } } | { ok: false; code: number; details: string };
@@ -74,5 +75,18 @@ describe('netns binding: a client touches only its own pod (real processes, real
     assert.ok(closed.ok, JSON.stringify(closed));
     assert.deepEqual(await names(a), []);
     assert.deepEqual(await names(nseNs), []);
+  });
+
+  it('an endpoint that names another pod\'s netns for its end is refused: its connection is closed again, nothing is created', async (t) => {
+    if (!requireRoot(t)) return;
+    const mesh = await startMesh(t);
+    await applyNetsvc(mesh);
+    const [nseNs, victim, pod] = [await netns(t, 'nse'), await netns(t, 'victim'), await netns(t, 'pod-c')];
+    const victimUrl = await netnsUrl(`/run/netns/${victim}`);
+    const liar = nodeProc(t, mesh.dir, 'lying-nse', [LYING_NSE, victimUrl], seedNseEnv(mesh), nseNs);
+    await liar.waitLog(/lying endpoint registered/);
+    const r = await call(pod, mesh.sock.nsmgr, 'request', 'to-liar', await netnsUrl(`/run/netns/${pod}`));
+    denied(r, `named netns ${victimUrl} for its end`, 'an endpoint may only name its own network namespace');
+    for (const ns of [pod, victim, nseNs]) assert.deepEqual(await names(ns), [], `nothing created in ${ns}`);
   });
 });

@@ -42,7 +42,7 @@ import { recordMonitor, type MonitorRecorder } from './monitor-recorder.js';
  * process is in: its nsmgrs and forwarders trust every caller (test/netns-binding.test.ts checks the
  * binding on real processes).
  */
-const FAKE_NETNS_WORLD = { trusted: () => true } as const;
+const FAKE_NETNS_WORLD = { trusted: () => true, trustEndpoints: true } as const;
 
 export type { MonitorRecorder } from './monitor-recorder.js';
 

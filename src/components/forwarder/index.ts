@@ -26,7 +26,7 @@ import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js'
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
 import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
 import { mechanismTranslationClient } from '../../networkservice/mechanisms/mechanism-translation/index.js';
-import { netnsBinding, trustNodeAndServer, type NetnsBindingOptions } from '../../networkservice/netns-binding/index.js';
+import { endpointNetnsBinding, netnsBinding, trustNodeAndServer, type NetnsBindingOptions } from '../../networkservice/netns-binding/index.js';
 import { processNetns } from '../../core/peer.js';
 import { parseUrl } from '../../core/transport.js';
 import { roundRobinServer } from '../../networkservice/round-robin/index.js';
@@ -77,7 +77,7 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
     mechanismsServer({ KERNEL: passThrough('kernel') }),
     xconnectServer({ dataplane: deps.dataplane }),
     endpointGoneServer(),
-    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
+    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), ...(binding.trustEndpoints ? [] : [endpointNetnsBinding()]), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
   ]);
   const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)));
 

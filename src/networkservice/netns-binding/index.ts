@@ -23,6 +23,7 @@ import type { CallContext } from '../../core/context.js';
 import { PermissionDeniedError } from '../../core/errors.js';
 import { listenerNetns, netnsIdentity, type Peer } from '../../core/peer.js';
 import { StateKey } from '../../core/state.js';
+import { CLIENT_URL } from '../client-url/index.js';
 
 export const NETNS_BINDING = 'netns-binding';
 
@@ -32,6 +33,8 @@ export const BOUND_NETNS = new StateKey<string>('netnsBinding.netns');
 export interface NetnsBindingOptions {
   /** Callers allowed to name any netns (they did the check themselves). Default: nobody. */
   readonly trusted?: (peer: Peer) => boolean | Promise<boolean>;
+  /** (forwarder) Take the netns an endpoint names for its end as it is (`endpointNetnsBinding` off). */
+  readonly trustEndpoints?: boolean;
 }
 
 function kernelNetnsUrls(mechanisms: ReadonlyArray<Mechanism | undefined>): string[] {
@@ -117,3 +120,48 @@ export function trustNodeAndServer(deps: { ownNetns: string | undefined; serverP
     return server.netns === peer.netns;
   };
 }
+
+/**
+ * `endpointNetnsBinding()` — the endpoint side of the same rule, in the forwarder's connect client chain:
+ * the netns an endpoint names for its end (the KERNEL mechanism of its response) must be the netns of the
+ * process serving the endpoint's unix socket (the one the forwarder just dialed, `CLIENT_URL`). A
+ * registration cannot make the forwarder put an interface into another pod. Otherwise the endpoint's
+ * connection is closed again and the Request fails with PermissionDenied naming both netns. Endpoints on
+ * tcp are not checked (their listener's netns cannot be told from the table alone): see the README.
+ * The listener's netns is cached per socket for a second and looked up again on a mismatch.
+ */
+export function endpointNetnsBinding(deps: { now?: () => number } = {}): NetworkServiceElement {
+  const now = deps.now ?? Date.now;
+  const listeners = new Map<string, { netns: string | undefined; at: number }>();
+  const listener = async (path: string, fresh: boolean) => {
+    const hit = listeners.get(path);
+    if (hit && !fresh && now() - hit.at < LISTENER_TTL_MS) return hit.netns;
+    if (listeners.size >= MAX_CACHED_LISTENERS) listeners.clear();
+    const entry = { netns: await listenerNetns(path), at: now() };
+    listeners.set(path, entry);
+    return entry.netns;
+  };
+  return {
+    name: 'endpoint-netns-binding',
+    requires: ['state'],
+    async request(req, ctx, next) {
+      const conn = await next.request(req, ctx);
+      const url = conn.mechanism?.type === MECH_KERNEL ? conn.mechanism.parameters?.[PARAM_INODE_URL] : undefined;
+      const to = ctx.state.get(CLIENT_URL);
+      if (!url || !to?.startsWith('unix://')) return conn;
+      const path = to.slice('unix://'.length);
+      const named = await netnsIdentity(url);
+      if (named !== undefined && (named === (await listener(path, false)) || named === (await listener(path, true)))) return conn;
+      const served = listeners.get(path)?.netns ?? 'unknown';
+      const cleanup = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
+      await next.close(conn, { ...ctx, signal: cleanup }).catch(() => undefined);
+      throw new PermissionDeniedError(
+        `endpoint ${conn.networkServiceEndpointName} named netns ${url} for its end, but it serves ${to} from netns ${served}; an endpoint may only name its own network namespace`,
+      );
+    },
+    close: (conn, ctx, next) => next.close(conn, ctx),
+  };
+}
+
+const MAX_CACHED_LISTENERS = 4096;
+const CLEANUP_TIMEOUT_MS = 5_000;
