@@ -10,8 +10,10 @@
  *   with `fromClientError`. On success it records `CONNECTED_URL` (read by monitor passthrough, trim-path
  *   and Close) and continues the server chain with the returned connection; if the rest of the server
  *   chain fails, the remote connection is Closed again (errors ignored).
- * - Close: Closes on the remembered `CONNECTED_URL` (else `CLIENT_URL`) through the client chain, logs and
- *   swallows a remote failure, forgets the URL and always calls `next.close`.
+ * - Close: Closes on the remembered `CONNECTED_URL` (else `CLIENT_URL`) through the client chain, on its
+ *   own deadline (`DEFAULT_CLEANUP_TIMEOUT_MS`, not the caller's signal: the next hop releases what it
+ *   holds also when the caller went away), logs and swallows a remote failure, forgets the URL and always
+ *   calls `next.close`.
  * The client chain shares this connection's `ctx.state` (client elements must use their own keys).
  * Placement: near the end of nsmgr / forwarder server chains, after `begin` (state) and discover.
  * Background work: none (channels belong to the pool).
@@ -35,7 +37,7 @@ export { tokenMetadata } from './metadata.js';
 
 /** Upstream sdk default dial timeout (cmd-nsmgr and the forwarder use 750 ms via NSM_DIAL_TIMEOUT). */
 export const DEFAULT_DIAL_TIMEOUT_MS = 15_000;
-/** Bound (ms) of the compensating Close when the rest of the server chain fails after a remote success. */
+/** Bound (ms) of a remote Close: on Close, and when the rest of the server chain fails after a remote success. */
 export const DEFAULT_CLEANUP_TIMEOUT_MS = 15_000;
 
 export interface ConnectDeps {
@@ -117,7 +119,15 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
     },
     async close(conn, ctx, next) {
       const url = ctx.state.get(CONNECTED_URL) ?? ctx.state.get(CLIENT_URL);
-      if (url) await closeRemote(url, conn, ctx);
+      if (url) {
+        // The next hop releases what it holds for the connection also when our caller went away.
+        const own = linkSignals([], DEFAULT_CLEANUP_TIMEOUT_MS);
+        try {
+          await closeRemote(url, conn, withContext(ctx, { signal: own.signal }));
+        } finally {
+          own.dispose();
+        }
+      }
       ctx.state.delete(CONNECTED_URL);
       return next.close(conn, ctx);
     },
