@@ -9,7 +9,7 @@ import { NetworkServiceDefinition } from '../../api/gen/networkservice.js';
 import { networkServiceChain, passThrough, type NetworkServiceElement } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { networkServiceService } from '../../core/edge.js';
-import { NotFoundError } from '../../core/errors.js';
+import { AlreadyExistsError, NotFoundError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { hs256TokenGenerator, parseRfc3339Nano } from '../../core/token.js';
 import { ChannelPool, createClient, serve, type GrpcServer } from '../../core/transport.js';
@@ -32,7 +32,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
   const remoteMd: Array<Record<string, string>> = [];
   const remoteCount = count('remote-count');
   const remoteMonitor = new MonitorService();
-  const remoteBehaviour = { failRequest: false, failClose: false };
+  const remoteBehaviour: { failRequest: boolean; failClose: boolean; failRequestWith?: Error } = { failRequest: false, failClose: false };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-connect-'));
@@ -46,6 +46,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
       passThrough('behaviour', {
         async request(req, ctx, next) {
           if (remoteBehaviour.failRequest) throw new NotFoundError('no such network service');
+          if (remoteBehaviour.failRequestWith) throw remoteBehaviour.failRequestWith;
           return next.request(req, ctx);
         },
         async close(conn, ctx, next) {
@@ -137,6 +138,27 @@ describe('connect server (real gRPC on a unix socket)', () => {
       remoteBehaviour.failClose = false;
     }
     assert.equal(localCount.closes, 2);
+  });
+
+  it('a Close whose caller already went away still closes the remote connection (own deadline)', async () => {
+    const { chain, localCount } = local();
+    const conn = await chain.request(nscRequest('nsc-7'), newContext());
+    const before = remoteCount.closes;
+    const gone = new AbortController();
+    gone.abort();
+    await chain.close(conn, newContext({ signal: gone.signal }));
+    assert.equal(remoteCount.closes, before + 1);
+    assert.equal(localCount.closes, 1);
+  });
+
+  it('ALREADY_EXISTS from the next hop stays AlreadyExistsError', async () => {
+    const { chain } = local({ next: [] });
+    remoteBehaviour.failRequestWith = new AlreadyExistsError('nsc interface nsm-1 already exists in netns x: it belongs to connection c0');
+    try {
+      await assert.rejects(chain.request(nscRequest('nsc-8'), newContext()), (e: Error) => e instanceof AlreadyExistsError && e.message.includes('belongs to connection c0'));
+    } finally {
+      remoteBehaviour.failRequestWith = undefined;
+    }
   });
 
   it('closes the remote connection when the rest of the server chain fails', async () => {
