@@ -1,15 +1,18 @@
 /**
- * One connection id, one connection (issue 12, point 3), on the sandbox mesh: a storm of concurrent
- * first Requests for a few connection ids, mixed with Closes and cancelled Requests, against an NSE
- * whose pool is a /28 (8 address pairs). Once every id is closed, nothing may be left anywhere: no
- * connection at any hop (monitor), no veth pair held by the forwarder, and the whole pool free again
- * (8 new connections fit, a 9th does not).
+ * Safety of the data path on the sandbox mesh, as a careless or hostile client built from the protos
+ * would probe it (issue 12):
+ * - One connection id, one connection: a storm of concurrent first Requests for a few connection ids,
+ *   mixed with Closes and cancelled Requests, against an NSE whose pool is a /28 (8 address pairs). Once
+ *   every id is closed, nothing may be left anywhere: no connection at any hop (monitor), no veth pair
+ *   held by the forwarder, and the whole pool free again (8 new connections fit, a 9th does not).
+ * - Ownership of kernel objects: a second connection naming an interface another connection has in that
+ *   netns is refused with ALREADY_EXISTS naming the owner, and the first connection is untouched.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createClient } from 'nice-grpc';
+import { ClientError, Status, createClient } from 'nice-grpc';
 import { CLS_LOCAL, MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../api/constants.js';
-import { Connection, ConnectionEventType } from '../api/gen/connection.js';
+import { Connection, ConnectionEventType, State } from '../api/gen/connection.js';
 import { NetworkServiceDefinition, type NetworkServiceRequest } from '../api/gen/networkservice.js';
 import { ChannelPool } from '../core/transport.js';
 import { sandbox, type Sandbox, type SandboxServer } from './sandbox.js';
@@ -103,7 +106,7 @@ describe('sandbox: one connection id, one connection', () => {
         }
       }),
     );
-    console.log(`# outcomes ${JSON.stringify(outcomes)} at ${Math.round(performance.now())}`);
+    console.log(`# outcomes ${JSON.stringify(outcomes)}`);
 
     // Close every id: with the connection it got back, else as a first Request names it.
     for (const id of ids) {
@@ -178,5 +181,44 @@ describe('sandbox: one connection id, one connection', () => {
     // The /30 (one pair) is free.
     const again = await client.request(firstRequest('c-3', 'nsm-3'), { signal: AbortSignal.timeout(10_000) });
     await client.close(again, { signal: AbortSignal.timeout(10_000) });
+  });
+});
+
+describe('sandbox: a client touches only its own interfaces', () => {
+  it('a second connection naming an interface another connection has in that netns: ALREADY_EXISTS naming it and the owner; the first stays UP and untouched', async (t) => {
+    const sb = await sandbox();
+    const pool = new ChannelPool();
+    t.after(async () => {
+      pool.close();
+      await sb.close();
+    });
+    const nse = await sb.addEndpoint({ name: 'nse-1', services: [SERVICE], cidr: '10.80.0.0/28' });
+    const client = createClient(NetworkServiceDefinition, pool.get(sb.nodes[0]!.nsmgr.url));
+    const node = sb.nodes[0]!;
+    const first = await client.request(firstRequest('c-a', 'nsm-1'), { signal: AbortSignal.timeout(10_000) });
+    const before = node.dataplane.link(POD, 'nsm-1')!;
+    const owner = /^nsm-ts:(.+):nsc$/.exec(before.alias ?? '')![1]!;
+    assert.equal(owner, first.path!.pathSegments[2]!.id, 'the pair belongs to the forwarder\'s connection');
+    const rec = sb.monitor(node.nsmgr);
+
+    await assert.rejects(
+      client.request(firstRequest('c-b', 'nsm-1'), { signal: AbortSignal.timeout(10_000) }),
+      (e: Error) => e instanceof ClientError && e.code === Status.ALREADY_EXISTS && e.details.includes(`interface nsm-1 already exists in netns ${POD}: it belongs to connection ${owner}`),
+    );
+    assert.deepEqual(node.dataplane.link(POD, 'nsm-1'), before, 'the first connection\'s interface is the same interface');
+    assert.deepEqual(node.dataplane.held(), [owner]);
+    assert.ok(node.dataplane.reachable(POD, '10.80.0.0'), 'the first connection still carries traffic');
+    assert.deepEqual((await held(sb, nse)).length, 1, 'what the NSE gave the refused connection went back');
+    assert.deepEqual(await held(sb, node.nsmgr), [first.path!.pathSegments[1]!.id]);
+    assert.ok(!rec.events.some((e) => Object.values(e.connections).some((c) => c.id === first.path!.pathSegments[1]!.id && c.state !== State.UP)), 'no DOWN for the first connection');
+
+    // A user's own interface with the name is refused too, and left alone.
+    node.dataplane.addForeignLink(POD, 'eth1');
+    await assert.rejects(
+      client.request(firstRequest('c-c', 'eth1'), { signal: AbortSignal.timeout(10_000) }),
+      (e: Error) => e instanceof ClientError && e.code === Status.ALREADY_EXISTS && e.details.includes(`interface eth1 already exists in netns ${POD} and is not owned by nsm-ts`),
+    );
+    assert.ok(node.dataplane.link(POD, 'eth1'));
+    await client.close(first, { signal: AbortSignal.timeout(10_000) });
   });
 });
