@@ -14,11 +14,16 @@ import { ClientError, Status, createClient } from 'nice-grpc';
 import { CLS_LOCAL, MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../api/constants.js';
 import { Connection, ConnectionEventType, State } from '../api/gen/connection.js';
 import { NetworkServiceDefinition, type NetworkServiceRequest } from '../api/gen/networkservice.js';
+import { processNetns } from '../core/peer.js';
 import { ChannelPool } from '../core/transport.js';
 import { sandbox, type Sandbox, type SandboxServer } from './sandbox.js';
 
 const SERVICE = 'svc';
-const POD = 'fake://pod-1';
+/**
+ * The pod of the raw client: this process's own netns, which nsmgr's netns binding sees as the caller's
+ * (the fake data plane takes any netns URL, and never touches the kernel).
+ */
+const POD = (await processNetns('self')) ?? 'fake://pod-1';
 
 /** A first Request as a client built from the protos sends it: its own segment only, index 0. */
 function firstRequest(id: string, ifname: string): NetworkServiceRequest {

@@ -96,10 +96,16 @@ class Entry {
   ) {}
 }
 
-/** The previous hop's segment (name and id) of a server-side request, as one key; undefined at the first hop. */
-function callerKey(conn: Connection | undefined): string | undefined {
-  const prev = conn ? prevSegment(conn) : undefined;
-  return prev ? `${prev.name}\u0000${prev.id}` : undefined;
+/**
+ * The caller's connection of a server-side call, as one key: the previous hop's segment (name and id) and,
+ * when the call came over a unix socket, the caller's netns (a client in another pod that names the same
+ * segment is another caller); undefined at the first hop.
+ */
+async function callerKey(conn: Connection, ctx: CallContext): Promise<string | undefined> {
+  const prev = prevSegment(conn);
+  if (!prev) return undefined;
+  const from = ctx.peer ? ((await ctx.peer().catch(() => undefined))?.netns ?? '') : '';
+  return `${from}\u0000${prev.name}\u0000${prev.id}`;
 }
 
 /**
@@ -141,8 +147,9 @@ class Entries {
    * names only the caller's segment closes it). Otherwise the call's id is bound, if nothing was.
    * Returns the id and the release to call once the call settled.
    */
-  bind(conn: Connection, kind: 'request' | 'close'): { id: string; release: () => void } {
-    const key = this.kind === 'server' ? callerKey(conn) : undefined;
+  async bind(conn: Connection, ctx: CallContext, kind: 'request' | 'close'): Promise<{ id: string; key?: string; release: () => void }> {
+    const key = this.kind === 'server' ? await callerKey(conn, ctx) : undefined;
+    // From here on nothing awaits: finding or making the binding is one step.
     let b = key === undefined ? undefined : this.#bindings.get(key);
     if (key === undefined || (!b && kind === 'close')) return { id: conn.id, release: () => undefined };
     if (b && b.id !== conn.id && !this.#entries.has(conn.id)) {
@@ -154,6 +161,7 @@ class Entries {
     binding.pending++;
     return {
       id: conn.id,
+      key,
       release: () => {
         binding.pending--;
         this.#unbind(key, binding);
@@ -170,14 +178,14 @@ class Entries {
   }
 
   /** Request of `id` by the caller, already serialized. */
-  async request(id: string, req: NetworkServiceRequest, ctx: CallContext, next: NetworkServiceHandler): Promise<Connection> {
+  async request(id: string, req: NetworkServiceRequest, ctx: CallContext, next: NetworkServiceHandler, caller?: string): Promise<Connection> {
     throwIfAborted(ctx.signal);
     let entry = this.#entries.get(id);
     if (this.kind === 'server' && entry?.established && req.connection!.state === State.RESELECT_REQUESTED) {
       await this.#reselected(entry, ctx);
       entry = undefined;
     }
-    entry ??= this.#create(id, ctx, this.kind === 'server' ? callerKey(req.connection) : undefined);
+    entry ??= this.#create(id, ctx, caller);
     const sent = this.kind === 'client' && entry.established ? { ...req, connection: merge(entry.returned!, req.connection!, entry.request!.connection!) } : req;
     entry.next = next;
     entry.metadata = ctx.metadata;
@@ -327,16 +335,16 @@ export function createBegin(kind: 'server' | 'client', config: BeginConfig, deps
       // Already inside a begin (an event, or a client chain run by `connect`): the caller serializes.
       if (ctx.events) return next.request(req, ctx);
       if (!req.connection?.id) throw new InvalidArgumentError('connection.id', req.connection?.id ?? '', 'must not be empty (update-path comes before begin)');
-      const { id, release } = entries.bind(req.connection, 'request');
+      const { id, key, release } = await entries.bind(req.connection, ctx, 'request');
       try {
-        return await entries.serializer.run(id, () => entries.request(id, req, ctx, next));
+        return await entries.serializer.run(id, () => entries.request(id, req, ctx, next, key));
       } finally {
         release();
       }
     },
     async close(conn, ctx, next) {
       if (ctx.events) return next.close(conn, ctx);
-      const { id, release } = entries.bind(conn, 'close');
+      const { id, release } = await entries.bind(conn, ctx, 'close');
       try {
         return await entries.serializer.run(id, () => entries.close(id, ctx));
       } finally {

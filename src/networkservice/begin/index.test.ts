@@ -300,6 +300,23 @@ describe('begin server: one connection per caller connection', () => {
     assert.equal(begin.busy, 0);
   });
 
+  it('a caller in another netns naming the same segment is another caller: its own connection, and its Close closes nothing of the first', async () => {
+    const begin = beginServer();
+    const counter = count();
+    const chain = networkServiceChain('t', [updatePathServer({ name: 'hop' }), begin, stateful(), counter]);
+    const podA = () => newContext({ peer: async () => ({ netns: 'inode://4/100' }) });
+    const podB = () => newContext({ peer: async () => ({ netns: 'inode://4/200' }) });
+    const [a1, a2] = await Promise.all([chain.request(fromCaller('x'), podA()), chain.request(fromCaller('x'), podA())]);
+    const b = await chain.request(fromCaller('x'), podB());
+    assert.equal(a1.path!.pathSegments[1]!.id, a2.path!.pathSegments[1]!.id, 'one connection for pod A');
+    assert.notEqual(b.path!.pathSegments[1]!.id, a1.path!.pathSegments[1]!.id, 'pod B gets its own');
+    assert.equal(b.labels.seen, '1');
+    await chain.close(fromCaller('x').connection!, podB());
+    assert.equal(begin.size, 1, 'pod A\'s connection is still there');
+    await chain.close(fromCaller('x').connection!, podA());
+    assert.deepEqual([begin.size, begin.bindings, begin.busy], [0, 0, 0]);
+  });
+
   it('a failed first Request unbinds: the next one is a first Request again; nothing is left after Close', async () => {
     const begin = beginServer();
     const counter = count();
