@@ -120,9 +120,8 @@ describe('sandbox: one connection id, one connection', () => {
     }
 
     const node = sb.nodes[0]!;
-    assert.deepEqual(await held(sb, node.nsmgr), [], 'nsmgr holds no connection');
-    assert.deepEqual(await held(sb, node.forwarder), [], 'forwarder holds no connection');
-    assert.deepEqual(await held(sb, nse), [], 'NSE holds no connection');
+    // Work the servers still finish for callers that went away (compensating Closes) settles first.
+    await eventually('no hop holds a connection', async () => (await held(sb, nse)).length + (await held(sb, node.forwarder)).length + (await held(sb, node.nsmgr)).length === 0);
     assert.deepEqual(node.dataplane.held(), [], 'the data plane holds no pair');
     assert.deepEqual(node.dataplane.links(POD), [], 'no link left in the pod');
 
@@ -160,8 +159,7 @@ describe('sandbox: one connection id, one connection', () => {
     await entered.promise;
     ac.abort();
     await assert.rejects(req);
-    await eventually('the NSE holds nothing', async () => (await held(sb, nse)).length === 0);
-    assert.deepEqual(await held(sb, node.forwarder), []);
+    await eventually('no hop holds anything', async () => (await held(sb, nse)).length + (await held(sb, node.forwarder)).length + (await held(sb, node.nsmgr)).length === 0);
     assert.deepEqual(dp.held(), []);
     dp.ensure = ensure;
 
@@ -179,8 +177,7 @@ describe('sandbox: one connection id, one connection', () => {
     await removing.promise;
     closer.abort();
     await assert.rejects(close);
-    await eventually('the NSE holds nothing', async () => (await held(sb, nse)).length === 0);
-    assert.deepEqual(await held(sb, node.nsmgr), []);
+    await eventually('no hop holds anything', async () => (await held(sb, nse)).length + (await held(sb, node.forwarder)).length + (await held(sb, node.nsmgr)).length === 0);
     assert.deepEqual(dp.held(), []);
 
     // The /30 (one pair) is free.

@@ -32,7 +32,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
   const remoteMd: Array<Record<string, string>> = [];
   const remoteCount = count('remote-count');
   const remoteMonitor = new MonitorService();
-  const remoteBehaviour: { failRequest: boolean; failClose: boolean; failRequestWith?: Error } = { failRequest: false, failClose: false };
+  const remoteBehaviour: { failRequest: boolean; failClose: boolean; failRequestWith?: Error; answered?: () => void } = { failRequest: false, failClose: false };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-connect-'));
@@ -47,7 +47,13 @@ describe('connect server (real gRPC on a unix socket)', () => {
         async request(req, ctx, next) {
           if (remoteBehaviour.failRequest) throw new NotFoundError('no such network service');
           if (remoteBehaviour.failRequestWith) throw remoteBehaviour.failRequestWith;
-          return next.request(req, ctx);
+          const out = await next.request(req, ctx);
+          if (remoteBehaviour.answered) {
+            // The caller goes away after the remote set the connection up, before the answer reaches it.
+            remoteBehaviour.answered();
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          return out;
         },
         async close(conn, ctx, next) {
           if (remoteBehaviour.failClose) throw new Error('remote close exploded');
@@ -149,6 +155,21 @@ describe('connect server (real gRPC on a unix socket)', () => {
     await chain.close(conn, newContext({ signal: gone.signal }));
     assert.equal(remoteCount.closes, before + 1);
     assert.equal(localCount.closes, 1);
+  });
+
+  it('a first Request whose caller went away while the remote answered: the remote connection is Closed all the same', async () => {
+    const { chain, begin } = local();
+    const caller = new AbortController();
+    const [requests, closes] = [remoteCount.requests, remoteCount.closes];
+    remoteBehaviour.answered = () => caller.abort();
+    try {
+      await assert.rejects(chain.request(nscRequest('nsc-9'), newContext({ signal: caller.signal })));
+    } finally {
+      remoteBehaviour.answered = undefined;
+    }
+    assert.equal(remoteCount.requests, requests + 1, 'the remote set the connection up');
+    assert.equal(remoteCount.closes, closes + 1, 'and closed it again');
+    assert.equal(begin.size, 0);
   });
 
   it('ALREADY_EXISTS from the next hop stays AlreadyExistsError', async () => {
