@@ -60,6 +60,11 @@ export class DeadlineExceededError extends NsmError {
   override name = 'DeadlineExceededError';
 }
 
+/** What a call would create exists already and is not the caller's (e.g. an interface name another connection owns). */
+export class AlreadyExistsError extends NsmError {
+  override name = 'AlreadyExistsError';
+}
+
 /** A bounded resource (a queue, a pool, a limit) is full. */
 export class ResourceExhaustedError extends NsmError {
   override name = 'ResourceExhaustedError';
@@ -73,13 +78,14 @@ const STATUS_BY_NAME: Record<string, Status> = {
   DataplaneError: Status.INTERNAL,
   CancelledError: Status.CANCELLED,
   PermissionDeniedError: Status.PERMISSION_DENIED,
+  AlreadyExistsError: Status.ALREADY_EXISTS,
   ResourceExhaustedError: Status.RESOURCE_EXHAUSTED,
   DeadlineExceededError: Status.DEADLINE_EXCEEDED,
 };
 
 /**
  * Maps any error to a gRPC ServerError (server edge only). An error of ours maps by its class; an error
- * that `fromClientError` made from a peer's status without a class of its own (INTERNAL, ALREADY_EXISTS,
+ * that `fromClientError` made from a peer's status without a class of its own (INTERNAL, ABORTED,
  * FAILED_PRECONDITION, …) keeps the peer's code, so a hop passes it on instead of answering UNKNOWN.
  */
 export function toServerError(err: unknown): ServerError {
@@ -107,6 +113,8 @@ export function fromClientError(err: unknown, what: string): Error {
       return new PermissionDeniedError(msg, { cause: err });
     case Status.RESOURCE_EXHAUSTED:
       return new ResourceExhaustedError(msg, { cause: err });
+    case Status.ALREADY_EXISTS:
+      return new AlreadyExistsError(msg, { cause: err });
     case Status.UNAVAILABLE:
     case Status.DEADLINE_EXCEEDED:
       return new UnavailableError(msg, { cause: err });

@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DataplaneError } from '../core/errors.js';
+import { AlreadyExistsError, DataplaneError } from '../core/errors.js';
 import { endsFromIpContext } from './ipcontext.js';
 import type { DataPlane, InterfaceState, PairSpec } from './types.js';
 
@@ -183,7 +183,7 @@ function convergeCases(it: It, make: Make): void {
   });
 }
 
-/** Aliases prove ownership: remove is exact, foreign links are never touched, stale ones of ours are replaced. */
+/** Aliases prove ownership: remove is exact; foreign links and another live connection's are never touched; an orphan's are replaced. */
 function ownershipCases(it: It, make: Make): void {
   it('remove deletes both ends and nothing else; removing again succeeds', async (t) => {
     const env = await setup(t, make);
@@ -204,31 +204,74 @@ function ownershipCases(it: It, make: Make): void {
     assert.ok((await env.inspect(env.nsA, 'nsm-1')).exists);
   });
 
-  it('a foreign link with the requested name → DataplaneError, nothing changed', async (t) => {
+  it('a foreign link with the requested name → AlreadyExistsError naming it, nothing changed', async (t) => {
     const env = await setup(t, make);
     await env.break.addForeignLink(env.nsA, 'nsm-1');
     const before = await env.inspect(env.nsA, 'nsm-1');
     const spec = pairSpec(env, V4);
-    await assert.rejects(env.dp.ensure(spec), (e: Error) => e instanceof DataplaneError && /nsm-1/.test(e.message) && /not owned/.test(e.message));
+    await assert.rejects(env.dp.ensure(spec), (e: Error) => e instanceof AlreadyExistsError && e.message.includes(`interface nsm-1 already exists in netns ${env.nsA} and is not owned by nsm-ts`));
     assert.deepEqual(await env.inspect(env.nsA, 'nsm-1'), before);
     assert.deepEqual(await env.links(env.nsA), ['nsm-1']);
     assert.deepEqual(await env.links(env.nsB), []);
+    assert.deepEqual(env.dp.held(), []);
     // Same on the NSE side.
     const env2 = await setup(t, make);
     await env2.break.addForeignLink(env2.nsB, 'nse-1');
-    await assert.rejects(env2.dp.ensure(pairSpec(env2, V4)), (e: Error) => e instanceof DataplaneError && /nse-1/.test(e.message));
+    await assert.rejects(env2.dp.ensure(pairSpec(env2, V4)), (e: Error) => e instanceof AlreadyExistsError && e.message.includes(`interface nse-1 already exists in netns ${env2.nsB} and is not owned by nsm-ts`));
     assert.deepEqual(await env2.links(env2.nsA), []);
     assert.deepEqual(await env2.links(env2.nsB), ['nse-1']);
   });
 
-  it('a stale link of another owner with the name is replaced', async (t) => {
+  it('a name taken by another live connection, either end → AlreadyExistsError naming it, the netns and the owner; the other pair untouched', async (t) => {
+    const env = await setup(t, make);
+    const first = pairSpec(env, V4);
+    const st = await env.dp.ensure(first);
+    const ids = async () => [(await env.inspect(env.nsA, 'nsm-1')).ifindex, (await env.inspect(env.nsB, 'nse-1')).ifindex];
+    // The NSC end's name, then the NSE end's name, taken by `first`.
+    const sameNsc = renamed(pairSpec(env, V4_OTHER), 'nsm-1', 'nse-2');
+    const sameNse = renamed(pairSpec(env, V4_OTHER), 'nsm-2', 'nse-1');
+    for (const [spec, name, ns] of [[sameNsc, 'nsm-1', env.nsA], [sameNse, 'nse-1', env.nsB]] as const) {
+      await assert.rejects(env.dp.ensure(spec), (e: Error) => e instanceof AlreadyExistsError && e.message.includes(`interface ${name} already exists in netns ${ns}: it belongs to connection ${first.owner}`));
+      assert.deepEqual(await ids(), [st.nsc.ifindex, st.nse.ifindex], 'the other pair is the same pair');
+      assert.deepEqual(await env.links(env.nsA), ['nsm-1']);
+      assert.deepEqual(await env.links(env.nsB), ['nse-1']);
+    }
+    assert.deepEqual(env.dp.held(), [first.owner]);
+    await assertConverged(env, first);
+    await assertPings(env, first);
+    assert.deepEqual((await env.dp.ensure(first)).actions, [], 'the owner still converges its pair in place');
+    // Once it is removed, the name is free.
+    await env.dp.remove(first);
+    assert.ok((await env.dp.ensure(sameNsc)).nsc.created);
+    await assertConverged(env, sameNsc);
+  });
+
+  it('two connections ensuring the same names at once: one gets the pair, the other AlreadyExistsError', async (t) => {
+    const env = await setup(t, make);
+    const a = pairSpec(env, V4);
+    const b = renamed(pairSpec(env, V4_OTHER), 'nsm-1', 'nse-1');
+    const results = await Promise.allSettled([env.dp.ensure(a), env.dp.ensure(b)]);
+    const won = results.map((r) => r.status === 'fulfilled');
+    assert.equal(won.filter(Boolean).length, 1, JSON.stringify(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))));
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    assert.ok(loser.reason instanceof AlreadyExistsError, String(loser.reason));
+    const winner = won[0] ? a : b;
+    assert.deepEqual(env.dp.held(), [winner.owner]);
+    await assertConverged(env, winner);
+    await assertPings(env, winner);
+  });
+
+  it('a link of a connection no longer held (an orphan) with the name is replaced', async (t) => {
     const env = await setup(t, make);
     const old = pairSpec(env, V4);
     await env.dp.ensure(old);
+    const dp = env.restart(); // holds nothing: `old`'s pair is an orphan to it
     const spec = { ...old, owner: owner() };
-    const st = await env.dp.ensure(spec);
+    const st = await dp.ensure(spec);
     assert.ok(st.nsc.created);
+    assert.ok(st.actions.some((a) => a.startsWith('nsc: delete stale link nsm-1')), st.actions.join(', '));
     await assertConverged(env, spec);
+    await assertPings(env, spec);
   });
 }
 
@@ -272,7 +315,7 @@ function inventoryCases(it: It, make: Make): void {
     assert.deepEqual(env.dp.held(), []);
     await env.break.addForeignLink(env.nsA, 'nsm-2');
     const blocked = renamed(pairSpec(env, V6), 'nsm-2', 'nse-2');
-    await assert.rejects(env.dp.ensure(blocked), DataplaneError);
+    await assert.rejects(env.dp.ensure(blocked), AlreadyExistsError);
     assert.deepEqual(env.dp.held(), []);
     await env.dp.ensure(spec);
     const found = await env.dp.start();
@@ -342,7 +385,7 @@ function inventoryCases(it: It, make: Make): void {
     await dp.sweepOrphans(); // both pairs seen orphaned once
     assert.deepEqual((await dp.ensure(adopted)).actions, []);
     const next: PairSpec = { ...replaced, owner: owner() };
-    assert.ok((await env.dp.ensure(next)).nsc.created, 'the other instance replaced the pair (new owner, new links)');
+    assert.ok((await env.restart().ensure(next)).nsc.created, 'another instance replaced the pair (new owner, new links)');
     assert.deepEqual(await dp.sweepOrphans(), { removed: [], failed: [] });
     await assertConverged(env, adopted);
     await assertConverged(env, next);

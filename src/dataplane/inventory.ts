@@ -5,7 +5,9 @@
  * implementation supplies the kernel operations (a scan for nsm-ts links, the removal of one link that
  * still carries its alias); this class holds the state. No I/O, no background work.
  *
- * An orphan is a link with an nsm-ts alias whose owner is neither held nor busy. `sweep()` removes an
+ * An orphan is a link with an nsm-ts alias whose owner is neither held nor busy (not `live`). Only an
+ * orphan's link may be replaced by another owner's `ensure` (`claimOrphan`); a live owner's link is
+ * refused with AlreadyExistsError (`spec.ts` checkFree). `sweep()` removes an
  * orphan only when the previous sweep saw the same link (netns, name, owner, side, ifindex, MAC) orphaned
  * too, so a link gets at least one sweep interval before it goes; each removal runs under its owner's
  * lock and re-checks that the owner is still not held.
@@ -45,6 +47,23 @@ export class Inventory {
   /** An operation on `owner` is queued or running. */
   busy(owner: string): boolean {
     return this.#locks.has(owner);
+  }
+
+  /** `owner` is held or has an operation queued or running: its links are not another owner's to replace. */
+  live(owner: string): boolean {
+    return this.#held.has(owner) || this.#locks.has(owner);
+  }
+
+  /**
+   * Runs `fn` under the lock of `owner` if it is not live now (its links are orphans another owner may
+   * replace), and returns true; returns false, running nothing, when it is live. The check and taking the
+   * lock happen at once, so `owner` cannot become live in between; and since the lock is free, `fn` starts
+   * at once (no waiting on another owner while holding one's own lock).
+   */
+  async claimOrphan(owner: string, fn: () => Promise<void>): Promise<boolean> {
+    if (this.live(owner)) return false;
+    await this.exclusive(owner, fn);
+    return true;
   }
 
   /** Runs `fn` once every earlier operation on `owner` has settled; `owner` is busy meanwhile. */

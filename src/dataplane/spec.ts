@@ -3,7 +3,7 @@
  * data-plane implementation so they agree on what is valid and on canonical forms (the kernel prints
  * `fd00::1`, a spec may say `FD00:0::1`), and the ownership checks both apply to the links they find.
  */
-import { DataplaneError, InvalidArgumentError } from '../core/errors.js';
+import { AlreadyExistsError, InvalidArgumentError } from '../core/errors.js';
 import { familyBits, formatCidr, formatIp, formatIpWithPrefix, tryParseCidr, tryParseIp, type IpFamily } from '../api/cidr.js';
 import type { EndSpec, PairSpec, Side } from './types.js';
 
@@ -62,11 +62,22 @@ export interface LinkIdentity {
   kind?: string;
 }
 
-/** A link named like the end exists and is not nsm-ts's: refuse, and touch nothing. */
-export function checkNotForeign(link: LinkIdentity | undefined, end: WantEnd): void {
-  if (!link || parseAlias(link.alias)) return;
-  const who = link.alias ? `alias "${link.alias}"` : 'no alias';
-  throw new DataplaneError(`check ${end.side} link`, `a link named ${end.name} already exists in netns ${end.netns} and is not owned by nsm-ts (${who}, ifindex ${link.ifindex}); refusing to touch it`);
+/**
+ * A link named like the end exists and is not `owner`'s to take: it is not nsm-ts's (no nsm-ts alias), or
+ * it carries the alias of another connection that is `live` (held, or with an operation running).
+ * Refuse with AlreadyExistsError naming the interface, the netns and the owner, and touch nothing. A link
+ * of a connection not live (an orphan) may be replaced.
+ */
+export function checkFree(link: LinkIdentity | undefined, end: WantEnd, owner: string, live: (owner: string) => boolean): void {
+  if (!link) return;
+  const a = parseAlias(link.alias);
+  if (!a) {
+    const who = link.alias ? `alias "${link.alias}"` : 'no alias';
+    throw new AlreadyExistsError(`${end.side} interface ${end.name} already exists in netns ${end.netns} and is not owned by nsm-ts (${who}, ifindex ${link.ifindex}); refusing to touch it`);
+  }
+  if (a.owner !== owner && live(a.owner)) {
+    throw new AlreadyExistsError(`${end.side} interface ${end.name} already exists in netns ${end.netns}: it belongs to connection ${a.owner}`);
+  }
 }
 
 /** The link is a veth carrying the alias of `owner`'s `side`. */

@@ -15,8 +15,10 @@
  * - `ensure` converges to the spec and is idempotent: a healthy pair is never recreated (name, MAC and
  *   ifindex stay), a converged pair gives `actions: []`. An existing pair of the owner (e.g. one found by
  *   `start()`) is adopted as it is.
- * - A link with the requested name that nsm-ts does not own is never touched: `ensure` fails with a
- *   `DataplaneError` and changes nothing.
+ * - A link with the requested name (either end) that nsm-ts does not own, or that carries the alias of
+ *   another connection that is live (held, or with an operation running), is never touched: `ensure`
+ *   fails with an `AlreadyExistsError` naming the interface, the netns and the owner, and changes
+ *   nothing. A link of another connection that is not live (an orphan) is replaced.
  * - A failed fresh create leaves nothing behind; the error's `step` names what failed.
  * - `remove` deletes exactly what `owner` owns; missing links are success.
  * - `held()` lists exactly the owners ensured successfully and not removed since (since `start()`).

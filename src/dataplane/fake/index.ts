@@ -1,6 +1,6 @@
 /**
  * In-memory data plane for the in-process sandbox: same interface and semantics as the Linux one
- * (aliases prove ownership, foreign links are never touched, idempotent converge keeps ifindex and MAC,
+ * (aliases prove ownership, foreign links and links of another live connection are never touched, idempotent converge keeps ifindex and MAC,
  * fresh-create failures roll back, remove is exact), checked by the same contract suite. Tests break
  * things through `setDown`, `deleteLink`, `flushAddrs`, `delRoute`, `addAddr`, `addForeignLink`, and ask
  * `reachable(netns, addr)` for a modelled ping. Netns are any strings, created on first use. The
@@ -12,7 +12,7 @@ import { DataplaneError } from '../../core/errors.js';
 import { throwIfAborted } from '../../core/signals.js';
 import { contains, tryParseIp } from '../../api/cidr.js';
 import { Inventory } from '../inventory.js';
-import { checkNotForeign, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
+import { checkFree, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
 import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec, SweepOptions } from '../types.js';
 
 export interface FakeLink {
@@ -177,8 +177,9 @@ export class FakeDataPlane implements DataPlane {
     const b = this.#ns(w.nse.netns);
     const la = a.links.get(w.nsc.name);
     const lb = b.links.get(w.nse.name);
-    checkNotForeign(la, w.nsc);
-    checkNotForeign(lb, w.nse);
+    const live = (o: string) => o !== w.owner && this.#inventory.live(o);
+    checkFree(la, w.nsc, w.owner, live);
+    checkFree(lb, w.nse, w.owner, live);
     const paired =
       isOurs(la, w.owner, 'nsc') && isOurs(lb, w.owner, 'nse') && la.peer?.netns === w.nse.netns && la.peer.name === w.nse.name && lb.peer?.netns === w.nsc.netns && lb.peer.name === w.nsc.name;
     if (!paired) {

@@ -8,18 +8,21 @@
  * would start ARP on a link without carrier; the request is lost and the kernel retries only after
  * `retrans_time`, 1 s — a 1 s outage after every re-create.)
  */
-import { DataplaneError, errorMessage } from '../../core/errors.js';
+import { AlreadyExistsError, DataplaneError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { parseAlias, type WantEnd, type WantPair } from '../spec.js';
 import type { PairState, Side } from '../types.js';
 import { IpBatchFailure, type Ip, type NetnsPath } from './ip.js';
-import { planCreate, type ConvergeEnd } from './plan.js';
+import { planCreate, type ConvergeEnd, type StaleLink } from './plan.js';
 import { endState, readLink } from './read.js';
-import { L, neighbourLines, type KLink } from './state.js';
+import { L, neighbourLines } from './state.js';
 
 function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
   return signal ? { signal } : {};
 }
+
+/** Runs the removal of another owner's link under that owner's lock if it is an orphan; false if it is live. */
+export type Claim = (owner: string, fn: () => Promise<void>) => Promise<boolean>;
 
 export class PairWriter {
   readonly #ip: Ip;
@@ -73,11 +76,17 @@ export class PairWriter {
     }
   }
 
-  /** Deletes links of ours that are in the way of a create; returns the actions. */
-  async deleteStale(w: WantPair, paths: Record<Side, NetnsPath>, stale: Array<{ side: Side; link: KLink }>, signal?: AbortSignal): Promise<string[]> {
+  /**
+   * Deletes the links in the way of a create: `w.owner`'s own, and orphans of other owners, each under
+   * its owner's lock through `claim` (false: the owner became live since the plan → AlreadyExistsError,
+   * that link untouched). Returns the actions.
+   */
+  async deleteStale(w: WantPair, paths: Record<Side, NetnsPath>, stale: StaleLink[], claim: Claim, signal?: AbortSignal): Promise<string[]> {
     const actions: string[] = [];
-    for (const { side, link } of stale) {
-      await this.deleteLink(paths[side], link.name, w.owner, signal);
+    for (const { side, link, owner } of stale) {
+      const del = () => this.deleteLink(paths[side], link.name, w.owner, signal);
+      if (owner === w.owner) await del();
+      else if (!(await claim(owner, del))) throw new AlreadyExistsError(`${side} interface ${link.name} already exists in netns ${w[side].netns}: it belongs to connection ${owner}`);
       actions.push(`${side}: delete stale link ${link.name} (${link.alias})`);
     }
     return actions;

@@ -11,9 +11,11 @@
  *   A later line failing rolls back what the call created and throws a DataplaneError naming the step.
  * - Otherwise (or when the name exists): read both ends, each by name (`dev X`: its link, addresses and
  *   routes, not the rest of the netns; one exec each, in parallel) and converge:
- *   a link with the name but without our alias → DataplaneError, nothing changed; ours but another owner,
- *   or not paired → delete and recreate; ours → MTU, up, addresses (link-local kept), routes (`replace`,
- *   strays removed), ping_group_range. A healthy pair is never recreated.
+ *   a link with the name but without our alias, or with the alias of another connection that is live
+ *   (held, or with an operation running) → AlreadyExistsError, nothing changed; an orphan's (another
+ *   owner, not live: deleted under that owner's lock) or ours but not paired → delete and recreate; ours →
+ *   MTU, up, addresses (link-local kept), routes (`replace`, strays removed), ping_group_range. A healthy
+ *   pair is never recreated.
  * `remove` deletes by name after checking the alias (read by name too). Operations on one owner run one
  * at a time (the inventory's lock). `start` scans every netns on the machine (or those `options.netns`
  * lists) for nsm-ts links; `collectOrphans` removes those nobody ensured since; `sweepOrphans` scans only
@@ -64,9 +66,9 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       if (fresh) return fresh;
     }
     const [sa, sb] = await Promise.all([readEnd(ip, paths.nsc, 'nsc', w.nsc.name, w.owner, signal), readEnd(ip, paths.nse, 'nse', w.nse.name, w.owner, signal)]);
-    const plan = planEnsure(w, sa, sb);
+    const plan = planEnsure(w, sa, sb, (o) => o !== w.owner && inventory.live(o));
     if (plan.kind === 'recreate') {
-      const deleted = await writer.deleteStale(w, paths, plan.stale, signal);
+      const deleted = await writer.deleteStale(w, paths, plan.stale, (o, fn) => inventory.claimOrphan(o, fn), signal);
       const fresh = (await writer.create(w, paths.nsc, paths.nse, false, signal))!;
       return { ...fresh, actions: [...deleted, ...fresh.actions] };
     }

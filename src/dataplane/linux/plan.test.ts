@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DataplaneError } from '../../core/errors.js';
+import { AlreadyExistsError } from '../../core/errors.js';
 import { normalizeSpec, type WantPair } from '../spec.js';
 import { PING_GROUP_RANGE } from './ip.js';
 import { planCreate, planEnsure, planRemove } from './plan.js';
@@ -28,6 +28,9 @@ function netns(l: KLink | undefined, routePrefix: string, pingGroupRange = PING_
   };
 }
 
+/** No other connection is live (held or busy). */
+const none = () => false;
+
 const healthyNsc = link('nsm-1', 5, 7, 'nsm-ts:c1:nsc', '172.16.1.101/32');
 const healthyNse = link('nse-1', 7, 5, 'nsm-ts:c1:nse', '172.16.1.100/32');
 
@@ -52,7 +55,7 @@ describe('linux plan', () => {
   });
 
   it('a healthy pair converges with no lines and no actions', () => {
-    const p = planEnsure(want, netns(healthyNsc, '172.16.1.100/32'), netns(healthyNse, '172.16.1.101/32'));
+    const p = planEnsure(want, netns(healthyNsc, '172.16.1.100/32'), netns(healthyNse, '172.16.1.101/32'), none);
     assert.equal(p.kind, 'converge');
     if (p.kind !== 'converge') return;
     assert.deepEqual([p.nsc.lines, p.nse.lines, p.actions], [[], [], []]);
@@ -64,27 +67,44 @@ describe('linux plan', () => {
     const unpaired = { ...healthyNsc, peerIfindex: 9 };
     const cases: Array<[string, KLink | undefined, KLink | undefined, string, string[]]> = [
       ['link down → set up in place', down, healthyNse, 'converge', ['nsc: set up']],
-      ['stale link of another owner → recreate', otherOwner, healthyNse, 'recreate', ['nsc', 'nse']],
+      ['link of another owner not live (an orphan) → recreate', otherOwner, healthyNse, 'recreate', ['nsc of c0', 'nse']],
       ['not each other\'s peer → recreate', unpaired, healthyNse, 'recreate', ['nsc', 'nse']],
       ['NSC end missing → recreate, delete the NSE end', undefined, healthyNse, 'recreate', ['nse']],
     ];
     for (const [title, a, b, kind, detail] of cases) {
-      const p = planEnsure(want, netns(a, '172.16.1.100/32'), netns(b, '172.16.1.101/32'));
+      const p = planEnsure(want, netns(a, '172.16.1.100/32'), netns(b, '172.16.1.101/32'), none);
       assert.equal(p.kind, kind, title);
-      const got = p.kind === 'converge' ? p.actions : p.stale.map((s) => s.side);
+      const got = p.kind === 'converge' ? p.actions : p.stale.map((s) => `${s.side}${s.owner === want.owner ? '' : ` of ${s.owner}`}`);
       assert.deepEqual(got, detail, title);
     }
   });
 
   it('ping_group_range is an action of its own', () => {
-    const p = planEnsure(want, netns(healthyNsc, '172.16.1.100/32', '1 0'), netns(healthyNse, '172.16.1.101/32'));
+    const p = planEnsure(want, netns(healthyNsc, '172.16.1.100/32', '1 0'), netns(healthyNse, '172.16.1.101/32'), none);
     assert.ok(p.kind === 'converge' && p.nsc.pingGroupRange && !p.nse.pingGroupRange);
     assert.deepEqual(p.kind === 'converge' ? p.actions : [], ['nsc: set ping_group_range']);
   });
 
   it('a foreign link with a wanted name is refused before anything is planned', () => {
     const foreign = { ...healthyNse, alias: undefined, kind: 'bridge' };
-    assert.throws(() => planEnsure(want, netns(healthyNsc, '172.16.1.100/32'), netns(foreign, '172.16.1.101/32')), (e: Error) => e instanceof DataplaneError && e.step === 'check nse link');
+    assert.throws(
+      () => planEnsure(want, netns(healthyNsc, '172.16.1.100/32'), netns(foreign, '172.16.1.101/32'), none),
+      (e: Error) => e instanceof AlreadyExistsError && /nse interface nse-1 already exists in netns b and is not owned by nsm-ts/.test(e.message),
+    );
+  });
+
+  it('a link of another live connection with a wanted name, either end, is refused naming the owner', () => {
+    const live = (o: string) => o === 'c0';
+    for (const [side, a, b] of [
+      ['nsc', { ...healthyNsc, alias: 'nsm-ts:c0:nsc' }, undefined],
+      ['nse', undefined, { ...healthyNse, alias: 'nsm-ts:c0:nse' }],
+    ] as const) {
+      assert.throws(
+        () => planEnsure(want, netns(a, '172.16.1.100/32'), netns(b, '172.16.1.101/32'), live),
+        (e: Error) => e instanceof AlreadyExistsError && e.message.includes(`${side} interface ${side === 'nsc' ? 'nsm-1' : 'nse-1'} already exists in netns ${side === 'nsc' ? 'a' : 'b'}: it belongs to connection c0`),
+        side,
+      );
+    }
   });
 
   it('planRemove: the NSE end goes with its peer; only links of the owner are deleted', () => {

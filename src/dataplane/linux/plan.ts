@@ -3,7 +3,7 @@
  * wanted pair: the lines of a fresh create, whether an existing pair is converged in place or recreated,
  * and which ends a remove deletes. `apply.ts` runs the lines; nothing here does I/O.
  */
-import { checkNotForeign, isOurs, type WantPair } from '../spec.js';
+import { checkFree, isOurs, parseAlias, type WantPair } from '../spec.js';
 import type { Side } from '../types.js';
 import { PING_GROUP_RANGE, type BatchLine, type NetnsPath } from './ip.js';
 import { L, configureLines, convergeLines, endMac, neighbourLines, type KLink, type NetnsState } from './state.js';
@@ -24,9 +24,16 @@ export interface ConvergeEnd {
   pingGroupRange: boolean;
 }
 
+/** A link in the way of a create: this owner's, or an orphan of `owner` (a connection not live). */
+export interface StaleLink {
+  side: Side;
+  link: KLink;
+  owner: string;
+}
+
 export type EnsurePlan =
-  /** Not a pair of this owner: delete the links with the names (ours, checked), then create. */
-  | { kind: 'recreate'; stale: Array<{ side: Side; link: KLink }> }
+  /** Not a pair of this owner: delete the links with the names (this owner's, or orphans: `owner`), then create. */
+  | { kind: 'recreate'; stale: StaleLink[] }
   /** A healthy pair of this owner: converge both ends in place (`actions` empty when converged). */
   | { kind: 'converge'; nsc: ConvergeEnd; nse: ConvergeEnd; actions: string[] };
 
@@ -61,16 +68,19 @@ export function isPair(owner: string, nsc: KLink | undefined, nse: KLink | undef
   return isOurs(nsc, owner, 'nsc') && isOurs(nse, owner, 'nse') && nsc.peerIfindex === nse.ifindex && nse.peerIfindex === nsc.ifindex;
 }
 
-/** Throws a DataplaneError (nothing to do) when a link with a wanted name is not nsm-ts's. */
-export function planEnsure(w: WantPair, nscNetns: NetnsState, nseNetns: NetnsState): EnsurePlan {
+/**
+ * Throws AlreadyExistsError (nothing to do) when a link with a wanted name is not nsm-ts's or belongs to
+ * another connection that is `live`.
+ */
+export function planEnsure(w: WantPair, nscNetns: NetnsState, nseNetns: NetnsState, live: (owner: string) => boolean): EnsurePlan {
   const la = nscNetns.links.get(w.nsc.name);
   const lb = nseNetns.links.get(w.nse.name);
-  checkNotForeign(la, w.nsc);
-  checkNotForeign(lb, w.nse);
+  checkFree(la, w.nsc, w.owner, live);
+  checkFree(lb, w.nse, w.owner, live);
   if (!isPair(w.owner, la, lb)) {
-    const stale: Array<{ side: Side; link: KLink }> = [];
-    if (la) stale.push({ side: 'nsc', link: la });
-    if (lb) stale.push({ side: 'nse', link: lb });
+    const stale: StaleLink[] = [];
+    if (la) stale.push({ side: 'nsc', link: la, owner: parseAlias(la.alias)!.owner });
+    if (lb) stale.push({ side: 'nse', link: lb, owner: parseAlias(lb.alias)!.owner });
     return { kind: 'recreate', stale };
   }
   const nsc: ConvergeEnd = { link: la!, lines: convergeLines(w.nsc, la!, nscNetns, w.mtu), pingGroupRange: nscNetns.pingGroupRange !== PING_GROUP_RANGE };

@@ -6,7 +6,7 @@
 import { Connection, State } from '../../api/gen/connection.js';
 import { ConnectionContext } from '../../api/gen/connectioncontext.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
-import { cloneConnection, cloneRequest } from '../../api/helpers.js';
+import { cloneConnection, cloneRequest, currentSegment, prevSegment } from '../../api/helpers.js';
 import type { NetworkServiceElement, NetworkServiceHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { newContext, timeLeft, withContext, type CallContext, type EventFactory } from '../../core/context.js';
@@ -62,6 +62,8 @@ export interface BeginElement extends NetworkServiceElement {
   readonly size: number;
   /** Number of connection ids with queued work. */
   readonly busy: number;
+  /** Server: number of callers' connections bound to a connection of this hop. */
+  readonly bindings: number;
   /**
    * Forgets every connection without closing it downstream (the component is stopping, as a process
    * that exits): aborts each `events.lifetime`, so timers and watches tied to it end.
@@ -76,6 +78,8 @@ export interface BeginDeps {
 
 class Entry {
   readonly state = new StateStore();
+  /** Server: the caller's connection this one is for (`callerKey`), when it came from a previous hop. */
+  caller?: string;
   readonly lifetime = new AbortController();
   established = false;
   /** Last successful request, its `connection` being the connection returned by the rest of the chain. */
@@ -92,9 +96,32 @@ class Entry {
   ) {}
 }
 
+/**
+ * The caller's connection of a server-side call, as one key: the previous hop's segment (name and id) and,
+ * when the call came over a unix socket, the caller's netns (a client in another pod that names the same
+ * segment is another caller); undefined at the first hop.
+ */
+async function callerKey(conn: Connection, ctx: CallContext): Promise<string | undefined> {
+  const prev = prevSegment(conn);
+  if (!prev) return undefined;
+  const from = ctx.peer ? ((await ctx.peer().catch(() => undefined))?.netns ?? '') : '';
+  return `${from}\u0000${prev.name}\u0000${prev.id}`;
+}
+
+/**
+ * Server: the id this hop gave each caller's connection, while that connection is known here (an entry,
+ * or a Request or Close of it running or queued). `pending` counts the calls of the caller's connection
+ * in progress; the binding goes when none is and no entry has its id.
+ */
+interface Binding {
+  id: string;
+  pending: number;
+}
+
 /** The per-connection entries of one begin element, and what the element and the events do with them. */
 class Entries {
   readonly #entries = new Map<string, Entry>();
+  readonly #bindings = new Map<string, Binding>();
   readonly serializer = new KeyedSerializer();
 
   constructor(
@@ -107,19 +134,58 @@ class Entries {
     return this.#entries.size;
   }
 
+  /** Number of callers' connections bound to an id of this hop (tests check for leaks). */
+  get bindings(): number {
+    return this.#bindings.size;
+  }
+
+  /**
+   * Server, before a call is serialized: the id this hop's connection for the caller's connection has.
+   * When update-path gave the call an id this hop does not know while the caller's connection is already
+   * bound to another, the call is for that one: its id and this hop's segment id are set to it (so
+   * concurrent first Requests of one connection are one connection here, serialized, and a Close that
+   * names only the caller's segment closes it). Otherwise the call's id is bound, if nothing was.
+   * Returns the id and the release to call once the call settled.
+   */
+  async bind(conn: Connection, ctx: CallContext, kind: 'request' | 'close'): Promise<{ id: string; key?: string; release: () => void }> {
+    const key = this.kind === 'server' ? await callerKey(conn, ctx) : undefined;
+    // From here on nothing awaits: finding or making the binding is one step.
+    let b = key === undefined ? undefined : this.#bindings.get(key);
+    if (key === undefined || (!b && kind === 'close')) return { id: conn.id, release: () => undefined };
+    if (b && b.id !== conn.id && !this.#entries.has(conn.id)) {
+      conn.id = b.id;
+      currentSegment(conn)!.id = b.id;
+    }
+    if (!b) this.#bindings.set(key, (b = { id: conn.id, pending: 0 }));
+    const binding = b;
+    binding.pending++;
+    return {
+      id: conn.id,
+      key,
+      release: () => {
+        binding.pending--;
+        this.#unbind(key, binding);
+      },
+    };
+  }
+
+  #unbind(key: string, b: Binding): void {
+    if (b.pending === 0 && !this.#entries.has(b.id) && this.#bindings.get(key) === b) this.#bindings.delete(key);
+  }
+
   forgetAll(): void {
     for (const entry of [...this.#entries.values()]) this.drop(entry, 'forgotten: component stopped');
   }
 
   /** Request of `id` by the caller, already serialized. */
-  async request(id: string, req: NetworkServiceRequest, ctx: CallContext, next: NetworkServiceHandler): Promise<Connection> {
+  async request(id: string, req: NetworkServiceRequest, ctx: CallContext, next: NetworkServiceHandler, caller?: string): Promise<Connection> {
     throwIfAborted(ctx.signal);
     let entry = this.#entries.get(id);
     if (this.kind === 'server' && entry?.established && req.connection!.state === State.RESELECT_REQUESTED) {
       await this.#reselected(entry, ctx);
       entry = undefined;
     }
-    entry ??= this.#create(id, ctx);
+    entry ??= this.#create(id, ctx, caller);
     const sent = this.kind === 'client' && entry.established ? { ...req, connection: merge(entry.returned!, req.connection!, entry.request!.connection!) } : req;
     entry.next = next;
     entry.metadata = ctx.metadata;
@@ -157,6 +223,8 @@ class Entries {
 
   drop(entry: Entry, why: string): void {
     if (this.#entries.get(entry.id) === entry) this.#entries.delete(entry.id);
+    const b = entry.caller === undefined ? undefined : this.#bindings.get(entry.caller);
+    if (b) this.#unbind(entry.caller!, b);
     entry.established = false;
     if (!entry.lifetime.signal.aborted) entry.lifetime.abort(new CancelledError(`connection ${entry.id} ${why}`));
     entry.state.clear();
@@ -207,8 +275,9 @@ class Entries {
     this.drop(entry, 'reselected');
   }
 
-  #create(id: string, ctx: CallContext): Entry {
+  #create(id: string, ctx: CallContext, caller: string | undefined): Entry {
     const entry = new Entry(id, ctx.log.child({ connId: id }));
+    if (caller !== undefined) entry.caller = caller;
     entry.events = {
       lifetime: entry.lifetime.signal,
       request: (opts = {}) => this.serializer.run(id, () => this.eventRequest(entry, opts)),
@@ -258,17 +327,29 @@ export function createBegin(kind: 'server' | 'client', config: BeginConfig, deps
     get busy() {
       return entries.serializer.size;
     },
+    get bindings() {
+      return entries.bindings;
+    },
     forgetAll: () => entries.forgetAll(),
     async request(req, ctx, next) {
       // Already inside a begin (an event, or a client chain run by `connect`): the caller serializes.
       if (ctx.events) return next.request(req, ctx);
-      const id = req.connection?.id ?? '';
-      if (id === '') throw new InvalidArgumentError('connection.id', id, 'must not be empty (update-path comes before begin)');
-      return entries.serializer.run(id, () => entries.request(id, req, ctx, next));
+      if (!req.connection?.id) throw new InvalidArgumentError('connection.id', req.connection?.id ?? '', 'must not be empty (update-path comes before begin)');
+      const { id, key, release } = await entries.bind(req.connection, ctx, 'request');
+      try {
+        return await entries.serializer.run(id, () => entries.request(id, req, ctx, next, key));
+      } finally {
+        release();
+      }
     },
     async close(conn, ctx, next) {
       if (ctx.events) return next.close(conn, ctx);
-      return entries.serializer.run(conn.id, () => entries.close(conn.id, ctx));
+      const { id, release } = await entries.bind(conn, ctx, 'close');
+      try {
+        return await entries.serializer.run(id, () => entries.close(id, ctx));
+      } finally {
+        release();
+      }
     },
   };
 }

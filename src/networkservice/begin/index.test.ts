@@ -10,6 +10,7 @@ import { checkRequest } from '../../testing/check-request.js';
 import { count } from '../../testing/count.js';
 import { injectError } from '../../testing/inject-error.js';
 import { defaultRequest } from '../../testing/requests.js';
+import { updatePathServer } from '../update-path/index.js';
 import { beginClient, beginServer, KeyedSerializer } from './index.js';
 
 const SEEN = new StateKey<number>('test.seen');
@@ -260,6 +261,97 @@ describe('begin server', () => {
 
   it('rejects a bad eventTimeout', () => {
     assert.throws(() => beginServer({}, { eventTimeout: 0 }), { name: 'InvalidArgumentError' });
+  });
+});
+
+/** A first Request from the previous hop `caller` for its connection `id`: the caller's segment only. */
+function fromCaller(id: string, caller = 'nsc'): NetworkServiceRequest {
+  return defaultRequest({ id, pathSegments: [{ name: caller, id }], pathIndex: 0 });
+}
+
+describe('begin server: one connection per caller connection', () => {
+  it('concurrent first Requests of one caller connection are one connection here, serialized; other callers are others', async () => {
+    const log: string[] = [];
+    const g = gate(log);
+    const begin = beginServer();
+    const counter = count();
+    const chain = networkServiceChain('t', [updatePathServer({ name: 'hop' }), begin, stateful(), counter, g.el]);
+    const calls = [chain.request(fromCaller('x'), newContext()), chain.request(fromCaller('x'), newContext()), chain.request(fromCaller('x'), newContext())];
+    const other = chain.request(fromCaller('y'), newContext());
+    const sameIdOtherHop = chain.request(fromCaller('x', 'other-nsc'), newContext());
+    await tick();
+    assert.equal(g.pending(), 3, 'the first of x, y and x from another caller run; the other two of x wait');
+    for (let i = 0; i < 5; i++) {
+      g.release();
+      await tick();
+    }
+    const out = await Promise.all(calls);
+    await Promise.all([other, sameIdOtherHop]);
+    const hopIds = out.map((c) => c.path!.pathSegments[1]!.id);
+    assert.equal(new Set(hopIds).size, 1, 'one id at this hop');
+    assert.deepEqual(out.map((c) => c.labels.seen), ['1', '2', '3'], 'the later ones are re-Requests of the first');
+    assert.equal(counter.uniqueRequests, 3, 'x, y, and x of the other caller');
+    assert.equal(begin.size, 3);
+    assert.equal(begin.bindings, 3);
+    // A Close naming only the caller's segment closes the connection.
+    await chain.close(fromCaller('x').connection!, newContext());
+    assert.equal(begin.size, 2);
+    assert.equal(begin.bindings, 2);
+    assert.equal(begin.busy, 0);
+  });
+
+  it('a caller in another netns naming the same segment is another caller: its own connection, and its Close closes nothing of the first', async () => {
+    const begin = beginServer();
+    const counter = count();
+    const chain = networkServiceChain('t', [updatePathServer({ name: 'hop' }), begin, stateful(), counter]);
+    const podA = () => newContext({ peer: async () => ({ netns: 'inode://4/100' }) });
+    const podB = () => newContext({ peer: async () => ({ netns: 'inode://4/200' }) });
+    const [a1, a2] = await Promise.all([chain.request(fromCaller('x'), podA()), chain.request(fromCaller('x'), podA())]);
+    const b = await chain.request(fromCaller('x'), podB());
+    assert.equal(a1.path!.pathSegments[1]!.id, a2.path!.pathSegments[1]!.id, 'one connection for pod A');
+    assert.notEqual(b.path!.pathSegments[1]!.id, a1.path!.pathSegments[1]!.id, 'pod B gets its own');
+    assert.equal(b.labels.seen, '1');
+    await chain.close(fromCaller('x').connection!, podB());
+    assert.equal(begin.size, 1, 'pod A\'s connection is still there');
+    await chain.close(fromCaller('x').connection!, podA());
+    assert.deepEqual([begin.size, begin.bindings, begin.busy], [0, 0, 0]);
+  });
+
+  it('a failed first Request unbinds: the next one is a first Request again; nothing is left after Close', async () => {
+    const begin = beginServer();
+    const counter = count();
+    const chain = networkServiceChain('t', [updatePathServer({ name: 'hop' }), begin, stateful(), counter, injectError({ requests: [0] })]);
+    await assert.rejects(chain.request(fromCaller('x'), newContext()), { name: 'UnavailableError' });
+    assert.equal(begin.size, 0);
+    assert.equal(begin.bindings, 0);
+    const c = await chain.request(fromCaller('x'), newContext());
+    assert.equal(c.labels.seen, '1');
+    assert.notEqual(counter.requestIds[1], counter.requestIds[0], 'a new id at this hop');
+    await chain.close(c, newContext());
+    assert.deepEqual([begin.size, begin.bindings, begin.busy], [0, 0, 0]);
+    await chain.close(fromCaller('x').connection!, newContext());
+    assert.equal(counter.closes, 1, 'closing again finds nothing');
+  });
+
+  it('a queued first Request cancelled before its turn leaves no binding; a re-Request naming this hop keeps its id', async () => {
+    const log: string[] = [];
+    const g = gate(log);
+    const begin = beginServer();
+    const chain = networkServiceChain('t', [updatePathServer({ name: 'hop' }), begin, g.el]);
+    const first = chain.request(fromCaller('x'), newContext());
+    const ac = new AbortController();
+    const queued = chain.request(fromCaller('x'), newContext({ signal: ac.signal }));
+    ac.abort(new CancelledError('caller left'));
+    await tick();
+    g.release();
+    const c = await first;
+    await assert.rejects(queued, { name: 'CancelledError' });
+    const again = chain.request({ connection: c, mechanismPreferences: [] }, newContext());
+    await tick();
+    g.release();
+    assert.equal((await again).path!.pathSegments[1]!.id, c.path!.pathSegments[1]!.id);
+    await chain.close(c, newContext());
+    assert.deepEqual([begin.size, begin.bindings, begin.busy], [0, 0, 0]);
   });
 });
 

@@ -9,7 +9,7 @@ import { NetworkServiceDefinition } from '../../api/gen/networkservice.js';
 import { networkServiceChain, passThrough, type NetworkServiceElement } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { networkServiceService } from '../../core/edge.js';
-import { NotFoundError } from '../../core/errors.js';
+import { AlreadyExistsError, NotFoundError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { hs256TokenGenerator, parseRfc3339Nano } from '../../core/token.js';
 import { ChannelPool, createClient, serve, type GrpcServer } from '../../core/transport.js';
@@ -32,7 +32,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
   const remoteMd: Array<Record<string, string>> = [];
   const remoteCount = count('remote-count');
   const remoteMonitor = new MonitorService();
-  const remoteBehaviour = { failRequest: false, failClose: false };
+  const remoteBehaviour: { failRequest: boolean; failClose: boolean; failRequestWith?: Error; answered?: () => void } = { failRequest: false, failClose: false };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-connect-'));
@@ -46,7 +46,14 @@ describe('connect server (real gRPC on a unix socket)', () => {
       passThrough('behaviour', {
         async request(req, ctx, next) {
           if (remoteBehaviour.failRequest) throw new NotFoundError('no such network service');
-          return next.request(req, ctx);
+          if (remoteBehaviour.failRequestWith) throw remoteBehaviour.failRequestWith;
+          const out = await next.request(req, ctx);
+          if (remoteBehaviour.answered) {
+            // The caller goes away after the remote set the connection up, before the answer reaches it.
+            remoteBehaviour.answered();
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          return out;
         },
         async close(conn, ctx, next) {
           if (remoteBehaviour.failClose) throw new Error('remote close exploded');
@@ -137,6 +144,42 @@ describe('connect server (real gRPC on a unix socket)', () => {
       remoteBehaviour.failClose = false;
     }
     assert.equal(localCount.closes, 2);
+  });
+
+  it('a Close whose caller already went away still closes the remote connection (own deadline)', async () => {
+    const { chain, localCount } = local();
+    const conn = await chain.request(nscRequest('nsc-7'), newContext());
+    const before = remoteCount.closes;
+    const gone = new AbortController();
+    gone.abort();
+    await chain.close(conn, newContext({ signal: gone.signal }));
+    assert.equal(remoteCount.closes, before + 1);
+    assert.equal(localCount.closes, 1);
+  });
+
+  it('a first Request whose caller went away while the remote answered: the remote connection is Closed all the same', async () => {
+    const { chain, begin } = local();
+    const caller = new AbortController();
+    const [requests, closes] = [remoteCount.requests, remoteCount.closes];
+    remoteBehaviour.answered = () => caller.abort();
+    try {
+      await assert.rejects(chain.request(nscRequest('nsc-9'), newContext({ signal: caller.signal })));
+    } finally {
+      remoteBehaviour.answered = undefined;
+    }
+    assert.equal(remoteCount.requests, requests + 1, 'the remote set the connection up');
+    assert.equal(remoteCount.closes, closes + 1, 'and closed it again');
+    assert.equal(begin.size, 0);
+  });
+
+  it('ALREADY_EXISTS from the next hop stays AlreadyExistsError', async () => {
+    const { chain } = local({ next: [] });
+    remoteBehaviour.failRequestWith = new AlreadyExistsError('nsc interface nsm-1 already exists in netns x: it belongs to connection c0');
+    try {
+      await assert.rejects(chain.request(nscRequest('nsc-8'), newContext()), (e: Error) => e instanceof AlreadyExistsError && e.message.includes('belongs to connection c0'));
+    } finally {
+      remoteBehaviour.failRequestWith = undefined;
+    }
   });
 
   it('closes the remote connection when the rest of the server chain fails', async () => {

@@ -9,9 +9,13 @@
  *   metadata `nsm-client-token` / `nsm-client-token-expires` from the TokenGenerator. gRPC errors are mapped
  *   with `fromClientError`. On success it records `CONNECTED_URL` (read by monitor passthrough, trim-path
  *   and Close) and continues the server chain with the returned connection; if the rest of the server
- *   chain fails, the remote connection is Closed again (errors ignored).
- * - Close: Closes on the remembered `CONNECTED_URL` (else `CLIENT_URL`) through the client chain, logs and
- *   swallows a remote failure, forgets the URL and always calls `next.close`.
+ *   chain fails, the remote connection is Closed again (errors ignored). A first Request whose caller
+ *   went away before the next hop answered is Closed there too (the next hop may have set it up; it finds
+ *   it by this hop's path segment, see `begin`). These Closes run on their own deadline.
+ * - Close: Closes on the remembered `CONNECTED_URL` (else `CLIENT_URL`) through the client chain, on its
+ *   own deadline (`DEFAULT_CLEANUP_TIMEOUT_MS`, not the caller's signal: the next hop releases what it
+ *   holds also when the caller went away), logs and swallows a remote failure, forgets the URL and always
+ *   calls `next.close`.
  * The client chain shares this connection's `ctx.state` (client elements must use their own keys).
  * Placement: near the end of nsmgr / forwarder server chains, after `begin` (state) and discover.
  * Background work: none (channels belong to the pool).
@@ -35,7 +39,7 @@ export { tokenMetadata } from './metadata.js';
 
 /** Upstream sdk default dial timeout (cmd-nsmgr and the forwarder use 750 ms via NSM_DIAL_TIMEOUT). */
 export const DEFAULT_DIAL_TIMEOUT_MS = 15_000;
-/** Bound (ms) of the compensating Close when the rest of the server chain fails after a remote success. */
+/** Bound (ms) of a remote Close: on Close, and when the rest of the server chain fails after a remote success. */
 export const DEFAULT_CLEANUP_TIMEOUT_MS = 15_000;
 
 export interface ConnectDeps {
@@ -94,30 +98,45 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
     }
   };
 
+  /** A remote Close on its own deadline, whatever the caller's signal. */
+  const cleanupClose = async (url: string, conn: Connection, ctx: CallContext) => {
+    const cleanup = linkSignals([], DEFAULT_CLEANUP_TIMEOUT_MS);
+    try {
+      await closeRemote(url, conn, withContext(ctx, { signal: cleanup.signal }));
+    } finally {
+      cleanup.dispose();
+    }
+  };
+
   return {
     name: 'connect-server',
     requires: ['state'],
     async request(req, ctx, next) {
       const url = ctx.state.get(CLIENT_URL) ?? ctx.state.get(CONNECTED_URL);
       if (!url) throw new NotFoundError('connect: no next hop URL for this connection (discover sets CLIENT_URL)');
-      const remote = await clientFor(url).request(cloneRequest(req), ctx);
+      const first = ctx.state.get(CONNECTED_URL) === undefined;
+      let remote: Connection;
+      try {
+        remote = await clientFor(url).request(cloneRequest(req), ctx);
+      } catch (err) {
+        // The caller went away while the next hop answered a first Request: the next hop may have set the
+        // connection up all the same. It finds it by this hop's segment, so a Close gives back what it took.
+        if (first && ctx.signal.aborted && req.connection) await cleanupClose(url, req.connection, ctx);
+        throw err;
+      }
       ctx.state.set(CONNECTED_URL, url);
       try {
         return await next.request({ ...req, connection: remote }, ctx);
       } catch (err) {
-        const cleanup = linkSignals([], DEFAULT_CLEANUP_TIMEOUT_MS);
-        try {
-          await closeRemote(url, remote, withContext(ctx, { signal: cleanup.signal }));
-        } finally {
-          cleanup.dispose();
-        }
+        await cleanupClose(url, remote, ctx);
         ctx.state.delete(CONNECTED_URL);
         throw err;
       }
     },
     async close(conn, ctx, next) {
       const url = ctx.state.get(CONNECTED_URL) ?? ctx.state.get(CLIENT_URL);
-      if (url) await closeRemote(url, conn, ctx);
+      // The next hop releases what it holds for the connection also when our caller went away.
+      if (url) await cleanupClose(url, conn, ctx);
       ctx.state.delete(CONNECTED_URL);
       return next.close(conn, ctx);
     },

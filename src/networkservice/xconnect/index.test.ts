@@ -6,7 +6,7 @@ import type { IPContext } from '../../api/gen/connectioncontext.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { networkServiceChain, type NetworkServiceHandler } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
-import { DataplaneError, InvalidArgumentError } from '../../core/errors.js';
+import { AlreadyExistsError, DataplaneError, InvalidArgumentError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { FakeDataPlane } from '../../dataplane/fake/index.js';
 import { linuxDataPlane } from '../../dataplane/linux/index.js';
@@ -113,10 +113,10 @@ describe('xconnect', () => {
     assert.deepEqual(nse.closes, ['c1']);
   });
 
-  it('a foreign link with the interface name is not touched; the Request fails and downstream is closed', async () => {
+  it('a foreign link with the interface name is not touched; the Request fails with AlreadyExists and downstream is closed', async () => {
     const { dp, nse, chain } = setup();
     const foreign = dp.addForeignLink(NSC_NS, 'nsm-1');
-    await assert.rejects(chain.request(request('c1'), ctx()), (e: Error) => e instanceof DataplaneError && e.step === 'check nsc link');
+    await assert.rejects(chain.request(request('c1'), ctx()), (e: Error) => e instanceof AlreadyExistsError && /nsm-1 already exists in netns nsc-pod and is not owned by nsm-ts/.test(e.message));
     assert.deepEqual(dp.link(NSC_NS, 'nsm-1'), foreign);
     assert.deepEqual(nse.closes, ['c1']);
   });
@@ -137,6 +137,38 @@ describe('xconnect', () => {
       assert.deepEqual(nse.closes, []);
       assert.deepEqual([dp.links(NSC_NS), dp.held()], [[], []]);
     }
+  });
+
+  it('an interface name another connection has in that netns: AlreadyExists naming the owner, the other connection untouched', async () => {
+    const { dp, nse, chain } = setup();
+    await chain.request(request('c1', 'nsm-1'), ctx());
+    const before = dp.link(NSC_NS, 'nsm-1');
+    const other = request('c2', 'nsm-1', { srcIpAddrs: ['172.16.1.103/32'], dstIpAddrs: ['172.16.1.102/32'] });
+    await assert.rejects(chain.request(other, ctx()), (e: Error) => e instanceof AlreadyExistsError && e.message.includes('nsc interface nsm-1 already exists in netns nsc-pod: it belongs to connection c1'));
+    assert.deepEqual(dp.link(NSC_NS, 'nsm-1'), before);
+    assert.deepEqual(dp.links(NSE_NS).map((l) => l.name), ['nse-c1']);
+    assert.deepEqual(dp.held(), ['c1']);
+    assert.deepEqual(nse.closes, ['c2'], 'what the endpoint gave c2 goes back');
+    assert.ok(dp.reachable(NSC_NS, '172.16.1.100'));
+  });
+
+  it('a first Request whose caller went away while the pair was being made still closes downstream (own deadline)', async () => {
+    const caller = new AbortController();
+    class CallerLeaves extends FakeDataPlane {
+      override async ensure(spec: PairSpec, opts?: OpOptions) {
+        caller.abort();
+        return super.ensure(spec, opts);
+      }
+    }
+    const dp = new CallerLeaves();
+    const nse = fakeNse();
+    const closedAborted: boolean[] = [];
+    const tail: NetworkServiceHandler = { request: nse.request, close: async (c, cx) => (closedAborted.push(cx.signal.aborted), nse.close(c, cx)) };
+    const chain = networkServiceChain('xconnect-test', [beginServer(), xconnectServer({ dataplane: dp }), mechanismTranslationClient()], { tail });
+    await assert.rejects(chain.request(request('c1'), newContext({ signal: caller.signal })));
+    assert.deepEqual(nse.closes, ['c1']);
+    assert.deepEqual(closedAborted, [false], 'the Close downstream does not run on the caller\'s signal');
+    assert.deepEqual(dp.held(), []);
   });
 
   it('a failed re-Request keeps the connection and its links; Close still removes them', async () => {

@@ -8,8 +8,9 @@
  * - Request: the data plane holds the connection (its id is the pair's owner) once Request returns; the
  *   returned connection carries the MTU the pair was given.
  * - A data-plane failure is thrown as it came (a DataplaneError names the step; the data plane has rolled
- *   back a fresh create). On a first Request the downstream connection is closed again; on a re-Request
- *   it is kept, and so is the last spec.
+ *   back a fresh create). On a first Request the downstream connection is closed again (on its own
+ *   deadline, `removeTimeout`, so what the endpoint allocated goes back also when the caller went away);
+ *   on a re-Request it is kept, and so is the last spec.
  * - Close removes exactly what this connection owns (the spec of its last successful Request, else the
  *   one its mechanisms describe), then always calls next; a failed removal is logged, not thrown.
  * - The removal finishes even when the caller goes away: it runs on its own deadline (`removeTimeout`),
@@ -28,6 +29,7 @@
 import type { Connection, Mechanism } from '../../api/gen/connection.js';
 import { MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
+import { withContext } from '../../core/context.js';
 import { InvalidArgumentError, errorMessage } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
@@ -102,7 +104,15 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
         return conn;
       } catch (err) {
         if (!established) {
-          await next.close(conn, ctx).catch((e: unknown) => ctx.log.warn({ err: errorMessage(e) }, 'close after failed data plane setup failed'));
+          // What the rest of the chain allocated for this attempt goes back, also when the caller went away.
+          const own = linkSignals([], removeTimeout);
+          try {
+            await next.close(conn, withContext(ctx, { signal: own.signal }));
+          } catch (e) {
+            ctx.log.warn({ err: errorMessage(e) }, 'close after failed data plane setup failed');
+          } finally {
+            own.dispose();
+          }
         }
         throw err;
       }
