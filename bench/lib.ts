@@ -7,7 +7,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { stat, readdir } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -297,7 +297,7 @@ export async function startMesh(dir: string, levels: Partial<Record<MeshComponen
   const envs: Record<MeshComponent, Record<string, string>> = {
     registry: { NSM_LISTEN_ON: sock.registry },
     nsmgr: { NSM_NAME: 'nsmgr-bench', NSM_LISTEN_ON: sock.nsmgr, NSM_REGISTRY_URL: sock.registry, NODE_NAME: 'node-1' },
-    forwarder: { NSM_NAME: 'forwarder-bench', NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1' },
+    forwarder: { NSM_NAME: `forwarder-bench-${basename(dir).slice(-6)}`, NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1' },
   };
   const starts: Record<string, number> = {};
   const start = async (c: MeshComponent) => {

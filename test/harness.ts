@@ -6,7 +6,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, createWriteStream, readFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
 import { SEED_PINGER_SCRIPT } from '../src/local/example.js';
@@ -206,7 +206,9 @@ export async function startMesh(t: TestContext, opts: { registryEnv?: Record<str
   const envs = {
     registry: { NSM_LISTEN_ON: sock.registry, ...opts.registryEnv },
     nsmgr: { NSM_NAME: 'nsmgr-test', NSM_LISTEN_ON: sock.nsmgr, NSM_REGISTRY_URL: sock.registry, NODE_NAME: 'node-1', ...opts.nsmgrEnv },
-    forwarder: { NSM_NAME: 'forwarder-test', NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1', ...opts.forwarderEnv },
+    // a name of its own per mesh: the forwarder's links carry it, and another mesh's forwarder on this
+    // machine (another test, a benchmark) leaves them alone
+    forwarder: { NSM_NAME: `forwarder-test-${basename(dir).slice(-6)}`, NSM_CONNECT_TO: sock.nsmgr, NSM_LISTEN_ON: sock.forwarder, NODE_NAME: 'node-1', ...opts.forwarderEnv },
   };
   const starts: Record<string, number> = {};
   const start = async (c: 'registry' | 'nsmgr' | 'forwarder') => {

@@ -87,8 +87,9 @@ describe('scale: overload becomes waiting, not failure (real processes, real net
     assert.deepEqual(twice, [], 'each connection came up once');
     assert.equal(scale.retries(), 0, 'no client retried a Request (no "request failed; retrying")');
     assert.equal(await scale.nseLinks(), N + 1, 'one interface per connection in the NSE netns (and the warm-up one)');
-    assert.deepEqual(await registeredForwarders(mesh), ['forwarder-test'], 'the forwarder is still registered');
-    assert.doesNotMatch(mesh.registry.log(), /"nse":"forwarder-test"[^\n]*"msg":"registration expired/, 'the forwarder registration never expired');
+    const forwarderName = mesh.env('forwarder').NSM_NAME!;
+    assert.deepEqual(await registeredForwarders(mesh), [forwarderName], 'the forwarder is still registered');
+    assert.doesNotMatch(mesh.registry.log(), new RegExp(`"nse":"${forwarderName}"[^\\n]*"msg":"registration expired`), 'the forwarder registration never expired');
     assert.match(mesh.nsmgr.log(), /"msg":"nsmgr Request: limit reached; queueing"/, 'the burst waited in nsmgr');
   });
 });

@@ -16,7 +16,8 @@ export function register(program: Command): void {
         schema: forwarderConfig,
         start: async (config, log) => {
           requireRoot('forwarder');
-          return startForwarder(config, { log, dataplane: linuxDataPlane({ log }) });
+          // the forwarder's links carry its name: another forwarder on this machine never collects them
+          return startForwarder(config, { log, dataplane: linuxDataPlane({ log }, { scope: config.name }) });
         },
       });
     });

@@ -130,3 +130,30 @@ if (skip) {
     assert.ok(seen.length > 0, 'got monitor lines');
   });
 }
+
+if (!skip) {
+  test('linux: a scoped data plane (one forwarder) never collects another scope\'s links, which still count as taken names', async (t) => {
+    const a = await addNetns('sa');
+    const b = await addNetns('sb');
+    t.after(() => delNetns(a, b));
+    const netns = async () => [a, b].map((n) => ({ url: n.inodeUrl, path: n.path }));
+    const spec = (owner: string, n: number): PairSpec => ({
+      owner,
+      nsc: { netns: a.inodeUrl, name: `nsm-${n}`, addrs: [`172.16.1.${2 * n + 1}/32`], routes: [] },
+      nse: { netns: b.inodeUrl, name: `nse-${n}`, addrs: [`172.16.1.${2 * n}/32`], routes: [] },
+    });
+    const one = linuxDataPlane({ log }, { netns, scope: 'forwarder-one' });
+    await one.ensure(spec('conn-1', 1));
+    const two = linuxDataPlane({ log }, { netns, scope: 'forwarder-two' });
+    assert.deepEqual(await two.start(), [], 'forwarder-two finds none of forwarder-one\'s links');
+    await two.collectOrphans();
+    await two.sweepOrphans();
+    await two.sweepOrphans();
+    assert.deepEqual(await linkNames(a), ['nsm-1'], 'forwarder-one\'s link stays');
+    await assert.rejects(two.ensure(spec('conn-2', 1)), { name: 'AlreadyExistsError' });
+    const again = linuxDataPlane({ log }, { netns, scope: 'forwarder-one' });
+    assert.deepEqual((await again.start()).map((l) => [l.owner, l.side]).sort(), [['conn-1', 'nsc'], ['conn-1', 'nse']], 'a restarted forwarder-one finds its own, owners as it gave them');
+    await again.remove(spec('conn-1', 1));
+    assert.deepEqual(await linkNames(a), []);
+  });
+}

@@ -41,6 +41,14 @@ export { readInterface, watchLinks } from './inspect.js';
 export interface LinuxDataPlaneOptions extends IpOptions {
   /** How many netns `start()` reads at once. */
   scanConcurrency?: number;
+  /**
+   * Whose links these are (the forwarder's name): owners are written as `<scope>/<owner>` in the alias,
+   * and `start()`, `collectOrphans()` and sweeps only ever see links of this scope — another forwarder on
+   * the same machine (another node, another mesh) keeps its links. Its links still count as taken names.
+   * Default: none (every nsm-ts link on the machine is this data plane's). A name taken by another
+   * scope's link is AlreadyExists, never an orphan to replace.
+   */
+  scope?: string;
   /** The netns `start()` takes inventory of; default every netns on the machine (`listNetns`). */
   netns?: () => Promise<NetnsRef[]>;
 }
@@ -59,6 +67,10 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
   const inventory = new Inventory();
   const scanConcurrency = options.scanConcurrency ?? DEFAULT_SCAN_CONCURRENCY;
   const scanned = options.netns ?? listNetns;
+  const prefix = options.scope === undefined ? '' : `${options.scope}/`;
+  const scoped = (spec: PairSpec): PairSpec => (prefix ? { ...spec, owner: prefix + spec.owner } : spec);
+  const inScope = (l: OwnedLink) => l.owner.startsWith(prefix);
+  const unscoped = (owner: string) => owner.slice(prefix.length);
 
   const converge = async (w: WantPair, paths: Record<Side, NetnsPath>, signal?: AbortSignal): Promise<PairState> => {
     if (!inventory.holds(w.owner)) {
@@ -66,7 +78,8 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       if (fresh) return fresh;
     }
     const [sa, sb] = await Promise.all([readEnd(ip, paths.nsc, 'nsc', w.nsc.name, w.owner, signal), readEnd(ip, paths.nse, 'nse', w.nse.name, w.owner, signal)]);
-    const plan = planEnsure(w, sa, sb, (o) => o !== w.owner && inventory.live(o));
+    // another scope's link (another forwarder's) is always taken; an orphan only within our scope
+    const plan = planEnsure(w, sa, sb, (o) => o !== w.owner && (!o.startsWith(prefix) || inventory.live(o)));
     if (plan.kind === 'recreate') {
       const deleted = await writer.deleteStale(w, paths, plan.stale, (o, fn) => inventory.claimOrphan(o, fn), signal);
       const fresh = (await writer.create(w, paths.nsc, paths.nse, false, signal))!;
@@ -95,14 +108,14 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       if (path) refs.push({ url, path });
       else places.delete(url);
     }
-    return scanOwned(ip, refs, scanConcurrency, opts);
+    return (await scanOwned(ip, refs, scanConcurrency, opts)).filter(inScope);
   };
 
   return {
     resolver,
 
     async ensure(spec: PairSpec, opts: OpOptions = {}): Promise<PairState> {
-      const w = normalizeSpec(spec);
+      const w = normalizeSpec(scoped(spec));
       return inventory.exclusive(w.owner, async () => {
         const [nsc, nse] = await Promise.all([resolver.resolve(w.nsc.netns), resolver.resolve(w.nse.netns)]);
         await Promise.all([assertNotPrivileged(w.nsc.netns, nsc, 'client'), assertNotPrivileged(w.nse.netns, nse, 'endpoint')]);
@@ -114,7 +127,7 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
     },
 
     async remove(spec: PairSpec, opts: OpOptions = {}): Promise<void> {
-      const w = normalizeSpec(spec);
+      const w = normalizeSpec(scoped(spec));
       inventory.release(w.owner);
       return inventory.exclusive(w.owner, async () => {
         const [pa, pb] = await Promise.all([resolver.tryResolve(w.nsc.netns), resolver.tryResolve(w.nse.netns)]);
@@ -128,12 +141,12 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       });
     },
 
-    held: () => inventory.held(),
+    held: () => inventory.held().map(unscoped),
 
     start: async (opts: OpOptions = {}) => {
-      const found = await inventory.start(async () => scanOwned(ip, await scanned(), scanConcurrency, opts));
+      const found = await inventory.start(async () => (await scanOwned(ip, await scanned(), scanConcurrency, opts)).filter(inScope));
       for (const l of found) places.add(l.netns);
-      return found;
+      return found.map((l) => ({ ...l, owner: unscoped(l.owner) }));
     },
 
     collectOrphans: (opts: OpOptions = {}) => inventory.collectOrphans(removeLink, opts),
