@@ -5,7 +5,7 @@
 // fails if any test left something behind, or if no test ran at all.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { readdirSync, statSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const only = process.argv.slice(2);
@@ -40,7 +40,8 @@ function ourProcesses() {
   return out;
 }
 
-const filter = (files) => (only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files);
+// Arguments match the path inside the checkout (so a checkout under /work/fuzz does not match `fuzz` everywhere).
+const filter = (files) => (only.length ? files.filter((f) => only.some((o) => relative(root, f).includes(o))) : files);
 const unit = filter(find(join(root, 'dist/src')));
 const e2e = filter(find(join(root, 'dist/test')));
 const before = { netns: new Set(netnsList()), links: new Set(hostLinks()) };
