@@ -70,6 +70,11 @@ export class FakeDataPlane implements DataPlane {
     return [...(this.#netns.get(netns)?.links.values() ?? [])].map((l) => structuredClone(l));
   }
 
+  /** The netns that hold at least one link, sorted. */
+  namespaces(): string[] {
+    return [...this.#netns].filter(([, ns]) => ns.links.size > 0).map(([name]) => name).sort();
+  }
+
   /** Drops a netns and everything in it (veth peers elsewhere go too). */
   deleteNetns(netns: string): void {
     for (const l of this.#netns.get(netns)?.links.values() ?? []) this.#delete(netns, l.name);
