@@ -9,8 +9,10 @@
  * live registrations. Seeded and time-bounded (src/testing/fuzz/run.ts).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
@@ -20,13 +22,13 @@ import { connectionOpArb, registryOpArb, scenarioArb, validRequest, type FuzzOpt
 import { buildRequest, FuzzDriver, type FuzzUrls } from '../src/testing/fuzz/driver.js';
 import { baseline, checkInvariants, missingLinks, type Baseline, type InvariantHooks, type SeenLink } from '../src/testing/fuzz/invariants.js';
 import { checkFuzz, fuzzSettings, knownDefect, summarize, type FuzzBudget } from '../src/testing/fuzz/run.js';
-import { NOT_ROOT_REASON, IS_ROOT, netns, nsm, startMesh, type Mesh, type Proc } from './harness.js';
+import { NOT_ROOT_REASON, IS_ROOT, ROOT, defer, netns, nsm, startMesh, type Mesh, type Proc } from './harness.js';
 
 const run = promisify(execFile);
 const SERVICE = 'fz-svc';
 const NSE = 'fz-nse';
 const CIDR = '10.61.0.0/29';
-const BUDGET: FuzzBudget = { runs: 60, timeMs: 25_000, shrinkMs: 15_000 };
+const BUDGET: FuzzBudget = { runs: 60, timeMs: 30_000, shrinkMs: 15_000 };
 const KNOWN_BUDGET: FuzzBudget = { runs: 40, timeMs: 10_000, shrinkMs: 10_000 };
 const settings = fuzzSettings();
 
@@ -46,6 +48,24 @@ async function netnsUrls(name: string): Promise<{ inode: string; file: string; p
   const path = `/run/netns/${name}`;
   const s = statSync(path, { bigint: true });
   return { inode: `inode://${s.dev}/${s.ino}`, file: `file://${path}`, path };
+}
+
+const POD_PROXY = join(ROOT, 'dist/test/fixtures/pod-proxy.js');
+
+/** Starts a relay inside netns `ns` from `listen` to the unix URL `target`; resolves with its unix URL once it listens. */
+async function podProxy(t: TestContext, ns: string, listen: string, target: string): Promise<string> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, POD_PROXY, listen, target.replace(/^unix:\/\//, '')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  defer(t, async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`pod proxy in ${ns} exited (${code})`)));
+  });
+  return `unix://${listen}`;
 }
 
 /** The mesh under test, shared by the runs of one property; the invariants leave it clean after each. */
@@ -80,11 +100,14 @@ class RealMesh {
     this.ours.set(nseUrls.path, [nseUrls.inode, nseUrls.file, nseNs]);
     const notNetns = `${dir}/not-a-netns`;
     writeFileSync(notNetns, 'x');
-    this.urls = { registry: this.mesh.sock.registry, nsmgr: this.mesh.sock.nsmgr, forwarder: this.mesh.sock.forwarder, nse: nseUrl };
+    // A client in each pod: nsmgr binds a kernel mechanism to the netns its caller's socket was made in.
+    const nsmgrFrom = await Promise.all(pods.map((p, i) => podProxy(t, p, `${dir}/pod-${i}.sock`, this.mesh.sock.nsmgr)));
+    this.urls = { registry: this.mesh.sock.registry, nsmgr: this.mesh.sock.nsmgr, forwarder: this.mesh.sock.forwarder, nse: nseUrl, nsmgrFrom };
     this.world = {
       service: SERVICE,
       hops: { nsmgr: 'fz-nsmgr', forwarder: 'fz-forwarder', nse: NSE },
       pods: [podUrls[0]!.inode, podUrls[1]!.inode, podUrls[0]!.file],
+      podOf: [0, 1, 0],
       // No netns at all: an inode no namespace has (nsfs inodes are ≥ 0xF0000000), missing or non-nsfs files, malformed URLs.
       badNetns: ['inode://4/1234', `inode://${statSync(podUrls[0]!.path).dev}/77`, 'file:///nonexistent/netns', `file://${notNetns}`, 'inode://x/y', 'file://relative/ns', 'http://netns', 'inode://'],
       nseUrl,
@@ -152,7 +175,7 @@ class RealMesh {
     return {
       urls: this.urls,
       maxCapacity: 6,
-      settleMs: 1000,
+      settleMs: 500,
       validRequest: (fresh) => buildRequest(world, validRequest(world, 0), fresh),
       kernelWhileHeld: async (forwarderConnections) => {
         const { seen, problems, owners } = await this.#ourLinks();

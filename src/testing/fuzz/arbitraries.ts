@@ -19,6 +19,8 @@ export interface FuzzWorld {
   readonly hops: { readonly nsmgr: string; readonly forwarder: string; readonly nse: string };
   /** netns URLs of the test's client pods: the only netns a Request may name and get an interface in. */
   readonly pods: readonly string[];
+  /** Which pod each of `pods` is (two URLs may name one netns). Default: each URL its own pod. */
+  readonly podOf?: readonly number[];
   /** netns URLs that name no netns (malformed, unknown inode, not a netns file): must be refused. */
   readonly badNetns: readonly string[];
   /** URL the NSE serves on (a registration may point at it under another name). */
@@ -84,7 +86,7 @@ export interface RequestSpec {
 export type RerequestChange = 'same' | 'labels' | 'mechanism' | 'no-path' | 'bad-index' | 'other-id';
 
 export type Op =
-  | { readonly op: 'request'; readonly target: Target; readonly req: RequestSpec; readonly cancelAfterMs: number | undefined }
+  | { readonly op: 'request'; readonly target: Target; readonly req: RequestSpec; readonly cancelAfterMs: number | undefined; readonly fromOtherPod: boolean }
   | { readonly op: 'rerequest'; readonly ref: number; readonly change: RerequestChange; readonly prefs: readonly MechSpec[] }
   | { readonly op: 'close'; readonly ref: number; readonly twice: boolean }
   | { readonly op: 'close-raw'; readonly target: Target; readonly req: RequestSpec }
@@ -219,6 +221,15 @@ export function validRequest(world: FuzzWorld, pod: number): RequestSpec {
   };
 }
 
+/** A well-formed first Request from one of the pods, with labels and a payload now and then. */
+function wellFormedArb(world: FuzzWorld): fc.Arbitrary<RequestSpec> {
+  return fc.record({ pod: fc.nat(world.pods.length - 1), labels: fc.oneof(fc.constant({}), smallDict), payload: fc.constantFrom('', PAYLOAD_ETHERNET) }).map(({ pod, labels, payload }) => ({
+    ...validRequest(world, pod),
+    labels,
+    payload,
+  }));
+}
+
 function registryNameArb(world: FuzzWorld): fc.Arbitrary<string> {
   return fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...FUZZ_NAMES) }, { weight: 1, arbitrary: fc.oneof(fc.constant(''), fc.constant(' '), weird, long) }).filter((n) => !world.liveNames.includes(n));
 }
@@ -257,8 +268,9 @@ export function connectionOpArb(world: FuzzWorld, o: FuzzOptions): fc.Arbitrary<
       arbitrary: fc.record({
         op: fc.constant('request' as const),
         target,
-        req: requestArb(world, o),
+        req: fc.oneof(requestArb(world, o), wellFormedArb(world)),
         cancelAfterMs: fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 80 }) }),
+        fromOtherPod: fc.oneof({ weight: 7, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
       }),
     },
     {
@@ -329,7 +341,7 @@ export function scenarioArb(op: fc.Arbitrary<Op>, o: FuzzOptions, world?: FuzzWo
 function burstArb(world: FuzzWorld, o: FuzzOptions): fc.Arbitrary<Batch> {
   const one = fc.record({ req: requestArb(world, o), cancelAfterMs: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 80 }) }) });
   return fc.tuple(fc.constantFrom(...SHARED_IDS), fc.array(one, { minLength: 2, maxLength: 4 })).map(([id, reqs]) =>
-    reqs.map((r): Op => ({ op: 'request', target: 'nsmgr', req: { ...r.req, id, path: undefined }, cancelAfterMs: r.cancelAfterMs })),
+    reqs.map((r): Op => ({ op: 'request', target: 'nsmgr', req: { ...r.req, id, path: undefined }, cancelAfterMs: r.cancelAfterMs, fromOtherPod: false })),
   );
 }
 

@@ -7,13 +7,13 @@
  * client that lost its answers would do). Every call has a deadline; no background work outlives a call.
  */
 import { Client as GrpcClient, Metadata as GrpcMetadata, credentials } from '@grpc/grpc-js';
-import { ClientError, Metadata, Status, createClient, type Channel } from 'nice-grpc';
-import { CLS_LOCAL, MD_CLIENT_TOKEN, MD_CLIENT_TOKEN_EXPIRES, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
+import { ClientError, Metadata, Status, createChannel, createClient, type Channel } from 'nice-grpc';
+import { CLS_LOCAL, MECH_KERNEL, MD_CLIENT_TOKEN, MD_CLIENT_TOKEN_EXPIRES, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
 import { Connection, ConnectionEventType, MonitorConnectionDefinition, type Mechanism, type PathSegment } from '../../api/gen/connection.js';
 import { NetworkServiceDefinition, NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { NetworkService, NetworkServiceEndpoint, NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from '../../api/gen/health.js';
-import { ChannelPool, grpcTarget } from '../../core/transport.js';
+import { grpcTarget } from '../../core/transport.js';
 import { mangle, type FuzzWorld, type MechSpec, type Op, type RegistryTarget, type RequestSpec, type Scenario, type SegSpec, type Target } from './arbitraries.js';
 
 /** Deadline of every unary call the driver makes (a server that does not answer in time is a finding). */
@@ -26,12 +26,32 @@ export interface FuzzUrls {
   readonly nsmgr: string;
   readonly forwarder: string;
   readonly nse: string;
+  /**
+   * nsmgr as a client inside each pod reaches it (index: `FuzzWorld.pods`), when the mesh binds a kernel
+   * mechanism to its caller's netns: a Request naming pod k's netns is sent from pod k (now and then, on
+   * purpose, from another pod: it must be refused). Default: `nsmgr` for every pod.
+   */
+  readonly nsmgrFrom?: readonly string[];
 }
 
 interface Held {
   readonly target: Target;
+  /** The URL it was requested through (its Close goes the same way). */
+  readonly url: string;
+  /** Index in `FuzzWorld.pods` of the pod it was requested from (nsmgr only). */
+  readonly from: number | undefined;
   conn: Connection;
   open: boolean;
+}
+
+/** Index in `world.pods` of the first pod a request's KERNEL mechanisms name, if any. */
+function namedPod(req: NetworkServiceRequest, world: FuzzWorld): number | undefined {
+  for (const m of [req.connection?.mechanism, ...req.mechanismPreferences]) {
+    if (m?.type !== MECH_KERNEL) continue;
+    const i = world.pods.indexOf(m.parameters?.[PARAM_INODE_URL] ?? '');
+    if (i >= 0) return i;
+  }
+  return undefined;
 }
 
 const at = (s: number | undefined): Date | undefined => (s === undefined ? undefined : new Date(Date.now() + s * 1000));
@@ -80,7 +100,7 @@ const codeOf = (err: unknown): string => (err instanceof ClientError ? Status[er
 export class FuzzDriver {
   readonly #world: FuzzWorld;
   readonly #urls: FuzzUrls;
-  readonly #pool = new ChannelPool({ dialGrace: 0 });
+  readonly #channels = new Map<string, Channel>();
   readonly #raw = new Map<string, GrpcClient>();
   readonly #held: Held[] = [];
   readonly #nses = new Map<string, Set<RegistryTarget>>();
@@ -88,6 +108,8 @@ export class FuzzDriver {
   #names = 0;
   /** Requests the client gave up on (cancelled or unanswered): the server may hold their connections. */
   abandoned = 0;
+  /** Safety violations seen in answers (e.g. a Request for another pod's netns accepted). */
+  readonly violations: string[] = [];
   /** How often each outcome (`OK` or a status name) was seen, per operation kind. */
   readonly outcomes = new Map<string, number>();
 
@@ -99,8 +121,14 @@ export class FuzzDriver {
   /** A valid interface name no other connection of this driver uses. */
   freshName = (): string => `fz${this.runTag}${(this.#names++).toString(36)}`.slice(0, 15);
 
+  /** One channel per URL; a connection attempt gets a second (the components' 50 ms is for dialling peers that are up). */
   #channel(url: string): Channel {
-    return this.#pool.get(url);
+    let ch = this.#channels.get(url);
+    if (!ch) {
+      ch = createChannel(grpcTarget(url), undefined, { 'grpc.initial_reconnect_backoff_ms': 1000, 'grpc.min_reconnect_backoff_ms': 1000, 'grpc.enable_retries': 0 });
+      this.#channels.set(url, ch);
+    }
+    return ch;
   }
 
   #count(kind: string, outcome: string): void {
@@ -133,13 +161,13 @@ export class FuzzDriver {
   async #dispatch(op: Op): Promise<void> {
     switch (op.op) {
       case 'request':
-        return this.#request(op.target, buildRequest(this.#world, op.req, this.freshName), op.req.tokenExpiresInS, op.cancelAfterMs);
+        return this.#request(op.target, buildRequest(this.#world, op.req, this.freshName), op.req.tokenExpiresInS, op.cancelAfterMs, undefined, op.fromOtherPod);
       case 'rerequest':
         return this.#rerequest(op);
       case 'close':
         return this.#closeRef(op.ref, op.twice);
       case 'close-raw':
-        return this.#close(op.target, buildRequest(this.#world, op.req, this.freshName).connection!);
+        return this.#close(this.#urls[op.target], buildRequest(this.#world, op.req, this.freshName).connection!);
       case 'raw':
         return this.#rawCall(op);
       case 'monitor':
@@ -149,18 +177,38 @@ export class FuzzDriver {
     }
   }
 
-  #ns(target: Target) {
-    return createClient(NetworkServiceDefinition, this.#channel(this.#urls[target]));
+  /** The pod a Request to nsmgr is sent from: the one it names, or (`fromOther`) another one. */
+  #fromPod(req: NetworkServiceRequest, fromOther: boolean): number | undefined {
+    if (!this.#urls.nsmgrFrom) return undefined;
+    const named = namedPod(req, this.#world) ?? 0;
+    if (!fromOther) return named;
+    const pods = this.#world.pods.length;
+    for (let k = 1; k < pods; k++) if (!this.#samePod(named, (named + k) % pods)) return (named + k) % pods;
+    return named;
   }
 
-  async #request(target: Target, req: NetworkServiceRequest, tokenExpiresInS?: number, cancelAfterMs?: number, held?: Held): Promise<void> {
+  #samePod(a: number, b: number): boolean {
+    return (this.#world.podOf?.[a] ?? a) === (this.#world.podOf?.[b] ?? b);
+  }
+
+  #urlFor(target: Target, from: number | undefined): string {
+    return target === 'nsmgr' && from !== undefined && this.#urls.nsmgrFrom ? this.#urls.nsmgrFrom[this.#world.podOf?.[from] ?? from]! : this.#urls[target];
+  }
+
+  async #request(target: Target, req: NetworkServiceRequest, tokenExpiresInS?: number, cancelAfterMs?: number, held?: Held, fromOther = false): Promise<void> {
     const signal = AbortSignal.timeout(cancelAfterMs ?? CALL_TIMEOUT_MS);
+    const from = held ? held.from : target === 'nsmgr' ? this.#fromPod(req, fromOther) : undefined;
+    const url = held?.url ?? this.#urlFor(target, from);
     try {
-      const conn = await this.#ns(target).request(req, { signal, metadata: tokenMetadata(tokenExpiresInS) });
+      const conn = await createClient(NetworkServiceDefinition, this.#channel(url)).request(req, { signal, metadata: tokenMetadata(tokenExpiresInS) });
+      const named = namedPod(req, this.#world);
+      if (this.#urls.nsmgrFrom && target === 'nsmgr' && from !== undefined && named !== undefined && !this.#samePod(from, named)) {
+        this.violations.push(`nsmgr accepted a Request from pod ${this.#world.pods[from]} naming another pod's netns ${this.#world.pods[named]} (connection ${conn.id})`);
+      }
       if (held) {
         held.conn = conn;
         held.open = true;
-      } else this.#held.push({ target, conn, open: true });
+      } else this.#held.push({ target, url, from, conn, open: true });
     } catch (err) {
       if (signal.aborted || (err instanceof ClientError && (err.code === Status.CANCELLED || err.code === Status.DEADLINE_EXCEEDED || err.code === Status.UNAVAILABLE))) this.abandoned++;
       throw err;
@@ -196,13 +244,19 @@ export class FuzzDriver {
   async #closeRef(ref: number, twice: boolean): Promise<void> {
     if (this.#held.length === 0) return;
     const h = this.#held[ref % this.#held.length]!;
-    await this.#close(h.target, h.conn);
+    await this.#close(h.url, h.conn);
     h.open = false;
-    if (twice) await this.#close(h.target, h.conn);
+    if (twice) await this.#close(h.url, h.conn);
   }
 
-  async #close(target: Target, conn: Connection): Promise<void> {
-    await this.#ns(target).close(conn, { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+  async #close(url: string, conn: Connection): Promise<void> {
+    await createClient(NetworkServiceDefinition, this.#channel(url)).close(conn, { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+  }
+
+  /** Where a Close of a connection a server shows must come from: the pod its kernel mechanism names. */
+  #closeUrl(target: Target, c: Connection): string {
+    const pod = c.mechanism ? namedPod({ connection: c, mechanismPreferences: [] }, this.#world) : undefined;
+    return this.#urlFor(target, pod);
   }
 
   #rawClient(target: Target): GrpcClient {
@@ -231,7 +285,7 @@ export class FuzzDriver {
         (err, res) => {
           if (!err) {
             // A Request that decoded may have set up a connection: keep it to close it.
-            if (op.method === 'Request' && res) this.#held.push({ target: op.target, conn: Connection.decode(res), open: true });
+            if (op.method === 'Request' && res) this.#held.push({ target: op.target, url: this.#urls[op.target], from: undefined, conn: Connection.decode(res), open: true });
             return resolve();
           }
           if (err.code === Status.DEADLINE_EXCEEDED || err.code === Status.UNAVAILABLE) this.abandoned++;
@@ -312,7 +366,7 @@ export class FuzzDriver {
     for (const h of [...this.#held].reverse()) {
       if (!h.open) continue;
       try {
-        await this.#close(h.target, h.conn);
+        await this.#close(h.url, h.conn);
         h.open = false;
       } catch (err) {
         problems.push(`Close of ${h.target} connection ${h.conn.id.slice(0, 40)} failed: ${codeOf(err)} ${(err as Error).message.slice(0, 200)}`);
@@ -344,7 +398,7 @@ export class FuzzDriver {
       let found = 0;
       for (const target of ['nsmgr', 'forwarder', 'nse'] as const) {
         for (const c of await this.connections(target)) {
-          await this.#close(target, asFromPreviousHop(c)).catch(() => undefined);
+          await this.#close(this.#closeUrl(target, c), asFromPreviousHop(c)).catch(() => undefined);
           found++;
         }
       }
@@ -398,14 +452,16 @@ export class FuzzDriver {
     try {
       while (got.length < max) {
         try {
-          got.push(await this.#ns('nsmgr').request(request(this.freshName), { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) }));
+          const req = request(this.freshName);
+          const url = this.#urlFor('nsmgr', this.#fromPod(req, false));
+          got.push(await createClient(NetworkServiceDefinition, this.#channel(url)).request(req, { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) }));
         } catch (err) {
           stop = `${codeOf(err)}: ${(err as Error).message.slice(0, 300)}`;
           break;
         }
       }
     } finally {
-      for (const c of got.reverse()) await this.#close('nsmgr', c).catch(() => undefined);
+      for (const c of got.reverse()) await this.#close(this.#closeUrl('nsmgr', c), c).catch(() => undefined);
     }
     return { count: got.length, stop };
   }
@@ -413,7 +469,8 @@ export class FuzzDriver {
   close(): void {
     for (const c of this.#raw.values()) c.close();
     this.#raw.clear();
-    this.#pool.close();
+    for (const ch of this.#channels.values()) ch.close();
+    this.#channels.clear();
   }
 }
 

@@ -66,7 +66,7 @@ async function leftConnections(d: FuzzDriver): Promise<string[]> {
  * still show), then health, the pool and the registry.
  */
 export async function checkInvariants(d: FuzzDriver, h: InvariantHooks, base: Baseline): Promise<string[]> {
-  const problems: string[] = [];
+  const problems: string[] = [...d.violations];
   // An abandoned Request may still be at work: let it settle, and check again once more before reporting.
   if (d.abandoned > 0) await sleep(h.settleMs);
   let held = await attempt('kernel check while held', () => h.kernelWhileHeld(() => d.connections('forwarder')));
@@ -82,7 +82,7 @@ export async function checkInvariants(d: FuzzDriver, h: InvariantHooks, base: Ba
   await attempt('recover', async () => (await d.recover(d.abandoned > 0 ? h.settleMs : 0, d.abandoned > 0 ? 10 : 1), []));
   if (d.abandoned > 0) problems.push(...(await attempt('connections after recovery', () => leftConnections(d))));
   problems.push(...(await attempt('kernel check after Close', () => h.kernelAfterClose())));
-  for (const [name, url] of Object.entries(h.urls)) problems.push(...(await attempt(`health of ${name}`, async () => (await d.health(name, url), []))));
+  for (const name of ['registry', 'nsmgr', 'forwarder', 'nse'] as const) problems.push(...(await attempt(`health of ${name}`, async () => (await d.health(name, h.urls[name]), []))));
   problems.push(
     ...(await attempt('pool', async () => {
       const cap = await d.capacity(h.validRequest, h.maxCapacity);

@@ -29,7 +29,7 @@ const settings = fuzzSettings();
 
 /** One sandbox per property, rebuilt after a run that broke an invariant (so shrinking starts clean). */
 class Mesh {
-  sb!: Sandbox;
+  sb: Sandbox | undefined;
   world!: FuzzWorld;
   urls!: FuzzUrls;
   hooks!: InvariantHooks;
@@ -90,7 +90,7 @@ class Mesh {
   }
 
   async restart(): Promise<void> {
-    await this.sb.close();
+    await this.sb?.close();
     await this.start();
   }
 
@@ -132,13 +132,13 @@ class Mesh {
 function fuzzIt(name: string, opts: FuzzOptions, ops: (w: FuzzWorld) => fc.Arbitrary<Scenario>, skip?: string): void {
   it(name, { skip }, async () => {
     const m = new Mesh();
-    await m.start();
     try {
+      await m.start();
       await checkFuzz(name, ops(m.world), (s) => m.run(s), BUDGET, settings);
     } finally {
       await m.idle();
       console.log(`# fuzz ${name} outcomes: ${summarize(m.outcomes)}`);
-      await m.sb.close();
+      await m.sb?.close();
     }
   });
 }
