@@ -120,7 +120,7 @@ export type Scenario = readonly Batch[];
 /** Ids several operations of one run share, so re-Requests and collisions happen. */
 export const SHARED_IDS = ['fz-1', 'fz-2', 'fz-3'] as const;
 /** Interface names several connections may share when `sharedInterfaceNames` is on. */
-export const SHARED_IFNAMES = ['nsm-1', 'nsm-2'] as const;
+export const SHARED_IFNAMES = ['nsm-1'] as const;
 /** Interface names the data plane must refuse. */
 export const INVALID_IFNAMES = ['', '.', '..', 'a/b', 'x y', 'toolongname12345', 'lo', 'ñame', 'a:b', '"q"', '-', ' nsm'];
 /** Registry names the fuzz registers under (plus random strings). */
