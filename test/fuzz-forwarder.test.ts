@@ -44,6 +44,12 @@ const kernel: Kernel = {
   },
 };
 
+/** The forwarder's name, which its data plane writes into each alias as the owner's scope (`<scope>/<connection id>`). */
+const FORWARDER = `fz-forwarder-${process.pid}`;
+const SCOPE = `${FORWARDER}/`;
+/** The connection id an alias owner of this test's forwarder stands for (undefined: not ours). */
+const ourConnection = (owner: string | undefined): string | undefined => (owner?.startsWith(SCOPE) ? owner.slice(SCOPE.length) : undefined);
+
 async function netnsUrls(name: string): Promise<{ inode: string; file: string; path: string }> {
   const path = `/run/netns/${name}`;
   const s = statSync(path, { bigint: true });
@@ -87,7 +93,7 @@ class RealMesh {
   readonly outcomes = new Map<string, number>();
 
   async start(t: TestContext): Promise<void> {
-    this.mesh = await startMesh(t, { forwarderEnv: { NSM_NAME: 'fz-forwarder' }, nsmgrEnv: { NSM_NAME: 'fz-nsmgr' } });
+    this.mesh = await startMesh(t, { forwarderEnv: { NSM_NAME: FORWARDER }, nsmgrEnv: { NSM_NAME: 'fz-nsmgr' } });
     const dir = this.mesh.dir;
     const nseNs = await netns(t, 'fznse');
     const pods = [await netns(t, 'fzpa'), await netns(t, 'fzpb')];
@@ -105,14 +111,14 @@ class RealMesh {
     this.urls = { registry: this.mesh.sock.registry, nsmgr: this.mesh.sock.nsmgr, forwarder: this.mesh.sock.forwarder, nse: nseUrl, nsmgrFrom };
     this.world = {
       service: SERVICE,
-      hops: { nsmgr: 'fz-nsmgr', forwarder: 'fz-forwarder', nse: NSE },
+      hops: { nsmgr: 'fz-nsmgr', forwarder: FORWARDER, nse: NSE },
       pods: [podUrls[0]!.inode, podUrls[1]!.inode, podUrls[0]!.file],
       podOf: [0, 1, 0],
       // No netns at all: an inode no namespace has (nsfs inodes are ≥ 0xF0000000), missing or non-nsfs files, malformed URLs.
       badNetns: ['inode://4/1234', `inode://${statSync(podUrls[0]!.path).dev}/77`, 'file:///nonexistent/netns', `file://${notNetns}`, 'inode://x/y', 'file://relative/ns', 'http://netns', 'inode://'],
       nseUrl,
       deadUrls: [`unix://${dir}/nowhere.sock`, 'tcp://127.0.0.1:1'],
-      liveNames: [NSE, 'fz-forwarder', 'fz-nsmgr', SERVICE, 'forwarder'],
+      liveNames: [NSE, FORWARDER, 'fz-nsmgr', SERVICE, 'forwarder'],
     };
     this.hooks = this.#hooks();
     const d = new FuzzDriver(this.world, this.urls, 'b');
@@ -131,9 +137,10 @@ class RealMesh {
     for (const [path, urls] of this.ours) {
       for (const l of await kernel.links(path)) {
         if (l.name === 'lo') continue;
-        if (!l.owner) problems.push(`link ${l.name} in ${urls[2]} has no nsm-ts alias (${l.alias ?? 'none'})`);
-        else owners.add(l.owner);
-        for (const u of urls) seen.push({ netns: u, name: l.name, owner: l.owner });
+        const owner = ourConnection(l.owner);
+        if (!owner) problems.push(`link ${l.name} in ${urls[2]} is not this forwarder's (alias ${l.alias ?? 'none'})`);
+        else owners.add(owner);
+        for (const u of urls) seen.push({ netns: u, name: l.name, owner });
       }
     }
     return { seen, problems, owners };
@@ -154,7 +161,7 @@ class RealMesh {
       for (const l of links) {
         if (!l.owner) continue;
         if (isHost) problems.push(`nsm-ts link ${l.name} (${l.alias}) in the host netns`);
-        else if (this.#fwdIds.has(l.owner)) problems.push(`link ${l.name} of this forwarder's connection ${l.owner} in ${ns.path}, a netns this test did not create`);
+        else if (ourConnection(l.owner) !== undefined || this.#fwdIds.has(l.owner)) problems.push(`link ${l.name} of this forwarder's connection ${l.owner} in ${ns.path}, a netns this test did not create`);
       }
     }
     return problems;
