@@ -21,7 +21,7 @@ import { listNetns } from '../src/dataplane/linux/netns.js';
 import { connectionOpArb, registryOpArb, scenarioArb, validRequest, type FuzzOptions, type FuzzWorld, type Scenario } from '../src/testing/fuzz/arbitraries.js';
 import { buildRequest, FuzzDriver, type FuzzUrls } from '../src/testing/fuzz/driver.js';
 import { baseline, checkInvariants, missingLinks, type Baseline, type InvariantHooks, type SeenLink } from '../src/testing/fuzz/invariants.js';
-import { checkFuzz, fuzzSettings, knownDefect, summarize, type FuzzBudget } from '../src/testing/fuzz/run.js';
+import { checkFuzz, fuzzSettings, summarize, type FuzzBudget } from '../src/testing/fuzz/run.js';
 import { NOT_ROOT_REASON, IS_ROOT, ROOT, defer, netns, nsm, startMesh, type Mesh, type Proc } from './harness.js';
 
 const run = promisify(execFile);
@@ -245,7 +245,7 @@ describe('fuzz: real forwarder (Linux data plane) on throwaway netns', () => {
     BUDGET,
   );
   const shared: FuzzOptions = { sharedInterfaceNames: true };
-  fuzzIt('forwarder-shared-ifnames', shared, (w) => scenarioArb(connectionOpArb(w, shared), shared, w, 6), KNOWN_BUDGET, knownDefect('issue 12 defect "a second connection takes another connection\'s interface name" (branch own): enable after it is merged'));
+  fuzzIt('forwarder-shared-ifnames', shared, (w) => scenarioArb(connectionOpArb(w, shared), shared, w, 6), KNOWN_BUDGET);
   const sameId: FuzzOptions = { concurrentSameId: true };
-  fuzzIt('forwarder-same-id', sameId, (w) => scenarioArb(connectionOpArb(w, sameId), sameId, w, 6), KNOWN_BUDGET, knownDefect('issue 12 defect "concurrent first Requests with one id leak IPAM addresses" (branch own): enable after it is merged'));
+  fuzzIt('forwarder-same-id', sameId, (w) => scenarioArb(connectionOpArb(w, sameId), sameId, w, 6), KNOWN_BUDGET);
 });

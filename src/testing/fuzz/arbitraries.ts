@@ -31,7 +31,7 @@ export interface FuzzWorld {
   readonly liveNames: readonly string[];
 }
 
-/** Cases of defects known to be open; off by default so the suite stays green until they are fixed. */
+/** Generator switches aimed at issue 12's data-path defects (fixed; each has a property of its own). */
 export interface FuzzOptions {
   /** Two live connections may name the same interface in one netns (issue 12 defect: "a client can destroy another client's interface"). */
   readonly sharedInterfaceNames?: boolean;

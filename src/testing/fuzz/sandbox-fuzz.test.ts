@@ -13,17 +13,13 @@ import { sandbox, type Sandbox } from '../sandbox.js';
 import { connectionOpArb, registryOpArb, scenarioArb, validRequest, type FuzzOptions, type FuzzWorld, type Scenario } from './arbitraries.js';
 import { buildRequest, FuzzDriver, type FuzzUrls } from './driver.js';
 import { baseline, checkInvariants, missingLinks, type Baseline, type InvariantHooks, type SeenLink } from './invariants.js';
-import { checkFuzz, fuzzSettings, knownDefect, summarize, type FuzzBudget } from './run.js';
+import { checkFuzz, fuzzSettings, summarize, type FuzzBudget } from './run.js';
 
 const SERVICE = 'svc';
 const NSE = 'nse-1';
 const PODS = ['fake://pod-a', 'fake://pod-b'];
 const CIDR = '10.60.0.0/29';
 const BUDGET: FuzzBudget = { runs: 150, timeMs: 15_000 };
-/** Known open defects of issue 12, on other branches; enable the property once its fix is merged. */
-const SKIP_SHARED_IFNAMES = knownDefect('issue 12 defect "a second connection takes another connection\'s interface name" (branch own): enable after it is merged');
-const SKIP_PATHLESS = knownDefect('found by this suite: a re-Request without its path leaves the old forwarder and NSE connections until their tokens expire (issue 12 point 3): enable after it is fixed');
-const SKIP_SAME_ID = knownDefect('issue 12 defect "concurrent first Requests with one id leak IPAM addresses" (branch own): enable after it is merged');
 
 const settings = fuzzSettings();
 
@@ -152,9 +148,9 @@ describe('fuzz: sandbox mesh over gRPC', () => {
   fuzzIt('sandbox-registry', safe, (w) => scenarioArb(fc.oneof({ weight: 3, arbitrary: registryOpArb(w) }, { weight: 1, arbitrary: connectionOpArb(w, safe) }), safe));
 
   const shared: FuzzOptions = { sharedInterfaceNames: true };
-  fuzzIt('sandbox-shared-ifnames', shared, (w) => scenarioArb(connectionOpArb(w, shared), shared), SKIP_SHARED_IFNAMES);
+  fuzzIt('sandbox-shared-ifnames', shared, (w) => scenarioArb(connectionOpArb(w, shared), shared));
   const pathless: FuzzOptions = { pathlessRerequest: true };
-  fuzzIt('sandbox-pathless-rerequest', pathless, (w) => scenarioArb(connectionOpArb(w, pathless), pathless), SKIP_PATHLESS);
+  fuzzIt('sandbox-pathless-rerequest', pathless, (w) => scenarioArb(connectionOpArb(w, pathless), pathless));
   const sameId: FuzzOptions = { concurrentSameId: true };
-  fuzzIt('sandbox-same-id', sameId, (w) => scenarioArb(connectionOpArb(w, sameId), sameId, w), SKIP_SAME_ID);
+  fuzzIt('sandbox-same-id', sameId, (w) => scenarioArb(connectionOpArb(w, sameId), sameId, w));
 });
