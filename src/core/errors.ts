@@ -83,6 +83,15 @@ const STATUS_BY_NAME: Record<string, Status> = {
   DeadlineExceededError: Status.DEADLINE_EXCEEDED,
 };
 
+/** The code of the nearest of our classes an error's class extends (e.g. a pool's exhaustion error). */
+function inheritedStatus(err: Error): Status | undefined {
+  for (let c = Object.getPrototypeOf(err)?.constructor; c && c !== Error && c !== Object; c = Object.getPrototypeOf(c)) {
+    const code = STATUS_BY_NAME[(c as { name: string }).name];
+    if (code !== undefined) return code;
+  }
+  return undefined;
+}
+
 /**
  * Maps any error to a gRPC ServerError (server edge only). An error of ours maps by its class; an error
  * that `fromClientError` made from a peer's status without a class of its own (INTERNAL, ABORTED,
@@ -92,7 +101,7 @@ export function toServerError(err: unknown): ServerError {
   if (err instanceof ServerError) return err;
   if (err instanceof ClientError) return new ServerError(err.code, err.details);
   if (err instanceof Error) {
-    const code = STATUS_BY_NAME[err.name] ?? (err.name === 'AbortError' ? Status.CANCELLED : err.cause instanceof ClientError ? err.cause.code : Status.UNKNOWN);
+    const code = STATUS_BY_NAME[err.name] ?? inheritedStatus(err) ?? (err.name === 'AbortError' ? Status.CANCELLED : err.cause instanceof ClientError ? err.cause.code : Status.UNKNOWN);
     return new ServerError(code, err.message);
   }
   return new ServerError(Status.UNKNOWN, String(err));

@@ -1,3 +1,5 @@
+import { Status } from 'nice-grpc';
+import { toServerError } from '../../core/errors.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Connection } from '../../api/gen/connection.js';
@@ -54,7 +56,11 @@ describe('point2point ipam', () => {
     assert.deepEqual(ipOf(again), ipOf(first));
     const fresh = await chain.request(request('c1'), newContext());
     assert.deepEqual(ipOf(fresh), ipOf(first));
-    await assert.rejects(chain.request(request('c2'), newContext()), { name: 'IpamExhaustedError' });
+    await assert.rejects(chain.request(request('c2'), newContext()), (err: Error) => {
+      assert.equal(err.name, 'IpamExhaustedError');
+      assert.equal(toServerError(err).code, Status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED at the edge, not UNKNOWN');
+      return true;
+    });
   });
 
   it('frees on Close', async () => {

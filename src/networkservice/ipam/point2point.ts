@@ -18,7 +18,7 @@ import type { IPContext } from '../../api/gen/connectioncontext.js';
 import { ipContextOf } from '../../api/helpers.js';
 import type { IpFamily } from '../../api/cidr.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
-import { NsmError } from '../../core/errors.js';
+import { ResourceExhaustedError } from '../../core/errors.js';
 import {
   DEFAULT_PREFIX_FIELD,
   type Point2PointIpamOptions,
@@ -36,7 +36,8 @@ import { IpPool, type Range, isExcluded } from './pool.js';
 export const POINT2POINT_IPAM = 'point2point-ipam';
 
 /** No free address pair is left in any pool of a family the IPAM serves. */
-export class IpamExhaustedError extends NsmError {
+/** The pool has no free pair: RESOURCE_EXHAUSTED at the gRPC edge. */
+export class IpamExhaustedError extends ResourceExhaustedError {
   override name = 'IpamExhaustedError';
 }
 
