@@ -422,6 +422,8 @@ describe('deployments/ kustomizations render offline and validate', () => {
     assert.deepEqual(nc.ports[0], { name: 'grpc', containerPort: 5001, hostPort: 5001, protocol: 'TCP' });
     assert.deepEqual(nsmgr.spec.template.spec.volumes[0].hostPath, { path: '/var/lib/networkservicemesh', type: 'DirectoryOrCreate' });
     assert.deepEqual(nc.readinessProbe.grpc, { port: 5001 });
+    assert.equal(nsmgr.spec.template.spec.hostPID, true, 'nsmgr finds the netns of its callers among the node\'s processes');
+    assert.deepEqual(nc.securityContext.capabilities.add, ['SYS_PTRACE']);
 
     const fwd = find(basic, 'DaemonSet', 'forwarder-kernel');
     assert.equal(fwd.spec.template.spec.hostPID, true);
