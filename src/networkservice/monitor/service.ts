@@ -15,6 +15,10 @@
  *   (`throw`) or leave with a stale view (`drop-newest`).
  *   A cancelled subscription leaves no listener behind. A selector over the size limits of `api/limits.ts`
  *   is refused (InvalidArgumentError) before anything is sent.
+ * - Every connection has a monitor subscription per hop that selects it by a path segment id, so
+ *   subscribers and connections are indexed by segment id: an update is matched against the subscribers
+ *   of its segments (plus those without an id to select by), and an initial transfer reads only the
+ *   connections with the selected id. Setup of N connections costs O(N), not O(N²).
  */
 import { ENDED } from '../../core/signals.js';
 import {
@@ -46,9 +50,33 @@ interface Subscriber {
   readonly queue: AsyncQueue<Pending>;
 }
 
+/** The segment id a selector needs in a connection's path, when it names one (the index key). */
+function selectorKey(sel: MonitorScopeSelector): string | undefined {
+  return sel.pathSegments.find((s) => s.id !== '')?.id;
+}
+
+/** `set` of `key` in `index`, made on first use. */
+function indexAdd<T>(index: Map<string, Set<T>>, key: string, value: T): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function indexDelete<T>(index: Map<string, Set<T>>, key: string, value: T): void {
+  const set = index.get(key);
+  if (set?.delete(value) && set.size === 0) index.delete(key);
+}
+
+const segmentIds = (c: Connection): Set<string> => new Set((c.path?.pathSegments ?? []).map((s) => s.id).filter((id) => id !== ''));
+
 export class MonitorService implements MonitorConnectionServiceImplementation {
   readonly #connections = new Map<string, Connection>();
+  /** Connection ids by the segment ids of their paths. */
+  readonly #connectionsBySegment = new Map<string, Set<string>>();
   readonly #subscribers = new Set<Subscriber>();
+  /** Subscribers by the segment id their selector needs; those without one are in #unkeyed. */
+  readonly #subscribersBySegment = new Map<string, Set<Subscriber>>();
+  readonly #unkeyed = new Set<Subscriber>();
   readonly #stop = new AbortController();
   readonly #bufferSize: number;
   readonly #log: Logger;
@@ -76,14 +104,36 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
 
   update(conn: Connection): void {
     const c = cloneConnection(conn);
+    this.#forget(c.id);
     this.#connections.set(c.id, c);
+    for (const id of segmentIds(c)) indexAdd(this.#connectionsBySegment, id, c.id);
     this.#broadcast(ConnectionEventType.UPDATE, c);
   }
 
   delete(conn: Connection): void {
     const c = cloneConnection(this.#connections.get(conn.id) ?? conn);
-    this.#connections.delete(conn.id);
+    this.#forget(conn.id);
     this.#broadcast(ConnectionEventType.DELETE, c);
+  }
+
+  #forget(id: string): void {
+    const old = this.#connections.get(id);
+    if (!old) return;
+    this.#connections.delete(id);
+    for (const seg of segmentIds(old)) indexDelete(this.#connectionsBySegment, seg, id);
+  }
+
+  /** The stored connections `selector` can match (all of them when it names no segment id). */
+  *#candidates(selector: MonitorScopeSelector): Iterable<Connection> {
+    const key = selectorKey(selector);
+    if (key === undefined) {
+      yield* this.#connections.values();
+      return;
+    }
+    for (const id of this.#connectionsBySegment.get(key) ?? []) {
+      const c = this.#connections.get(id);
+      if (c) yield c;
+    }
   }
 
   /** Ends every subscription (server stop); undelivered events are dropped. */
@@ -93,7 +143,9 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
   }
 
   #broadcast(type: ConnectionEventType, conn: Connection): void {
-    for (const s of this.#subscribers) {
+    const subs = new Set(this.#unkeyed);
+    for (const id of segmentIds(conn)) for (const s of this.#subscribersBySegment.get(id) ?? []) subs.add(s);
+    for (const s of subs) {
       if (!matchesSelector(conn, s.selector)) continue;
       if (!s.queue.push({ type, conn }) && !s.queue.closed) {
         this.#log.warn({ dropped: s.queue.dropped }, 'slow monitor subscriber: dropped the oldest pending event');
@@ -112,14 +164,19 @@ export class MonitorService implements MonitorConnectionServiceImplementation {
     });
     if (this.#stop.signal.aborted) queue.close(true);
     const sub: Subscriber = { selector, queue };
+    const key = selectorKey(selector);
     this.#subscribers.add(sub);
+    if (key === undefined) this.#unkeyed.add(sub);
+    else indexAdd(this.#subscribersBySegment, key, sub);
     try {
       const initial: Record<string, Connection> = {};
-      for (const c of this.#connections.values()) if (matchesSelector(c, selector)) initial[c.id] = cloneConnection(c);
+      for (const c of this.#candidates(selector)) if (matchesSelector(c, selector)) initial[c.id] = cloneConnection(c);
       yield { type: ConnectionEventType.INITIAL_STATE_TRANSFER, connections: initial };
       for await (const next of queue) yield { type: next.type, connections: { [next.conn.id]: cloneConnection(next.conn) } };
     } finally {
       this.#subscribers.delete(sub);
+      if (key === undefined) this.#unkeyed.delete(sub);
+      else indexDelete(this.#subscribersBySegment, key, sub);
       queue.close(true);
     }
   }
