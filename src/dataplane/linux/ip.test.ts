@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataplaneError } from '../../core/errors.js';
@@ -67,5 +67,26 @@ describe('Ip.monitor (no root: a stand-in script for ip)', () => {
     assert.ok(rest.length <= MONITOR_QUEUE_LIMIT, `${rest.length} notices buffered`);
     assert.ok(lines.length < count - 1, `some were dropped (${lines.length} left)`);
     assert.equal(lines.at(-1), `line ${count}`);
+  });
+});
+
+describe('Ip: how a netns is entered (no root: stand-in scripts)', () => {
+  it('`ip -n <path>` first; where that cannot open a netns that exists, nsenter for this call and every later one', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'nsm-ipn-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const calls = join(dir, 'calls');
+    const ipBin = join(dir, 'ip');
+    const nsenterBin = join(dir, 'nsenter');
+    await writeFile(ipBin, `#!/bin/sh\necho "ip $*" >> ${calls}\nif [ "$1" = "-n" ]; then echo 'Cannot open network namespace "x": No such file or directory' >&2; exit 1; fi\ncat >/dev/null; echo '[]'\n`);
+    await writeFile(nsenterBin, `#!/bin/sh\necho "nsenter $1" >> ${calls}\nshift; exec "$@"\n`);
+    await chmod(ipBin, 0o755);
+    await chmod(nsenterBin, 0o755);
+    const ip = new Ip(silentLogger, { ipBin, nsenterBin });
+    assert.deepEqual(ip.ipArgv(dir, ['-j', 'link', 'show']).slice(0, 2), [ipBin, '-n']);
+    assert.ok(ip.ipArgv(dir, ['x'])[2]!.endsWith(`/..${dir}`), 'climbs out of the netns directory to the path');
+    assert.deepEqual((await ip.read(dir, ['link show'], { op: 'read', target: 't' })).json, [[]]);
+    assert.deepEqual((await ip.read(dir, ['link show'], { op: 'read', target: 't' })).json, [[]]);
+    const lines = (await readFile(calls, 'utf8')).trim().split('\n');
+    assert.deepEqual(lines.map((l) => l.split(' ').slice(0, 2).join(' ')), ['ip -n', `nsenter --net=${dir}`, 'ip -d', `nsenter --net=${dir}`, 'ip -d']);
   });
 });

@@ -1,17 +1,25 @@
 /**
  * The one way nsm-ts touches the kernel: `ip -batch -` writes and `ip -j` reads, run in a network
- * namespace through `nsenter --net=PATH` (`-n` is not allowed inside batch lines, and `ip -n` needs a
- * name under /run/netns). Every call is logged at debug as `{op, netns, target, ms}`; every failure
+ * namespace by `ip -n` itself (`-n` is not allowed inside batch lines; `ip -n NAME` opens
+ * `<NETNS_RUN_DIR>/NAME`, so any nsfs path is reached as a name climbing out of that directory: one exec
+ * instead of `nsenter` + `ip`). Where that directory does not exist, the same call runs once more through
+ * `nsenter --net=PATH` and every later call does so too. Writing ping_group_range needs a shell inside
+ * the netns (`nsenter` + `sh`), so callers ask for it only where it is not known to be set (`apply.ts`).
+ * Commands run through a few long-lived shells (`shell-pool.ts`), not a Node spawn each; they get a
+ * minimal environment (PATH, LC_ALL=C). Every call is logged at debug as `{op, netns, target, ms}`; every failure
  * becomes a `DataplaneError` whose `step` is the failing line's step and whose message quotes the line,
- * the netns and the kernel's answer. Async only (`spawn`), cancellable through `signal`.
+ * the netns and the kernel's answer. Async only, cancellable through `signal`.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { CancelledError, DataplaneError } from '../../core/errors.js';
+import { CancelledError, DataplaneError, errorMessage } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
 import type { Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
+import { SHELL_POOL_SIZE, ShellPool, ShellPoolUnavailable, type ShellResult } from './shell-pool.js';
 
 /** An absolute path to a netns file (nsfs), or `self` for the caller's own netns. */
 export type NetnsPath = string;
@@ -71,10 +79,51 @@ export interface IpOptions {
   nsenterBin?: string;
 }
 
-interface ExecResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+type ExecResult = ShellResult;
+
+/** What a shell answers for a command it cannot find. */
+const NOT_FOUND = 127;
+
+/** `ip -n` takes a name under its netns directory (/run/netns or /var/run/netns); climbing out reaches any path. */
+const CLIMB = '../../../../../../../..';
+
+/** The environment of every spawned `ip`, `nsenter` and `sh`: enough to find them, messages untranslated. */
+const CHILD_ENV: NodeJS.ProcessEnv = Object.freeze({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' });
+
+/** `ip -n` could not open a netns that exists: this `ip` has no netns directory to climb out of. */
+const NO_NETNS_DIR = /Cannot open network namespace/;
+
+/** Whether `ip -n <climb>/PATH` is used (until it fails once for a netns that exists), per `ip` binary. */
+const ipNetnsWorks = new Map<string, boolean>();
+
+/** Every `ip` call of the process runs through these (see shell-pool.ts: no fork of Node per call). */
+const shells = new ShellPool(SHELL_POOL_SIZE, CHILD_ENV);
+let shellsUsable = true;
+
+/** One command as its own child process (where the shells cannot run). */
+function spawnOnce(argv: string[], input: string, signal: AbortSignal): Promise<ShellResult> {
+  return new Promise<ShellResult>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: CHILD_ENV });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const onAbort = () => {
+      child.kill('SIGKILL');
+      reject(signal.reason instanceof Error ? signal.reason : new Error('cancelled'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => undefined); // EPIPE when the child exits early; the exit code tells.
+    child.on('error', (e) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(e);
+    });
+    child.on('close', (code, sig) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve({ code: code ?? 128 + (sig ? (osConstants.signals[sig] ?? 0) : 0), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.end(input);
+  });
 }
 
 export class Ip {
@@ -86,9 +135,30 @@ export class Ip {
     this.#cfg = Object.freeze({ timeoutMs: options.timeoutMs ?? DEFAULT_IP_TIMEOUT_MS, ipBin: options.ipBin ?? 'ip', nsenterBin: options.nsenterBin ?? 'nsenter' });
   }
 
-  /** argv for a command run inside `netns`. */
+  /** argv for a command run inside `netns` through nsenter. */
   argv(netns: NetnsPath, cmd: string[]): string[] {
     return netns === SELF ? cmd : [this.#cfg.nsenterBin, `--net=${netns}`, ...cmd];
+  }
+
+  /** argv for `ip <args>` inside `netns`: `ip -n` where it works, else through nsenter. */
+  ipArgv(netns: NetnsPath, args: string[], viaNsenter = !this.#ipNetns()): string[] {
+    if (netns === SELF) return [this.#cfg.ipBin, ...args];
+    if (viaNsenter || !netns.startsWith('/')) return this.argv(netns, [this.#cfg.ipBin, ...args]);
+    return [this.#cfg.ipBin, '-n', `${CLIMB}${netns}`, ...args];
+  }
+
+  #ipNetns(): boolean {
+    return ipNetnsWorks.get(this.#cfg.ipBin) ?? true;
+  }
+
+  /** Runs `ip <args>` in `netns`; falls back to nsenter (for good) when `ip -n` cannot reach a netns that exists. */
+  async #execIp(netns: NetnsPath, args: string[], input: string, opts: RunOptions): Promise<ExecResult> {
+    const viaIp = netns !== SELF && this.#ipNetns() && netns.startsWith('/');
+    const r = await this.#exec(this.ipArgv(netns, args), input, netns, opts);
+    if (!viaIp || r.code === 0 || !NO_NETNS_DIR.test(r.stderr) || !existsSync(netns)) return r;
+    ipNetnsWorks.set(this.#cfg.ipBin, false);
+    this.#log.debug({ netns, err: clean(r.stderr) }, 'ip -n cannot reach netns paths here; using nsenter');
+    return this.#exec(this.ipArgv(netns, args, true), input, netns, opts);
   }
 
   /**
@@ -99,11 +169,10 @@ export class Ip {
   async batch(netns: NetnsPath, lines: BatchLine[], opts: RunOptions & { pingGroupRange?: boolean }): Promise<unknown[]> {
     if (lines.length === 0 && !opts.pingGroupRange) return [];
     const ip = this.#cfg.ipBin;
-    const argv = opts.pingGroupRange
-      ? this.argv(netns, ['sh', '-c', `${lines.length ? `${ip} -j -batch - || exit $?; ` : ''}echo "${PING_GROUP_RANGE}" > ${SYSCTL_PATH} || exit ${SYSCTL_FAILED}`])
-        : this.argv(netns, [ip, '-j', '-batch', '-']);
     const input = lines.map((l) => l.cmd).join('\n') + '\n';
-    const r = await this.#exec(argv, input, netns, opts);
+    const r = opts.pingGroupRange
+      ? await this.#exec(this.argv(netns, ['sh', '-c', `${lines.length ? `${ip} -j -batch - || exit $?; ` : ''}echo "${PING_GROUP_RANGE}" > ${SYSCTL_PATH} || exit ${SYSCTL_FAILED}`]), input, netns, opts)
+      : await this.#execIp(netns, ['-j', '-batch', '-'], input, opts);
     if (r.code === 0) {
       try {
         return splitJson(r.stdout);
@@ -126,7 +195,7 @@ export class Ip {
   /** Runs every line (`-force`) and returns the failures instead of throwing (e.g. for tolerant deletes). */
   async batchAll(netns: NetnsPath, lines: BatchLine[], opts: RunOptions): Promise<Array<{ line: BatchLine; reason: string }>> {
     if (lines.length === 0) return [];
-    const r = await this.#exec(this.argv(netns, [this.#cfg.ipBin, '-force', '-batch', '-']), lines.map((l) => l.cmd).join('\n') + '\n', netns, opts);
+    const r = await this.#execIp(netns, ['-force', '-batch', '-'], lines.map((l) => l.cmd).join('\n') + '\n', opts);
     if (r.code === 0) return [];
     const failures = parseFailures(r.stderr).filter((f) => f.index >= 0 && f.index < lines.length);
     if (failures.length === 0) throw new DataplaneError(opts.op, `ip -batch in netns ${netns} failed (exit ${r.code}): ${clean(r.stderr)}`);
@@ -139,10 +208,10 @@ export class Ip {
    */
   async read(netns: NetnsPath, lines: string[], opts: RunOptions & { pingGroupRange?: boolean }): Promise<ReadResult> {
     const ip = this.#cfg.ipBin;
-    const argv = opts.pingGroupRange
-      ? this.argv(netns, ['sh', '-c', `${ip} -d -j -batch - || exit $?; echo; echo ${MARKER}; cat ${SYSCTL_PATH}`])
-      : this.argv(netns, [ip, '-d', '-j', '-batch', '-']);
-    const r = await this.#exec(argv, lines.join('\n') + '\n', netns, opts);
+    const input = lines.join('\n') + '\n';
+    const r = opts.pingGroupRange
+      ? await this.#exec(this.argv(netns, ['sh', '-c', `${ip} -d -j -batch - || exit $?; echo; echo ${MARKER}; cat ${SYSCTL_PATH}`]), input, netns, opts)
+      : await this.#execIp(netns, ['-d', '-j', '-batch', '-'], input, opts);
     if (r.code !== 0) {
       const f = parseFailures(r.stderr)[0];
       const which = f && f.index >= 0 ? ` (\`ip ${lines[f.index]}\`)` : '';
@@ -175,7 +244,7 @@ export class Ip {
   async *monitor(netns: NetnsPath, objects: string[], signal: AbortSignal): AsyncGenerator<MonitorNotice> {
     if (signal.aborted) return;
     const argv = this.argv(netns, [this.#cfg.ipBin, 'monitor', ...objects]);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: CHILD_ENV });
     const where = { op: 'monitor', netns, target: objects.join(' '), pid: child.pid };
     this.#log.debug(where, 'ip monitor started');
     const notices = new AsyncQueue<MonitorNotice>({ limit: MONITOR_QUEUE_LIMIT, overflow: 'drop-oldest', name: 'ip monitor' });
@@ -209,30 +278,21 @@ export class Ip {
     const t0 = performance.now();
     const linked = linkSignals([opts.signal], this.#cfg.timeoutMs);
     try {
-      return await new Promise<ExecResult>((resolve, reject) => {
-        if (linked.signal.aborted) return reject(abortError(linked.signal, opts));
-        const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-        const out: Buffer[] = [];
-        const err: Buffer[] = [];
-        let settled = false;
-        const onAbort = () => {
-          child.kill('SIGKILL');
-          finish(() => reject(abortError(linked.signal, opts)));
-        };
-        const finish = (f: () => void) => {
-          if (settled) return;
-          settled = true;
-          linked.signal.removeEventListener('abort', onAbort);
-          f();
-        };
-        linked.signal.addEventListener('abort', onAbort, { once: true });
-        child.stdout.on('data', (b: Buffer) => out.push(b));
-        child.stderr.on('data', (b: Buffer) => err.push(b));
-        child.stdin.on('error', () => undefined); // EPIPE when the child exits early; the exit code tells.
-        child.on('error', (e) => finish(() => reject(new DataplaneError(opts.op, `cannot run ${argv[0]}: ${e.message}`, { cause: e }))));
-        child.on('close', (code) => finish(() => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })));
-        child.stdin.end(input);
-      });
+      if (linked.signal.aborted) throw abortError(linked.signal, opts);
+      let r: ShellResult;
+      try {
+        r = shellsUsable ? await shells.run(argv, input, linked.signal) : await spawnOnce(argv, input, linked.signal);
+      } catch (err) {
+        if (err instanceof ShellPoolUnavailable) {
+          shellsUsable = false;
+          this.#log.warn({ err: err.message }, 'command shells unavailable; spawning every ip command');
+          return await this.#exec(argv, input, netns, opts);
+        }
+        if (linked.signal.aborted) throw abortError(linked.signal, opts);
+        throw new DataplaneError(opts.op, `cannot run ${argv[0]}: ${errorMessage(err)}`, { cause: err });
+      }
+      if (r.code === NOT_FOUND && /not found/.test(r.stderr) && !r.stdout) throw new DataplaneError(opts.op, `cannot run ${argv[0]}: ${clean(r.stderr)}`);
+      return r;
     } finally {
       linked.dispose();
       this.#log.debug({ op: opts.op, netns, target: opts.target, ms: Math.round((performance.now() - t0) * 100) / 100 }, 'ip');
