@@ -7,7 +7,12 @@
  * with carrier already there. (If the client end were up before its peer, the client's first packets
  * would start ARP on a link without carrier; the request is lost and the kernel retries only after
  * `retrans_time`, 1 s — a 1 s outage after every re-create.)
+ *
+ * ping_group_range is per netns and needs a shell inside it (two more execs), so a create writes it only
+ * in a netns (path and inode) where this writer has not written it yet; a converge reads it and writes it
+ * when it differs, so a value changed behind our back is put back by the next repair or refresh.
  */
+import { stat } from 'node:fs/promises';
 import { AlreadyExistsError, DataplaneError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { parseAlias, type WantEnd, type WantPair } from '../spec.js';
@@ -24,13 +29,31 @@ function sig(signal: AbortSignal | undefined): { signal?: AbortSignal } {
 /** Runs the removal of another owner's link under that owner's lock if it is an orphan; false if it is live. */
 export type Claim = (owner: string, fn: () => Promise<void>) => Promise<boolean>;
 
+/** Netns remembered as having ping_group_range written (oldest forgotten first beyond this). */
+export const PING_GROUP_RANGE_MEMORY = 4096;
+
 export class PairWriter {
   readonly #ip: Ip;
   readonly #log: Logger;
+  /** path → inode of the netns where this writer set ping_group_range. */
+  readonly #pingGroupRangeSet = new Map<NetnsPath, bigint>();
 
   constructor(ip: Ip, log: Logger) {
     this.#ip = ip;
     this.#log = log;
+  }
+
+  /** Whether ping_group_range of the netns at `path` still needs writing; the inode to remember once written. */
+  async #pingGroupRangeNeeded(path: NetnsPath): Promise<{ needed: boolean; ino?: bigint }> {
+    const ino = await stat(path, { bigint: true }).then((s) => s.ino, () => undefined);
+    return { needed: ino === undefined || this.#pingGroupRangeSet.get(path) !== ino, ...(ino !== undefined ? { ino } : {}) };
+  }
+
+  #pingGroupRangeWritten(path: NetnsPath, ino: bigint | undefined): void {
+    if (ino === undefined) return;
+    this.#pingGroupRangeSet.delete(path);
+    this.#pingGroupRangeSet.set(path, ino);
+    if (this.#pingGroupRangeSet.size > PING_GROUP_RANGE_MEMORY) this.#pingGroupRangeSet.delete(this.#pingGroupRangeSet.keys().next().value!);
   }
 
   /**
@@ -39,9 +62,10 @@ export class PairWriter {
    */
   async create(w: WantPair, nscPath: NetnsPath, nsePath: NetnsPath, tolerateExists: boolean, signal?: AbortSignal): Promise<PairState | undefined> {
     const plan = planCreate(w, nscPath);
+    const [pgrNse, pgrNsc] = await Promise.all([this.#pingGroupRangeNeeded(nsePath), this.#pingGroupRangeNeeded(nscPath)]);
     let outNse: unknown[];
     try {
-      outNse = await this.#ip.batch(nsePath, plan.nse, { op: 'create pair', target: w.owner, pingGroupRange: true, ...sig(signal) });
+      outNse = await this.#ip.batch(nsePath, plan.nse, { op: 'create pair', target: w.owner, pingGroupRange: pgrNse.needed, ...sig(signal) });
     } catch (err) {
       const f = err instanceof DataplaneError && err.cause instanceof IpBatchFailure ? err.cause : undefined;
       if (f && f.index === 0) {
@@ -51,13 +75,16 @@ export class PairWriter {
       // The link may exist (a later line failed, or we were cancelled mid-batch): undo.
       throw await this.#rollback(err, w, nsePath, w.nse, f === undefined);
     }
+    if (pgrNse.needed) this.#pingGroupRangeWritten(nsePath, pgrNse.ino);
     let outNsc: unknown[];
     try {
-      outNsc = await this.#ip.batch(nscPath, plan.nsc, { op: 'configure nsc end', target: w.owner, pingGroupRange: true, ...sig(signal) });
+      outNsc = await this.#ip.batch(nscPath, plan.nsc, { op: 'configure nsc end', target: w.owner, pingGroupRange: pgrNsc.needed, ...sig(signal) });
     } catch (err) {
       throw await this.#rollback(err, w, nsePath, w.nse, false);
     }
-    return { nsc: endState(outNsc, w.nsc.name, true), nse: endState(outNse, w.nse.name, true), actions: plan.actions };
+    if (pgrNsc.needed) this.#pingGroupRangeWritten(nscPath, pgrNsc.ino);
+    const skipped = new Set([...(pgrNse.needed ? [] : ['nse: set ping_group_range']), ...(pgrNsc.needed ? [] : ['nsc: set ping_group_range'])]);
+    return { nsc: endState(outNsc, w.nsc.name, true), nse: endState(outNse, w.nse.name, true), actions: plan.actions.filter((a) => !skipped.has(a)) };
   }
 
   /**
@@ -74,6 +101,8 @@ export class PairWriter {
     } else if (nsc.pingGroupRange || nse.pingGroupRange) {
       await Promise.all([nse.pingGroupRange ? this.#ip.batch(nsePath, [], nseOpts) : undefined, nsc.pingGroupRange ? this.#ip.batch(nscPath, [], nscOpts) : undefined]);
     }
+    if (nse.pingGroupRange) this.#pingGroupRangeWritten(nsePath, (await this.#pingGroupRangeNeeded(nsePath)).ino);
+    if (nsc.pingGroupRange) this.#pingGroupRangeWritten(nscPath, (await this.#pingGroupRangeNeeded(nscPath)).ino);
   }
 
   /**
