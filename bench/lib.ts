@@ -514,7 +514,9 @@ export const countAll = (cs: LogCounter[], msg: string): number => cs.reduce((s,
 
 /** Env that loads bench/mem-probe.js into a component: SIGWINCH then writes its memory figures to `dir`. */
 export function memProbeEnv(dir: string): Record<string, string> {
-  return { NODE_OPTIONS: `--import=${pathToFileURL(join(ROOT, 'dist/bench/mem-probe.js')).href}`, NSMB_MEM_DIR: dir };
+  // Keeps the caller's NODE_OPTIONS (e.g. `--require` of a profiler preload) next to the probe.
+  const own = process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ` : '';
+  return { NODE_OPTIONS: `${own}--import=${pathToFileURL(join(ROOT, 'dist/bench/mem-probe.js')).href}`, NSMB_MEM_DIR: dir };
 }
 
 export interface MemFigures {
