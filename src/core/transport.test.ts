@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createChannel, createClient, Status } from 'nice-grpc';
 import { HealthCheckResponse_ServingStatus as S, HealthDefinition } from '../api/gen/health.js';
-import { ChannelPool, serve } from './transport.js';
+import { ChannelPool, createClient as pooledClient, serve } from './transport.js';
 
 async function healthServer(t: import('node:test').TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
@@ -84,4 +84,16 @@ test('serve: a unix socket whose directory is missing is refused naming the fiel
     return true;
   });
   assert.equal(existsSync(join(dir, 'no')), false, 'no directory was created');
+});
+
+test('createClient: one client per channel and service, reused by every call', () => {
+  const a = createChannel('unix:///nonexistent/a.sock');
+  const b = createChannel('unix:///nonexistent/b.sock');
+  try {
+    assert.equal(pooledClient(HealthDefinition, a), pooledClient(HealthDefinition, a));
+    assert.notEqual(pooledClient(HealthDefinition, a), pooledClient(HealthDefinition, b));
+  } finally {
+    a.close();
+    b.close();
+  }
 });

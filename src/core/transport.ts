@@ -8,7 +8,7 @@ import { existsSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { connectivityState as ConnectivityState } from '@grpc/grpc-js';
-import { createChannel, createClient, type Channel, type CompatServiceDefinition } from 'nice-grpc';
+import { createChannel, createClient as niceCreateClient, type Channel, type CompatServiceDefinition } from 'nice-grpc';
 import {
   HealthCheckResponse_ServingStatus,
   HealthDefinition,
@@ -356,4 +356,19 @@ function waitReady(ch: Channel, deadline: number, signal?: AbortSignal): Promise
   });
 }
 
-export { createClient };
+/** Clients made so far, per channel and service definition (see `createClient`). */
+const clients = new WeakMap<Channel, Map<object, unknown>>();
+
+/**
+ * A nice-grpc client of `definition` on `channel`, made once per channel and reused: making one builds a
+ * grpc-js client class and wraps every method, which cost more than the call itself when every Request,
+ * Find and monitor stream made its own (scale profiles). Clients hold no per-call state.
+ */
+export const createClient: typeof niceCreateClient = ((definition: object, channel: Channel, defaultCallOptions?: object) => {
+  if (defaultCallOptions !== undefined) return niceCreateClient(definition as never, channel, defaultCallOptions as never);
+  let byDef = clients.get(channel);
+  if (!byDef) clients.set(channel, (byDef = new Map()));
+  let client = byDef.get(definition);
+  if (!client) byDef.set(definition, (client = niceCreateClient(definition as never, channel)));
+  return client;
+}) as typeof niceCreateClient;

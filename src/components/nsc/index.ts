@@ -8,14 +8,13 @@
  * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → client-url →
  * connect (to nsmgr).
  */
-import { createClient } from 'nice-grpc';
 import { Connection, MonitorConnectionDefinition, type MonitorConnectionClient } from '../../api/gen/connection.js';
 import { networkServiceChain } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import type { Running } from '../../core/lifecycle.js';
 import type { Logger } from '../../core/log.js';
 import { hs256TokenGenerator } from '../../core/token.js';
-import { ChannelPool } from '../../core/transport.js';
+import { ChannelPool, createClient } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
 import { beginClient } from '../../networkservice/begin/index.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';

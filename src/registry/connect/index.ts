@@ -14,7 +14,6 @@
  * and forward to `NSM_REGISTRY_URL`. Mirrors upstream `sdk/pkg/registry/common/connect` (+ `dial`,
  * `clientconn`).
  */
-import { createClient } from 'nice-grpc';
 import {
   NetworkServiceEndpointRegistryDefinition,
   NetworkServiceRegistryDefinition,
@@ -30,7 +29,7 @@ import { realClock, type Clock } from '../../core/clock.js';
 import { timeLeft, type CallContext } from '../../core/context.js';
 import { CancelledError, UnavailableError, fromClientError } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
-import { parseUrl, type ChannelPool } from '../../core/transport.js';
+import { createClient, parseUrl, type ChannelPool } from '../../core/transport.js';
 
 /** Upstream registry client dial timeout (`sdk:pkg/registry/chains/client`). */
 export const DEFAULT_DIAL_TIMEOUT_MS = 300;
