@@ -12,6 +12,14 @@ describe('ShellPool (commands through long-lived shells)', () => {
     assert.deepEqual(r, { code: 3, stdout: 'line 1\nline 2\n', stderr: 'oops\n' });
   });
 
+  it('stdin without a final newline, and stdin holding the here-document end marker, arrive unchanged in content', async () => {
+    const pool = new ShellPool(1, env);
+    assert.equal((await pool.run(['cat'], 'no newline', never())).stdout, 'no newline\n');
+    const tricky = 'a\n@@nsm-stdin-end@@\nb\n';
+    assert.equal((await pool.run(['cat'], tricky, never())).stdout, tricky);
+    assert.equal((await pool.run(['cat'], '', never())).stdout, '');
+  });
+
   it('arguments reach the command unchanged, whatever characters they hold', async () => {
     const pool = new ShellPool(1, env);
     const args = ["it's", 'two words', '$HOME', '`x`', 'a"b', '--', '*', ''];

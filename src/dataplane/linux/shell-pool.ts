@@ -5,16 +5,16 @@
  * while connections were set up (profiles of the scale bench). Forking a small shell costs a fraction
  * of that and happens outside Node's main thread.
  *
- * Protocol, one job at a time per shell: Node writes the job's stdin to `<dir>/<k>.in`, then the line
- * `<argv, shell-quoted> <in >out 2>err; echo "@@nsm-done $?"` to the shell; on that line it reads the
- * output files. Files, not pipes, so stdout and stderr stay apart whatever their size; small files in
- * the temp dir, read and written synchronously (cheaper than three thread-pool round trips each). Each shell runs
+ * Protocol, one job at a time per shell: Node writes `<argv, shell-quoted> >out 2>err <<'END'`, the job's
+ * stdin, `END` and `echo "@@nsm-done $?"` to the shell; on that line it reads the output files. Files, not
+ * pipes, so stdout and stderr stay apart whatever their size: small files in /dev/shm (tmpfs; else the
+ * temp dir), read synchronously (cheaper than thread-pool round trips). Each shell runs
  * in its own process group: a cancelled or timed-out job kills the group (shell and command) and the
  * next job gets a new shell. Shells are started on demand (at most `size`), kept while the process
  * lives, and do not keep it alive; they exit with it (stdin closes), and are killed by an `exit` hook.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -30,6 +30,7 @@ export interface ShellResult {
 export const SHELL_POOL_SIZE = 4;
 
 const DONE = '@@nsm-done ';
+const HERE_END = '@@nsm-stdin-end@@';
 
 /** `arg` as one shell word. */
 export function shellQuote(arg: string): string {
@@ -119,7 +120,10 @@ class Shell {
 
   async run(job: Job): Promise<ShellResult> {
     const f = this.#files;
-    writeFileSync(f.in, job.input);
+    const input = job.input === '' || job.input.endsWith('\n') ? job.input : `${job.input}\n`;
+    // stdin as a here-document (no file write), unless a line of it would end the here-document early.
+    const inline = !input.split('\n').includes(HERE_END);
+    if (!inline) writeFileSync(f.in, input);
     if (this.dead) throw new Error('the command shell exited');
     this.#busy();
     try {
@@ -137,7 +141,10 @@ class Shell {
           else resolve(r);
         };
         const [i, o, e] = [f.in, f.out, f.err].map(shellQuote);
-        this.#child.stdin.write(`${job.argv.map(shellQuote).join(' ')} <${i} >${o} 2>${e}; echo "${DONE}$?"\n`);
+        const cmd = job.argv.map(shellQuote).join(' ');
+        this.#child.stdin.write(
+          inline ? `${cmd} >${o} 2>${e} <<'${HERE_END}'\n${input}${HERE_END}\necho "${DONE}$?"\n` : `${cmd} <${i} >${o} 2>${e}; echo "${DONE}$?"\n`,
+        );
       });
       return { code, stdout: readFileSync(f.out, 'utf8'), stderr: readFileSync(f.err, 'utf8') };
     } finally {
@@ -225,7 +232,7 @@ export class ShellPool {
   #workDir(): string {
     if (!this.#dir) {
       try {
-        this.#dir = mkdtempSync(join(tmpdir(), 'nsm-sh-'));
+        this.#dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'nsm-sh-'));
       } catch (err) {
         throw new ShellPoolUnavailable(`no work dir for command shells in ${tmpdir()}: ${(err as Error).message}`, { cause: err });
       }
