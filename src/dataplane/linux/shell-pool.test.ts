@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { sleep } from '../../core/signals.js';
 import { ShellPool, shellQuote } from './shell-pool.js';
 
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' };
@@ -59,5 +62,17 @@ describe('ShellPool (commands through long-lived shells)', () => {
     const r = await new ShellPool(1, env).run(['/nonexistent/nsm-ip'], '', never());
     assert.equal(r.code, 127);
     assert.match(r.stderr, /not found/);
+  });
+
+  it('a process killed by SIGKILL leaves no work dir: the shells clean up when their stdin closes', async () => {
+    const mod = new URL('./shell-pool.js', import.meta.url).href;
+    const script = `const m = await import(${JSON.stringify(mod)}); const p = new m.ShellPool(3, process.env); const s = new AbortController().signal;
+      await Promise.all([1, 2, 3].map(() => p.run(['echo', 'x'], 'in', s))); console.log(p.workDir); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const dir = await new Promise<string>((resolve) => child.stdout.once('data', (b: Buffer) => resolve(b.toString().trim())));
+    assert.ok(existsSync(dir), dir);
+    child.kill('SIGKILL');
+    for (let i = 0; i < 100 && existsSync(dir); i++) await sleep(50);
+    assert.equal(existsSync(dir), false, `${dir} removed`);
   });
 });

@@ -12,6 +12,8 @@
  * in its own process group: a cancelled or timed-out job kills the group (shell and command) and the
  * next job gets a new shell. Shells are started on demand (at most `size`), kept while the process
  * lives, and do not keep it alive; they exit with it (stdin closes), and are killed by an `exit` hook.
+ * Each removes its files when it exits (an EXIT trap), so a Node process killed by SIGKILL leaves no
+ * work dir behind.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -66,6 +68,9 @@ class Shell {
       this.#waiting?.(new Error(why));
       this.#gone();
     };
+    // Its files go when it exits, also when Node was killed (stdin closes); the last one out takes the dir.
+    const files = [this.#files.in, this.#files.out, this.#files.err].map(shellQuote).join(' ');
+    this.#child.stdin.write(`trap 'rm -f ${files}; rmdir ${shellQuote(dir)} 2>/dev/null' EXIT\n`);
     this.#child.on('error', (e) => die(`cannot run /bin/sh: ${e.message}`));
     this.#child.on('close', (code, sig) => die(`the command shell exited (${code ?? sig})`));
     this.idle();
@@ -108,6 +113,7 @@ class Shell {
   kill(): void {
     const pid = this.#child.pid;
     this.dead = true;
+    for (const f of Object.values(this.#files)) rmSync(f, { force: true });
     if (pid !== undefined) {
       try {
         process.kill(-pid, 'SIGKILL');
@@ -170,6 +176,11 @@ export class ShellPool {
   constructor(size: number, env: NodeJS.ProcessEnv) {
     this.#size = size;
     this.#env = env;
+  }
+
+  /** The dir of the job files, once a shell has started (tests). */
+  get workDir(): string | undefined {
+    return this.#dir;
   }
 
   /** Runs `argv` with `input` on stdin; rejects when `signal` aborts (the command is killed) or no shell can run. */
