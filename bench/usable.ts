@@ -1,6 +1,9 @@
 /**
  * The Request-latency method, shared by request-latency.ts and scale.ts: a Request from the project's own
  * NSC chain (`startNsc`, what `nsm nsc` runs) in the bench process, timed until the interface is *usable*
+ * (nsmgr serves a kernel interface only to a caller in that netns, so the in-process NSC reaches nsmgr
+ * through a byte relay started inside the client netns before the clock starts:
+ * `dist/test/fixtures/pod-proxy.js`; it adds a copy per message, well under a millisecond)
  * (in the client netns the link has UP+LOWER_UP and the connection's src address, and a ping to the
  * NSE's address is answered), and its baseline: the same kernel end state made by hand with two
  * `ip -batch` execs, followed by the same usable check.
@@ -8,7 +11,23 @@
 import { nscConfig, startNsc } from '../src/components/nsc/index.js';
 import { createLogger } from '../src/core/log.js';
 import type { Connection } from '../src/api/gen/connection.js';
-import { addNs, delNs, execIn, linkView, sleep, wallNow, type Mesh, type Ns } from './lib.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { addNs, delNs, execIn, linkView, ROOT, sleep, wallNow, type Mesh, type Ns } from './lib.js';
+
+const POD_RELAY = join(ROOT, 'dist/test/fixtures/pod-proxy.js');
+
+/** A relay to nsmgr's socket from inside `ns` (see the header); resolves with its socket URL and a stop. */
+async function podRelay(mesh: Mesh, ns: Ns): Promise<{ url: string; stop: () => Promise<void> }> {
+  const listen = join(mesh.dir, `${ns.name}.sock`);
+  const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, POD_RELAY, listen, mesh.sock.nsmgr.replace(/^unix:\/\//, '')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`pod relay in ${ns.name} exited (${code})`)));
+  });
+  return { url: `unix://${listen}`, stop: async () => (child.kill('SIGTERM'), await exited) };
+}
 
 const bare = (cidr: string) => cidr.split('/')[0]!;
 
@@ -48,9 +67,10 @@ export interface Sample {
  */
 export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.WritableStream, service: string, timeoutMs = 30_000): Promise<Sample> {
   const ns = await addNs('c');
+  const relay = await podRelay(mesh, ns);
   const config = nscConfig.parse({
     NSM_NAME: `nscb-${i}`,
-    NSM_CONNECT_TO: mesh.sock.nsmgr,
+    NSM_CONNECT_TO: relay.url,
     NSM_NETWORK_SERVICES: service,
     NSM_LIVENESS_CHECK_ENABLED: 'false',
   });
@@ -75,6 +95,7 @@ export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.Writabl
   } finally {
     clearTimeout(timer);
     await nsc?.stop();
+    await relay.stop();
     await delNs(ns);
   }
 }
