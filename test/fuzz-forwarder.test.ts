@@ -17,6 +17,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { parseAlias } from '../src/dataplane/spec.js';
+import { KeyedSerializer } from '../src/networkservice/begin/index.js';
 import { listNetns } from '../src/dataplane/linux/netns.js';
 import { connectionOpArb, registryOpArb, scenarioArb, validRequest, type FuzzOptions, type FuzzWorld, type Scenario } from '../src/testing/fuzz/arbitraries.js';
 import { buildRequest, FuzzDriver, type FuzzUrls } from '../src/testing/fuzz/driver.js';
@@ -88,7 +89,8 @@ class RealMesh {
   /** Connection ids the forwarder has logged (owners of links it may have made). */
   readonly #fwdIds = new Set<string>();
   #runs = 0;
-  #tail: Promise<void> = Promise.resolve();
+  /** Runs one at a time (one key). */
+  readonly #serial = new KeyedSerializer();
   /** Outcomes of every operation over all runs (`kind status` → count). */
   readonly outcomes = new Map<string, number>();
 
@@ -200,13 +202,11 @@ class RealMesh {
   }
 
   run(s: Scenario): Promise<void> {
-    const r = this.#tail.then(() => this.#run(s));
-    this.#tail = r.catch(() => undefined);
-    return r;
+    return this.#serial.run('', () => this.#run(s));
   }
 
   idle(): Promise<void> {
-    return this.#tail;
+    return this.#serial.run('', async () => undefined);
   }
 
   async #run(s: Scenario): Promise<void> {

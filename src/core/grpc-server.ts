@@ -69,12 +69,14 @@ export class PeerAwareServer {
     this.#server = new Server(options);
   }
 
-  add(definition: CompatServiceDefinition, implementation: Record<string, (...args: unknown[]) => unknown>): void {
+  /** `implementation` is a nice-grpc service implementation of `definition` (its methods by name). */
+  add(definition: CompatServiceDefinition, implementation: object): void {
     const normalized = niceGrpc.definitions.normalizeServiceDefinition(definition);
+    const methods = implementation as Record<string, (...args: unknown[]) => unknown>;
     const handlers: UntypedServiceImplementation = {};
     for (const [name, method] of Object.entries(normalized)) {
       if (method.requestStream) throw new Error(`${name}: client-streaming methods are not served by nsm-ts`);
-      const impl = implementation[name].bind(implementation);
+      const impl = methods[name].bind(implementation);
       const create = method.responseStream ? niceGrpc.serverStreaming : niceGrpc.unary;
       handlers[name] = create(method, impl) as UntypedServiceImplementation[string];
     }

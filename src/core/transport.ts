@@ -108,7 +108,7 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
   const sockets: string[] = [];
   const newServer = () => {
     const server = new PeerAwareServer(SERVER_OPTIONS);
-    server.add(HealthDefinition, health as unknown as ServiceRegistration["implementation"]);
+    server.add(HealthDefinition, health);
     for (const s of services) server.add(s.definition, s.implementation);
     servers.push(server);
     return server;

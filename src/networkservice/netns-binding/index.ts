@@ -19,7 +19,7 @@ import type { Connection, Mechanism } from '../../api/gen/connection.js';
 import type { NetworkServiceRequest } from '../../api/gen/networkservice.js';
 import { MECH_KERNEL, PARAM_INODE_URL } from '../../api/constants.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
-import type { CallContext } from '../../core/context.js';
+import { withContext, type CallContext } from '../../core/context.js';
 import { PermissionDeniedError } from '../../core/errors.js';
 import { listenerNetns, netnsIdentity, type Peer } from '../../core/peer.js';
 import { StateKey } from '../../core/state.js';
@@ -99,8 +99,31 @@ export function netnsBinding(options: NetnsBindingOptions = {}): NetworkServiceE
   };
 }
 
-/** How long the looked-up netns of the trusted server is believed before it is looked up again. */
+/** How long a looked-up listener's netns is believed before it is looked up again. */
 const LISTENER_TTL_MS = 1_000;
+const MAX_CACHED_LISTENERS = 4096;
+
+/** The netns of the servers listening at unix socket paths (`listenerNetns`), remembered with their age. */
+class ListenerNetnsCache {
+  readonly #entries = new Map<string, { netns: string | undefined; at: number }>();
+
+  constructor(private readonly now: () => number) {}
+
+  /** What the last lookup of `path` found, however old. */
+  cached(path: string): string | undefined {
+    return this.#entries.get(path)?.netns;
+  }
+
+  /** The netns of `path`'s listener, looked up again when the last lookup is `maxAgeMs` old (0: always). */
+  async lookup(path: string, maxAgeMs: number): Promise<string | undefined> {
+    const hit = this.#entries.get(path);
+    if (hit && this.now() - hit.at < maxAgeMs) return hit.netns;
+    if (this.#entries.size >= MAX_CACHED_LISTENERS) this.#entries.clear();
+    const entry = { netns: await listenerNetns(path), at: this.now() };
+    this.#entries.set(path, entry);
+    return entry.netns;
+  }
+}
 
 /**
  * The forwarder's trust: a caller in the forwarder's own netns (on one host, the nsmgr and the operator's
@@ -110,14 +133,12 @@ const LISTENER_TTL_MS = 1_000;
  * a caller does not match (the nsmgr may have restarted in a new pod), at most once per second.
  */
 export function trustNodeAndServer(deps: { ownNetns: string | undefined; serverPath: string | undefined; now?: () => number }): (peer: Peer) => Promise<boolean> {
-  const now = deps.now ?? Date.now;
-  let server: { netns: string | undefined; at: number } | undefined;
+  const listeners = new ListenerNetnsCache(deps.now ?? Date.now);
   return async (peer) => {
     if (deps.ownNetns !== undefined && peer.netns === deps.ownNetns) return true;
     if (!deps.serverPath) return false;
-    if (server?.netns === peer.netns) return true;
-    if (!server || now() - server.at >= LISTENER_TTL_MS) server = { netns: await listenerNetns(deps.serverPath), at: now() };
-    return server.netns === peer.netns;
+    if (listeners.cached(deps.serverPath) === peer.netns) return true;
+    return (await listeners.lookup(deps.serverPath, LISTENER_TTL_MS)) === peer.netns;
   };
 }
 
@@ -131,16 +152,7 @@ export function trustNodeAndServer(deps: { ownNetns: string | undefined; serverP
  * The listener's netns is cached per socket for a second and looked up again on a mismatch.
  */
 export function endpointNetnsBinding(deps: { now?: () => number } = {}): NetworkServiceElement {
-  const now = deps.now ?? Date.now;
-  const listeners = new Map<string, { netns: string | undefined; at: number }>();
-  const listener = async (path: string, fresh: boolean) => {
-    const hit = listeners.get(path);
-    if (hit && !fresh && now() - hit.at < LISTENER_TTL_MS) return hit.netns;
-    if (listeners.size >= MAX_CACHED_LISTENERS) listeners.clear();
-    const entry = { netns: await listenerNetns(path), at: now() };
-    listeners.set(path, entry);
-    return entry.netns;
-  };
+  const listeners = new ListenerNetnsCache(deps.now ?? Date.now);
   return {
     name: 'endpoint-netns-binding',
     requires: ['state'],
@@ -151,10 +163,9 @@ export function endpointNetnsBinding(deps: { now?: () => number } = {}): Network
       if (!url || !to?.startsWith('unix://')) return conn;
       const path = to.slice('unix://'.length);
       const named = await netnsIdentity(url);
-      if (named !== undefined && (named === (await listener(path, false)) || named === (await listener(path, true)))) return conn;
-      const served = listeners.get(path)?.netns ?? 'unknown';
-      const cleanup = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
-      await next.close(conn, { ...ctx, signal: cleanup }).catch(() => undefined);
+      if (named !== undefined && (named === (await listeners.lookup(path, LISTENER_TTL_MS)) || named === (await listeners.lookup(path, 0)))) return conn;
+      const served = listeners.cached(path) ?? 'unknown';
+      await next.close(conn, withContext(ctx, { signal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS) })).catch(() => undefined);
       throw new PermissionDeniedError(
         `endpoint ${conn.networkServiceEndpointName} named netns ${url} for its end, but it serves ${to} from netns ${served}; an endpoint may only name its own network namespace`,
       );
@@ -163,5 +174,4 @@ export function endpointNetnsBinding(deps: { now?: () => number } = {}): Network
   };
 }
 
-const MAX_CACHED_LISTENERS = 4096;
 const CLEANUP_TIMEOUT_MS = 5_000;

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseAlias } from '../../dataplane/spec.js';
+import { KeyedSerializer } from '../../networkservice/begin/index.js';
 import { sandbox, type Sandbox } from '../sandbox.js';
 import { connectionOpArb, registryOpArb, scenarioArb, validRequest, type FuzzOptions, type FuzzWorld, type Scenario } from './arbitraries.js';
 import { buildRequest, FuzzDriver, type FuzzUrls } from './driver.js';
@@ -31,7 +32,8 @@ class Mesh {
   hooks!: InvariantHooks;
   base!: Baseline;
   #runs = 0;
-  #tail: Promise<void> = Promise.resolve();
+  /** Runs one at a time (one key). */
+  readonly #serial = new KeyedSerializer();
   /** Outcomes of every operation over all runs (`kind status` → count). */
   readonly outcomes = new Map<string, number>();
 
@@ -95,14 +97,12 @@ class Mesh {
    * that fast-check stopped waiting for (time budget, run timeout) still ends before the next starts.
    */
   run(s: Scenario): Promise<void> {
-    const r = this.#tail.then(() => this.#run(s));
-    this.#tail = r.catch(() => undefined);
-    return r;
+    return this.#serial.run('', () => this.#run(s));
   }
 
   /** Waits for the run in progress, if any. */
   idle(): Promise<void> {
-    return this.#tail;
+    return this.#serial.run('', async () => undefined);
   }
 
   async #run(s: Scenario): Promise<void> {
