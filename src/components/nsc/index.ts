@@ -52,7 +52,7 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
   const status = new StatusBoard({ name: config.name, file: config.statusFile || undefined, clock, log });
 
   const heal = healClient(
-    { log, clock, probe: deps.probe, controlPlane: monitorControlPlane(monitor), signal: stopping.signal },
+    { log, clock, probe: deps.probe, controlPlane: monitorControlPlane(monitor, { log }), signal: stopping.signal },
     { interval: config.livenessCheckInterval, confirmations: config.healConfirmations, maxBackoff: config.healMaxBackoff },
   );
   const chain = networkServiceChain('nsc', [
