@@ -89,7 +89,7 @@ function targets(r: Results): Target[] {
   const nscs = num(big?.cpuRestPct?.nscs);
   add(`liveness checking of 1000 connections (every ${livenessIntervalMs()} ms) ≤ 25 % of one core`, upTo(25, nscs), nscs !== undefined ? `${ms(nscs)} %${few} (raw: one ping process per connection ≈ ${ms(num(big?.raw?.pingCpuPctAtN) ?? NaN)} %)` : 'not run');
   const mesh = num(big?.cpuRestPct?.mesh);
-  add('registry + nsmgr + forwarder CPU at rest ≈ 0 (≤ 1 % of one core, N=1000)', upTo(1, mesh), mesh !== undefined ? `${ms(mesh, 2)} %${few}` : 'not run');
+  add('registry + nsmgr + forwarder CPU at rest ≈ 0 (≤ 1 % of one core, N=1000)', upTo(1, mesh), mesh !== undefined ? `${ms(mesh, 2)} % (registry ${ms(big!.cpuRestPct!.registry, 2)}, nsmgr ${ms(big!.cpuRestPct!.nsmgr, 2)}, forwarder ${ms(big!.cpuRestPct!.forwarder, 2)}; 30 s window, 10 ms ticks)${few}` : 'not run');
   const nsmgr = num(big?.rssMiB.nsmgr);
   add('nsmgr ≤ 200 MiB RSS at 1000 connections', upTo(200, nsmgr), nsmgr !== undefined ? `${ms(nsmgr, 0)} MiB${few}` : 'not run');
   const fwd = num(big?.rssMiB.forwarder);
@@ -206,7 +206,7 @@ runBench(async () => {
   await stage(r, 'kernel-raw', only, () => sub(r, out, 'kernel-raw', ['100']));
   await stage(r, 'memory', only, async () => void (r.memory = await runMemory()));
   for (const n of ns) {
-    await stage(r, 'scale', only, async () => void r.scale.push(await runScale({ n, mode: 'batch', perProc: 50, timeoutMs: setupTimeoutMs(n), restS: 15, latencySamples: 20, heapSnapshot: n === Math.max(...ns), setupOnly: false })));
+    await stage(r, 'scale', only, async () => void r.scale.push(await runScale({ n, mode: 'batch', perProc: 50, timeoutMs: setupTimeoutMs(n), restS: 30, latencySamples: 20, heapSnapshot: n === Math.max(...ns), setupOnly: false })));
   }
   for (const n of allNs) {
     await stage(r, 'scale-all', only, async () => void r.scaleAll.push(await runScale({ n, mode: 'all', perProc: 50, timeoutMs: setupTimeoutMs(n), restS: 0, latencySamples: 0, heapSnapshot: false, setupOnly: true })));

@@ -61,7 +61,7 @@ export interface ScaleResult {
   healsSetup: number;
   healsRest: number;
   latency?: { product: Stats; raw: Stats; failures: number };
-  cpuRestPct?: { mesh: number; nse: number; nscs: number };
+  cpuRestPct?: { mesh: number; registry: number; nsmgr: number; forwarder: number; nse: number; nscs: number };
   rssMiB: { registry: number; nsmgr: number; forwarder: number; nse: number; nscMax: number; nscMean: number };
   mem: Record<string, NodeJS.MemoryUsage | undefined>;
   heap?: Record<string, HeapSummary>;
@@ -207,9 +207,9 @@ async function rawBaseline(n: number, nseNs: Ns): Promise<NonNullable<ScaleResul
 
 async function restAtN(mesh: Mesh, nse: Proc, c: Clients, restS: number): Promise<{ cpu: NonNullable<ScaleResult['cpuRestPct']>; heals: number }> {
   const heals0 = countAll(c.logs, 'heal detected');
-  const meshPids = [mesh.procs.registry.pid, mesh.procs.nsmgr.pid, mesh.procs.forwarder.pid];
-  const [m, e, s] = await cpuPercent([meshPids, [nse.pid], c.procs.map((p) => p.pid)], () => sleep(restS * 1000));
-  return { cpu: { mesh: m!, nse: e!, nscs: s! }, heals: countAll(c.logs, 'heal detected') - heals0 };
+  const { registry, nsmgr, forwarder } = mesh.procs;
+  const [r, m, f, e, s] = await cpuPercent([[registry.pid], [nsmgr.pid], [forwarder.pid], [nse.pid], c.procs.map((p) => p.pid)], () => sleep(restS * 1000));
+  return { cpu: { mesh: r! + m! + f!, registry: r!, nsmgr: m!, forwarder: f!, nse: e!, nscs: s! }, heals: countAll(c.logs, 'heal detected') - heals0 };
 }
 
 /** One N, start to finish; everything it made is gone when it returns. */
@@ -233,7 +233,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     latency = await latencyAtN(mesh, nseNs, o.latencySamples, 60_000);
     progress(`  Request latency at N: p50 ${ms(latency!.product.p50)} ms (raw ${ms(latency!.raw.p50)} ms), ${latency!.failures} failed`);
     rest = await restAtN(mesh, nse, c, o.restS);
-    progress(`  rest ${o.restS} s: CPU % mesh ${ms(rest.cpu.mesh)}, NSE ${ms(rest.cpu.nse)}, NSCs ${ms(rest.cpu.nscs)}; heals ${rest.heals}`);
+    progress(`  rest ${o.restS} s: CPU % mesh ${ms(rest.cpu.mesh)} (registry ${ms(rest.cpu.registry)}, nsmgr ${ms(rest.cpu.nsmgr)}, forwarder ${ms(rest.cpu.forwarder)}), NSE ${ms(rest.cpu.nse)}, NSCs ${ms(rest.cpu.nscs)}; heals ${rest.heals}`);
   }
   const memory = await memoryAtN(mesh, nse, c, o.heapSnapshot);
   progress(`  RSS MiB nsmgr ${ms(memory.rssMiB.nsmgr, 0)}, forwarder ${ms(memory.rssMiB.forwarder, 0)}, NSC max ${ms(memory.rssMiB.nscMax, 0)}`);
