@@ -17,6 +17,7 @@ import { type Clock, type TimerHandle, realClock } from '../core/clock.js';
 import { delay } from '../core/delay.js';
 import { CancelledError, InvalidArgumentError, UnavailableError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { parseSpiffeId } from './spiffe-id.js';
 import type { Unsubscribe, X509Material, X509Source } from './svid.js';
 import { bundlesFromWire, parseCertificates, parseX509SvidDer, verifySvidChain } from './x509.js';
 
@@ -27,6 +28,8 @@ export const BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_WAIT_LOG_EVERY_MS = 5000;
 export const MIN_WAIT_LOG_EVERY_MS = 10;
 export const MAX_WAIT_LOG_EVERY_MS = 5000;
+/** Longest wait between attempts an injected `backoffMs` may ask for. */
+export const MAX_BACKOFF_MS = 60_000;
 /** Most federated bundles one response may carry. */
 export const MAX_FEDERATED_BUNDLES = 256;
 /** Longest unix socket path (sun_path holds 108 bytes with the terminating NUL). */
@@ -76,7 +79,7 @@ export function materialFromResponse(resp: X509SVIDResponse, maxFederated = MAX_
   const svid = parseX509SvidDer(first.x509Svid, first.x509SvidKey, 'svids[0].x509_svid');
   if (first.spiffeId !== '' && first.spiffeId !== svid.spiffeId) throw new InvalidArgumentError('svids[0].spiffe_id', first.spiffeId, `differs from the leaf's URI SAN ${svid.spiffeId}`);
   if (first.bundle.length === 0) throw new InvalidArgumentError('svids[0].bundle', '', 'the trust bundle of the SVID\'s trust domain is required');
-  const td = svid.spiffeId.slice('spiffe://'.length).split('/')[0]!;
+  const td = parseSpiffeId(svid.spiffeId).trustDomain;
   return { svid, bundles: bundlesFromWire(td, first.bundle, resp.federatedBundles, maxFederated) };
 }
 
@@ -137,7 +140,8 @@ export class WorkloadApiSource implements X509Source {
     parent?.addEventListener('abort', onParentAbort, { once: true });
     this.#unlinkParent = () => parent?.removeEventListener('abort', onParentAbort);
     this.#armWaitLog();
-    this.stopped = parent?.aborted ? (this.close(), Promise.resolve()) : this.#run();
+    if (parent?.aborted) this.close();
+    this.stopped = this.#run();
   }
 
   current(): X509Material {
@@ -146,8 +150,8 @@ export class WorkloadApiSource implements X509Source {
   }
 
   ready(signal?: AbortSignal): Promise<X509Material> {
-    if (this.#material) return Promise.resolve(this.#material);
     if (this.#stop.signal.aborted) return Promise.reject(new CancelledError('the Workload API source is closed'));
+    if (this.#material) return Promise.resolve(this.#material);
     if (signal?.aborted) return Promise.reject(new CancelledError(`waiting for an X.509-SVID from ${this.endpoint}: cancelled`));
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -210,7 +214,7 @@ export class WorkloadApiSource implements X509Source {
       } finally {
         channel.close();
       }
-      const wait = this.#backoff(++attempt);
+      const wait = Math.min(MAX_BACKOFF_MS, Math.max(0, this.#backoff(++attempt) || 0));
       const fields = { endpoint: this.endpoint, lastError: this.#lastError, attempt, retryInMs: wait };
       if (this.#material) this.#log.warn(fields, 'the Workload API stream broke; keeping the current SVID and reconnecting');
       else this.#log.debug(fields, 'the Workload API gave no SVID yet; reconnecting');
