@@ -2,7 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { sign, type KeyObject } from 'node:crypto';
 import { Status } from 'nice-grpc';
+import { Writable } from 'node:stream';
 import { PermissionDeniedError, toServerError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
 import { makeTestSvid } from '../testing/svid.js';
 import type { X509Svid } from './svid.js';
 import {
@@ -10,6 +12,7 @@ import {
   authorizeRegistryClient,
   authorizeRegistryServer,
   authorizeServer,
+  enforce,
   nextTokenSigned,
   prevTokenSigned,
   refusalError,
@@ -226,6 +229,21 @@ describe('policy sets (upstream authorize server / client)', () => {
     assert.deepEqual(refusalOf(authorizeRegistryClient({ ...returned, segments: path.slice(0, 1) })), { policy: 'next_token_signed', segment: 1 });
   });
 
+  it('enforce logs a refusal once (and the Close notes) and throws it', () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } });
+    const log = createLogger('test', 'info', sink);
+    const expired = replace(atNsmgr(), 0, tok('nsc', 'nsmgr', { exp: NOW_S - 1 }));
+    assert.doesNotThrow(() => enforce(authorizeServer(input(expired, 1, 'nsc'), { forClose: true }), log));
+    assert.throws(() => enforce(authorizeServer(input(expired, 1, 'nsc')), log), { name: 'PermissionDeniedError', policy: 'tokens_expired', segment: 0 });
+    assert.doesNotThrow(() => enforce(authorizeServer(input(atNsmgr(), 1, 'nsc')), log));
+    assert.deepEqual(lines.map((l) => [l.level, l.msg, l.policy]), [
+      [30, lines[0].msg, undefined],
+      [40, 'permission denied by policy', 'tokens_expired'],
+    ]);
+    assert.match(String(lines[0].msg), /^Close with an expired token of segment 0: allowed, cleaning up/);
+  });
+
   it('a refusal is a PermissionDenied naming the policy and the segment', () => {
     const refusal = authorizeServer(input(replace(atNsmgr(), 0, tok('nsc', 'nsmgr', { exp: NOW_S - 1 })), 1, 'nsc')).refusal;
     assert.ok(refusal);
@@ -236,5 +254,23 @@ describe('policy sets (upstream authorize server / client)', () => {
     assert.equal(err.segment, 0);
     assert.match(err.message, /^policy tokens_expired refused path segment 0 \(nsc\): the token expired at /);
     assert.equal(toServerError(err).code, Status.PERMISSION_DENIED);
+  });
+});
+
+describe('policy cost', () => {
+  it('a server check and a client check cost well under a millisecond', (t) => {
+    const server = input(atNsmgr(), 1, 'nsc');
+    const client = input(fullPath(), 0, 'nsmgr');
+    const n = 1000;
+    const rate = (f: () => PolicyVerdict) => {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) assert.equal(f().refusal, undefined);
+      return n / (Number(process.hrtime.bigint() - start) / 1e9);
+    };
+    const s = rate(() => authorizeServer(server));
+    const c = rate(() => authorizeClient(client));
+    t.diagnostic(`authorizeServer (2 segments) ${Math.round(s)}/s, authorizeClient (4 segments) ${Math.round(c)}/s`);
+    // A floor that catches an accidental slow path, not a benchmark (one verify is ~0.1–0.3 ms).
+    assert.ok(s > 500 && c > 500, `${s}/s, ${c}/s`);
   });
 });

@@ -21,10 +21,12 @@
  * One deliberate difference: with `forClose` (Close, Unregister) an expired token is allowed and reported
  * as a note the caller logs — a Close must always be able to clean up (upstream users were hurt when it
  * could not). A refusal becomes a PolicyDeniedError (a PermissionDeniedError) that names policy and
- * segment; the authorize element logs it once, at the hop that refuses.
+ * segment; `enforce` logs it once, at the hop that refuses, and throws it (the hops before pass it on
+ * without logging it again).
  */
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { PermissionDeniedError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { decodeToken, tokenSubject, verifyToken, TokenError, type DecodedToken } from './token.js';
 
 export type PolicyName = 'tokens_valid' | 'tokens_expired' | 'tokens_chained' | 'prev_token_signed' | 'next_token_signed' | 'registry_client_allowed';
@@ -255,4 +257,16 @@ export class PolicyDeniedError extends PermissionDeniedError {
 
 export function refusalError(refusal: Refusal): PolicyDeniedError {
   return new PolicyDeniedError(refusal);
+}
+
+/**
+ * What an authorize element does with a verdict: logs each note (info), and for a refusal logs it once
+ * (warn, with policy, segment and reason as fields) and throws it as a PolicyDeniedError.
+ */
+export function enforce(verdict: PolicyVerdict, log: Logger): void {
+  for (const note of verdict.notes) log.info(note);
+  const r = verdict.refusal;
+  if (!r) return;
+  log.warn({ policy: r.policy, segment: r.segment, segmentName: r.segmentName, reason: r.reason }, 'permission denied by policy');
+  throw refusalError(r);
 }
