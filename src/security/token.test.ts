@@ -4,7 +4,8 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import { FakeClock } from '../core/clock.js';
 import { makeTestSvid, testX509Source } from '../testing/svid.js';
-import { decodeToken, es256TokenGenerator, signToken, tokenSubject, verifyToken, type TokenProblem } from './token.js';
+import { buildCertificate } from './ca.js';
+import { decodeToken, es256TokenGenerator, signToken, tokenRequestFor, tokenSubject, verifyToken, type TokenProblem } from './token.js';
 
 const NSC = 'spiffe://test.nsm/nsc';
 const NSMGR = 'spiffe://test.nsm/nsmgr';
@@ -46,6 +47,15 @@ describe('es256TokenGenerator', () => {
       assert.equal(parts(issued.token).payload.exp, r.exp, r.name);
       assert.equal(issued.expires.getTime(), r.exp * 1000, r.name);
     }
+  });
+
+  it('takes aud and the peer NotAfter from the peer certificate', () => {
+    assert.deepEqual(tokenRequestFor(peer.leaf), { audience: NSMGR, peerNotAfter: peer.notAfter });
+    const { token } = es256TokenGenerator(testX509Source(svid)).issue(tokenRequestFor(peer.leaf));
+    assert.deepEqual(parts(token).payload.aud, [NSMGR]);
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const plain = buildCertificate({ signingKey: privateKey, publicKey, subject: [['CN', 'no-spiffe-id']], uris: [], isCa: false, keyUsage: [0], notBefore: new Date(), notAfter: new Date(Date.now() + 3600_000) });
+    assert.throws(() => tokenRequestFor(plain), { name: 'InvalidArgumentError', field: 'peer certificate.uri_san' }, 'a certificate without a SPIFFE ID');
   });
 
   it('leaves aud out when there is no peer (as upstream without TLS info)', () => {

@@ -18,7 +18,9 @@ import { MAX_TOKEN_LENGTH } from '../api/limits.js';
 import { realClock, type Clock } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type IssuedToken, type TokenGenerator, type TokenRequest } from '../core/token.js';
-import { trustDomainOf, type X509Source } from './svid.js';
+import { parseSpiffeId } from './spiffe-id.js';
+import type { X509Source } from './svid.js';
+import { certInfo, spiffeIdOf } from './x509.js';
 
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS };
 /** Bounds of maxTokenLifetime: 1 s to 30 days (upstream programs use 10 min or 24 h). */
@@ -115,14 +117,25 @@ export function signToken(claims: PathTokenClaims, privateKey: KeyObject): strin
   return `${signingInput}.${signature.toString('base64url')}`;
 }
 
-/** The `sub` of a token when it is a SPIFFE ID, without verifying the token; undefined otherwise. */
+/**
+ * The `sub` of a token when it is a SPIFFE ID, without verifying the token (upstream's `getIDFromToken`:
+ * an unverified parse, then `spiffeid.FromString`); undefined otherwise.
+ */
 export function tokenSubject(token: string): string | undefined {
   try {
     const sub = decodeToken(token).payload.sub;
-    return typeof sub === 'string' && trustDomainOf(sub) !== undefined ? sub : undefined;
+    return typeof sub === 'string' ? parseSpiffeId(sub).id : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Who a token for the TLS peer `cert` is for: its SPIFFE ID (`aud`) and NotAfter. An InvalidArgumentError
+ * when the certificate has no SPIFFE ID (upstream's generator fails the same way).
+ */
+export function tokenRequestFor(cert: X509Certificate): TokenRequest {
+  return { audience: spiffeIdOf(cert, 'peer certificate'), peerNotAfter: certInfo(cert, 'peer certificate').notAfter };
 }
 
 export interface Es256TokenOptions {
@@ -137,9 +150,7 @@ export interface Es256TokenGenerator extends TokenGenerator {
 }
 
 function checkRequest(opts: TokenRequest): void {
-  if (opts.audience !== undefined && opts.audience !== '' && trustDomainOf(opts.audience) === undefined) {
-    throw new InvalidArgumentError('audience', opts.audience, 'not a SPIFFE ID (spiffe://<trust-domain>/<path>)');
-  }
+  if (opts.audience !== undefined && opts.audience !== '') parseSpiffeId(opts.audience, 'audience');
   if (opts.peerNotAfter !== undefined && Number.isNaN(opts.peerNotAfter.getTime())) {
     throw new InvalidArgumentError('peerNotAfter', String(opts.peerNotAfter), 'not a valid date');
   }

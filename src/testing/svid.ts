@@ -1,41 +1,35 @@
 /**
- * Test identities: a real X.509-SVID (a self-signed leaf with one URI SAN, made by the `openssl` binary
- * from a node:crypto key) and an in-memory X509Source that can rotate it. For unit tests of the token and
- * policy code, which need real keys and certificates but no CA or Workload API.
+ * Test identities: real X.509-SVIDs issued by the embedded CA (security/ca.ts; one CA per trust domain,
+ * made on first use) and an in-memory X509Source that can rotate them. For unit tests of the token and
+ * policy code, which need real keys and certificates but no Workload API.
  */
-import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
 import { UnavailableError } from '../core/errors.js';
+import { createCa, type EmbeddedCa } from '../security/ca.js';
+import { parseSpiffeId } from '../security/spiffe-id.js';
 import type { Unsubscribe, X509Material, X509Source, X509Svid } from '../security/svid.js';
 
 export interface TestSvidOptions {
-  /** Days until NotAfter (openssl `-days`). Default 1. */
-  readonly days?: number;
-  /** Default 'P-256'. */
+  /** Lifetime (ms); the CA's default (1 hour) when absent. */
+  readonly ttlMs?: number;
+  /** Curve of the SVID key. Default 'P-256'. */
   readonly curve?: string;
 }
 
-/** A self-signed SVID for `spiffeId` with a fresh EC key. */
-export function makeTestSvid(spiffeId: string, options: TestSvidOptions = {}): X509Svid {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: options.curve ?? 'P-256' });
-  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  const dir = mkdtempSync(join(tmpdir(), 'nsm-ts-svid-'));
-  try {
-    writeFileSync(join(dir, 'key.pem'), keyPem, { mode: 0o600 });
-    execFileSync('openssl', ['req', '-x509', '-new', '-key', join(dir, 'key.pem'), '-subj', '/CN=nsm-ts-test', '-addext', `subjectAltName=URI:${spiffeId}`, '-days', String(options.days ?? 1), '-out', join(dir, 'cert.pem')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const certChainPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
-    return svidOf(spiffeId, certChainPem, keyPem, privateKey);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+const cas = new Map<string, EmbeddedCa>();
+
+/** The test CA of a trust domain. */
+export function testCa(trustDomain: string): EmbeddedCa {
+  let ca = cas.get(trustDomain);
+  if (!ca) cas.set(trustDomain, (ca = createCa({ trustDomain })));
+  return ca;
 }
 
-function svidOf(spiffeId: string, certChainPem: string, keyPem: string, privateKey: KeyObject): X509Svid {
-  const leaf = new X509Certificate(certChainPem);
-  return { spiffeId, certChainPem, keyPem, leaf, privateKey, notAfter: new Date(leaf.validTo) };
+/** An X.509-SVID for `spiffeId` with a fresh EC key, issued by its trust domain's test CA. */
+export function makeTestSvid(spiffeId: string, options: TestSvidOptions = {}): X509Svid {
+  const { trustDomain } = parseSpiffeId(spiffeId, 'spiffeId');
+  const privateKey = options.curve ? generateKeyPairSync('ec', { namedCurve: options.curve }).privateKey : undefined;
+  return testCa(trustDomain).issue({ spiffeId, ttlMs: options.ttlMs, privateKey });
 }
 
 export interface TestX509Source extends X509Source {
@@ -45,7 +39,8 @@ export interface TestX509Source extends X509Source {
 
 /** An X509Source over a given SVID (none: `current()` throws UnavailableError until `rotate`). */
 export function testX509Source(svid?: X509Svid): TestX509Source {
-  let material: X509Material | undefined = svid ? { svid, bundles: new Map() } : undefined;
+  const bundles = (s: X509Svid) => testCa(parseSpiffeId(s.spiffeId, 'spiffeId').trustDomain).bundles;
+  let material: X509Material | undefined = svid ? { svid, bundles: bundles(svid) } : undefined;
   const listeners = new Set<(m: X509Material) => void>();
   return {
     current() {
@@ -63,7 +58,7 @@ export function testX509Source(svid?: X509Svid): TestX509Source {
       listeners.clear();
     },
     rotate(next) {
-      material = { svid: next, bundles: new Map() };
+      material = { svid: next, bundles: bundles(next) };
       for (const l of listeners) l(material);
     },
   };
