@@ -1,7 +1,8 @@
 /**
  * Per-hop tokens (spec §1.3, §1.6; upstream `sdk:pkg/tools/token`). A `TokenGenerator` issues the token a
- * hop puts into its own path segment and sends as `nsm-client-token` metadata. For now: HS256 JWTs with a
- * random per-process secret; the security work can swap in SPIFFE/ES256 behind the same interface.
+ * hop puts into its own path segment and sends as `nsm-client-token` metadata. Two generators: this file's
+ * HS256 JWTs with a random per-process secret (meshes without identities), and `security/token.ts`'s ES256
+ * tokens signed with the SVID key (upstream's `spiffejwt`), both behind `TokenGenerator`.
  * Expiry travels as RFC3339Nano text (`nsm-client-token-expires`), formatted like Go does.
  * Signing is a synchronous HMAC (node:crypto): every hop of every Request signs one, and jose's signing
  * (WebCrypto key import and a thread-pool job per token) cost 1–2 ms of CPU per hop in profiles.
@@ -9,6 +10,8 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { jwtVerify, type JWTPayload } from 'jose';
+import { MD_CLIENT_TOKEN, MD_CLIENT_TOKEN_EXPIRES } from '../api/constants.js';
+import { MAX_TOKEN_LENGTH } from '../api/limits.js';
 import { realClock, type Clock } from './clock.js';
 import { InvalidArgumentError } from './errors.js';
 
@@ -17,9 +20,16 @@ export interface IssuedToken {
   readonly expires: Date;
 }
 
+/** Who a token is for: the TLS peer of the call it rides on (upstream takes both from the peer's certificate). */
+export interface TokenRequest {
+  /** The peer's SPIFFE ID, the token's `aud`; omitted when there is no peer certificate. */
+  readonly audience?: string;
+  /** NotAfter of the peer's certificate: the token expires no later than it. */
+  readonly peerNotAfter?: Date;
+}
+
 export interface TokenGenerator {
-  /** `audience`: the peer the token is meant for, when known. */
-  generate(opts?: { audience?: string }): Promise<IssuedToken>;
+  generate(opts?: TokenRequest): Promise<IssuedToken>;
 }
 
 /** Upstream `NSM_MAX_TOKEN_LIFETIME` default: 10 minutes. */
@@ -53,7 +63,7 @@ export function hs256TokenGenerator(options: Hs256TokenOptions = {}): Hs256Token
   return {
     generate(opts = {}) {
       const now = clock.now();
-      const exp = Math.floor((now + lifetime) / 1000);
+      const exp = Math.floor(Math.min(now + lifetime, opts.peerNotAfter?.getTime() ?? Infinity) / 1000);
       const claims = { sub: subject, iat: Math.floor(now / 1000), exp, ...(opts.audience ? { aud: opts.audience } : {}) };
       const signingInput = `${header}.${b64url(JSON.stringify(claims))}`;
       const signature = createHmac('sha256', secret).update(signingInput).digest('base64url');
@@ -93,4 +103,23 @@ export function parseRfc3339Nano(s: string, field = 'time'): Date {
   const d = new Date(`${m[1]}T${m[2]}.${ms}${zone}`);
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(field, s, 'not a valid date');
   return d;
+}
+
+/** The per-RPC token metadata a client sends on every NSM call (upstream `token.NewPerRPCCredentials`). */
+export function clientTokenMetadata(issued: IssuedToken): Record<string, string> {
+  return { [MD_CLIENT_TOKEN]: issued.token, [MD_CLIENT_TOKEN_EXPIRES]: formatRfc3339Nano(issued.expires) };
+}
+
+/**
+ * The caller's token from incoming metadata (upstream `token.FromContext`): undefined when the call carries
+ * none (an in-process call, or a peer without per-RPC credentials). A token without a readable expiry, or
+ * one longer than MAX_TOKEN_LENGTH, is an InvalidArgumentError naming the metadata key.
+ */
+export function readClientToken(metadata: Readonly<Record<string, string>>): IssuedToken | undefined {
+  const token = metadata[MD_CLIENT_TOKEN];
+  if (token === undefined || token === '') return undefined;
+  if (token.length > MAX_TOKEN_LENGTH) throw new InvalidArgumentError(MD_CLIENT_TOKEN, token, `longer than ${MAX_TOKEN_LENGTH} characters (${token.length})`);
+  const expires = metadata[MD_CLIENT_TOKEN_EXPIRES];
+  if (expires === undefined) throw new InvalidArgumentError(MD_CLIENT_TOKEN_EXPIRES, expires, `missing, though ${MD_CLIENT_TOKEN} is set`);
+  return { token, expires: parseRfc3339Nano(expires, MD_CLIENT_TOKEN_EXPIRES) };
 }

@@ -1,9 +1,8 @@
 /** Per-RPC token metadata (`nsm-client-token`, `nsm-client-token-expires`) sent on every NSM call. */
 import { Metadata } from 'nice-grpc';
-import { MD_CLIENT_TOKEN, MD_CLIENT_TOKEN_EXPIRES } from '../../api/constants.js';
-import { formatRfc3339Nano, type TokenGenerator } from '../../core/token.js';
+import { clientTokenMetadata, type TokenGenerator, type TokenRequest } from '../../core/token.js';
 
-export async function tokenMetadata(tokens: TokenGenerator): Promise<Metadata> {
-  const { token, expires } = await tokens.generate();
-  return Metadata({ [MD_CLIENT_TOKEN]: token, [MD_CLIENT_TOKEN_EXPIRES]: formatRfc3339Nano(expires) });
+/** `peer`: the server the call goes to (its SPIFFE ID and NotAfter), when its certificate is known. */
+export async function tokenMetadata(tokens: TokenGenerator, peer?: TokenRequest): Promise<Metadata> {
+  return Metadata(clientTokenMetadata(await tokens.generate(peer)));
 }

@@ -42,5 +42,10 @@ describe('update-token server', () => {
       chain.request(req(), newContext({ metadata: { [MD_CLIENT_TOKEN]: 'x', [MD_CLIENT_TOKEN_EXPIRES]: 'soon' } })),
       (err: Error & { field?: string }) => err.name === 'InvalidArgumentError' && err.field === MD_CLIENT_TOKEN_EXPIRES,
     );
+    await assert.rejects(
+      chain.request(req(), newContext({ metadata: { [MD_CLIENT_TOKEN]: 'x' } })),
+      (err: Error & { field?: string }) => err.name === 'InvalidArgumentError' && err.field === MD_CLIENT_TOKEN_EXPIRES,
+      'a token without its expiry',
+    );
   });
 });
