@@ -1,0 +1,221 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../core/log.js';
+import { netnsIdentity } from '../core/peer.js';
+import type { GrpcServer } from '../core/transport.js';
+import { readProcess } from './attest.js';
+import type { KnownComponent, MeshKnowledge } from './identity-policy.js';
+import type { X509Svid } from './svid.js';
+import { WorkloadApi, resolveWorkloadApiOptions, type SvidIssuer } from './workload-server.js';
+
+const IS_ROOT = process.getuid?.() === 0;
+const ROOT = new URL('../../..', import.meta.url).pathname;
+const TD = 'nsm.local';
+
+/** A real CA for the test, made with the openssl CLI (P-256 root, P-256 leaves with one URI SAN). */
+function opensslIssuer(dir: string): SvidIssuer & { rootPem: string } {
+  const rootKey = join(dir, 'root.key');
+  const rootCert = join(dir, 'root.pem');
+  const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', rootKey, '-out', rootCert, '-days', '1', '-subj', '/O=nsm-ts test',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', `subjectAltName=URI:spiffe://${TD}`]);
+  let n = 0;
+  return {
+    rootPem: readFileSync(rootCert, 'utf8'),
+    issue({ spiffeId }): X509Svid {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const base = join(dir, `leaf-${++n}`);
+      const keyPem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+      writeFileSync(`${base}.key`, keyPem);
+      writeFileSync(`${base}.ext`, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:${spiffeId}\n`);
+      ossl(['req', '-new', '-key', `${base}.key`, '-subj', '/O=nsm-ts test', '-out', `${base}.csr`]);
+      ossl(['x509', '-req', '-in', `${base}.csr`, '-CA', rootCert, '-CAkey', rootKey, '-days', '1', '-extfile', `${base}.ext`, '-out', `${base}.pem`]);
+      const certChainPem = readFileSync(`${base}.pem`, 'utf8');
+      const leaf = new X509Certificate(certChainPem);
+      return { spiffeId, certChainPem, keyPem, leaf, privateKey, notAfter: new Date(leaf.validTo) };
+    },
+  };
+}
+
+/**
+ * The test's Workload API client, run as its own process (so the kernel sees a real caller): a nice-grpc
+ * client of FetchX509SVID that prints one JSON line per response and one for an error. Named `main.js`
+ * so that `node …/main.js nsc` reads as `nsm nsc` to the policy. It waits for a line on stdin first
+ * when given `--wait`, so the test can register its pid before it calls.
+ */
+const CLIENT = `
+import { createRequire } from 'node:module';
+const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
+const { createChannel, createClient, Metadata } = require('nice-grpc');
+const { SpiffeWorkloadAPIDefinition } = await import(${JSON.stringify(join(ROOT, 'dist/src/api/gen/workload.js'))});
+const [sock, count, ...flags] = process.argv.slice(3);
+if (flags.includes('--wait')) await new Promise((r) => process.stdin.once('data', r));
+const client = createClient(SpiffeWorkloadAPIDefinition, createChannel('unix://' + sock));
+const metadata = flags.includes('--no-header') ? new Metadata() : new Metadata({ 'workload.spiffe.io': 'true' });
+let n = 0;
+try {
+  for await (const r of client.fetchX509SVID({}, { metadata })) {
+    const s = r.svids[0];
+    console.log(JSON.stringify({ spiffeId: s.spiffeId, cert: s.x509Svid.toString('base64'), key: s.x509SvidKey.toString('base64'), bundle: s.bundle.toString('base64') }));
+    if (++n >= Number(count)) break;
+  }
+} catch (err) {
+  console.log(JSON.stringify({ code: err.code, details: err.details }));
+}
+process.exit(0);
+`;
+
+interface Line {
+  spiffeId?: string;
+  cert?: string;
+  key?: string;
+  bundle?: string;
+  code?: number;
+  details?: string;
+}
+
+/** Runs the client (in netns `ns` if given) and collects its lines; `beforeGo` runs once its pid is known. */
+async function runClient(
+  script: string,
+  sock: string,
+  count: number,
+  opts: { ns?: string; flags?: string[]; beforeGo?: (pid: number) => Promise<void>; onLine?: (n: number) => void } = {},
+): Promise<{ pid: number; lines: Line[] }> {
+  const args = [script, 'nsc', sock, String(count), ...(opts.flags ?? []), ...(opts.beforeGo ? ['--wait'] : [])];
+  const child: ChildProcess = opts.ns ? spawn('ip', ['netns', 'exec', opts.ns, process.execPath, ...args]) : spawn(process.execPath, args);
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+    opts.onLine?.(out.split('\n').length - 1);
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  if (opts.beforeGo) {
+    await opts.beforeGo(child.pid!);
+    child.stdin!.write('go\n');
+  }
+  await exited;
+  clearTimeout(killer);
+  return { pid: child.pid!, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line) };
+}
+
+/** Checks an SVID as a relying party would: chain to the bundle, one URI SAN, key matches, not a CA. */
+function checkSvid(line: Line, rootPem: string): X509Certificate {
+  const leaf = new X509Certificate(Buffer.from(line.cert!, 'base64'));
+  const root = new X509Certificate(rootPem);
+  assert.equal(leaf.verify(root.publicKey), true, 'signed by the bundle root');
+  assert.equal(new X509Certificate(Buffer.from(line.bundle!, 'base64')).fingerprint256, root.fingerprint256);
+  assert.equal(leaf.subjectAltName, `URI:${line.spiffeId}`);
+  assert.equal(leaf.ca, false);
+  assert.equal(leaf.checkPrivateKey(createPrivateKey({ key: Buffer.from(line.key!, 'base64'), format: 'der', type: 'pkcs8' })), true);
+  return leaf;
+}
+
+describe('workload api options', () => {
+  it('bounds every option and names the field', () => {
+    assert.deepEqual(resolveWorkloadApiOptions(), { svidTtlMs: 3600_000, rotateFraction: 0.5, maxStreams: 1024 });
+    for (const bad of [{ svidTtlMs: 1000 }, { svidTtlMs: 48 * 3600_000 }, { rotateFraction: 0.99 }, { rotateFraction: 0 }, { maxStreams: 0 }, { maxStreams: Number.NaN }]) {
+      assert.throws(() => resolveWorkloadApiOptions(bad), (e: Error) => e.name === 'InvalidArgumentError' && e.message.includes(Object.keys(bad)[0]));
+    }
+  });
+});
+
+describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'needs root (netns, other processes in /proc)' }, () => {
+  let dir: string;
+  let ns: string;
+  let script: string;
+  let issuer: SvidIssuer & { rootPem: string };
+  let server: GrpcServer;
+  let api: WorkloadApi;
+  const sock = () => join(dir, 'agent.sock');
+  const components: KnownComponent[] = [];
+  const pods = new Map<string, string>();
+  const warnings: string[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nsmt-wl-'));
+    mkdirSync(join(dir, 'bin'));
+    script = join(dir, 'bin', 'main.js');
+    writeFileSync(join(dir, 'bin', 'package.json'), '{"type":"module"}');
+    writeFileSync(script, CLIENT);
+    ns = `nsmt-wl-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    pods.set((await netnsIdentity(`file:///run/netns/${ns}`))!, 'pod-a');
+    issuer = opensslIssuer(dir);
+    const knowledge = (): MeshKnowledge => ({ trustDomain: TD, node: 'node-1', components, pods });
+    const log = Object.assign(Object.create(silentLogger) as typeof silentLogger, { warn: (o: { reason: string }) => warnings.push(o.reason) });
+    api = new WorkloadApi({ issuer, bundles: () => new Map([[TD, issuer.rootPem]]), knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
+    server = await api.listen(sock());
+  });
+
+  after(async () => {
+    await server?.stop({ force: true });
+    execFileSync('ip', ['netns', 'del', ns]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a process in a pod netns gets spiffe://<td>/ns/<pod>/<what it runs>', async () => {
+    const { lines } = await runClient(script, sock(), 1, { ns });
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0].spiffeId, `spiffe://${TD}/ns/pod-a/nsc`);
+    checkSvid(lines[0], issuer.rootPem);
+  });
+
+  it('a process in the host netns the supervisor did not start is refused, naming its pid', async () => {
+    const { pid, lines } = await runClient(script, sock(), 1);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0].code, 7, 'PERMISSION_DENIED');
+    assert.match(lines[0].details!, new RegExp(`pid ${pid}: not started by the mesh`));
+    assert.ok(warnings.some((w) => w.startsWith(`pid ${pid}:`)), 'the refusal is logged');
+  });
+
+  it('a process the supervisor started (pid + start time) gets its component ID', async () => {
+    const { lines } = await runClient(script, sock(), 1, {
+      beforeGo: async (pid) => {
+        const facts = await readProcess(pid);
+        components.push({ pid, startTime: facts!.startTime, name: 'nsmgr' });
+      },
+    });
+    assert.equal(lines[0]?.spiffeId, `spiffe://${TD}/node/node-1/nsmgr`, JSON.stringify(lines));
+    checkSvid(lines[0], issuer.rootPem);
+  });
+
+  it('a call without the workload.spiffe.io header is INVALID_ARGUMENT', async () => {
+    const { lines } = await runClient(script, sock(), 1, { ns, flags: ['--no-header'] });
+    assert.equal(lines[0].code, 3, JSON.stringify(lines));
+  });
+
+  it('the open stream gets a new SVID before the old one expires (rotation)', async () => {
+    const { lines } = await runClient(script, sock(), 2, { ns });
+    assert.equal(lines.length, 2, JSON.stringify(lines));
+    const [a, b] = lines.map((l) => checkSvid(l, issuer.rootPem));
+    assert.notEqual(a.serialNumber, b.serialNumber, 'a new certificate');
+    assert.equal(lines[1].spiffeId, lines[0].spiffeId);
+    assert.ok(Date.now() < Date.parse(a.validTo), 'pushed while the old one is valid');
+    // issued at its notBefore (second precision); re-issued at 5% of 60 s after that, not at once
+    assert.ok(Date.parse(b.validFrom) - Date.parse(a.validFrom) >= 2_000, `${a.validFrom} → ${b.validFrom}`);
+  });
+
+  it('a bundle change pushes a response at once, with the same SVID', async () => {
+    const t0 = Date.now();
+    let pushed = false;
+    const { lines } = await runClient(script, sock(), 2, {
+      ns,
+      onLine: (n) => {
+        if (n >= 1 && !pushed) {
+          pushed = true;
+          api.bundleChanged();
+        }
+      },
+    });
+    assert.equal(lines.length, 2, JSON.stringify(lines));
+    const [a, b] = lines.map((l) => checkSvid(l, issuer.rootPem));
+    assert.ok(Date.now() - t0 < 2_500, 'before the next rotation');
+    assert.equal(a.serialNumber, b.serialNumber);
+  });
+});
