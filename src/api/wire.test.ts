@@ -31,6 +31,7 @@ import {
 } from './gen/connectioncontext.js';
 import { Timestamp } from './gen/google/protobuf/timestamp.js';
 import { HealthDefinition } from './gen/health.js';
+import { SpiffeWorkloadAPIDefinition, X509BundlesResponse, X509SVID, X509SVIDResponse } from './gen/workload.js';
 import { NetworkServiceDefinition, NetworkServiceRequest } from './gen/networkservice.js';
 import {
   Destination,
@@ -127,6 +128,9 @@ describe('wire: method paths (§1.1)', () => {
     [NetworkServiceEndpointRegistryDefinition, 'find', '/registry.NetworkServiceEndpointRegistry/Find', true],
     [NetworkServiceEndpointRegistryDefinition, 'unregister', '/registry.NetworkServiceEndpointRegistry/Unregister', false],
     [HealthDefinition, 'check', '/grpc.health.v1.Health/Check', false],
+    // SPIFFE's workload.proto has no package: the service name alone
+    [SpiffeWorkloadAPIDefinition, 'fetchX509SVID', '/SpiffeWorkloadAPI/FetchX509SVID', true],
+    [SpiffeWorkloadAPIDefinition, 'fetchX509Bundles', '/SpiffeWorkloadAPI/FetchX509Bundles', true],
   ];
   for (const [def, key, path, serverStream] of cases) {
     it(path, () => {
@@ -142,6 +146,7 @@ describe('wire: method paths (§1.1)', () => {
     assert.deepEqual(Object.keys(MonitorConnectionDefinition.methods), ['monitorConnections']);
     assert.deepEqual(Object.keys(NetworkServiceRegistryDefinition.methods).sort(), ['find', 'register', 'unregister']);
     assert.deepEqual(Object.keys(NetworkServiceEndpointRegistryDefinition.methods).sort(), ['find', 'register', 'unregister']);
+    assert.deepEqual(Object.keys(SpiffeWorkloadAPIDefinition.methods).sort(), ['fetchX509Bundles', 'fetchX509SVID']);
   });
 });
 
@@ -305,6 +310,24 @@ describe('wire: field numbers (§1.2)', () => {
   checkMessage('registry.NetworkServiceEndpointResponse', NetworkServiceEndpointResponse, [
     ['network_service_endpoint', 1, LEN, { networkServiceEndpoint: { name: 'nse' } }],
     ['deleted', 2, VARINT, { deleted: true }],
+  ]);
+
+  // SPIFFE Workload API (standards/SPIFFE_Workload_API.md §5.1)
+  checkMessage('X509SVIDResponse', X509SVIDResponse, [
+    ['svids', 1, LEN, { svids: [{ spiffeId: 'spiffe://td/x' }] }],
+    ['crl', 2, LEN, { crl: [Buffer.from([1])] }],
+    ['federated_bundles', 3, LEN, { federatedBundles: { 'spiffe://other': Buffer.from([1]) } }],
+  ]);
+  checkMessage('X509SVID', X509SVID, [
+    ['spiffe_id', 1, LEN, { spiffeId: 'spiffe://td/x' }],
+    ['x509_svid', 2, LEN, { x509Svid: Buffer.from([1]) }],
+    ['x509_svid_key', 3, LEN, { x509SvidKey: Buffer.from([1]) }],
+    ['bundle', 4, LEN, { bundle: Buffer.from([1]) }],
+    ['hint', 5, LEN, { hint: 'internal' }],
+  ]);
+  checkMessage('X509BundlesResponse', X509BundlesResponse, [
+    ['crl', 1, LEN, { crl: [Buffer.from([1])] }],
+    ['bundles', 2, LEN, { bundles: { 'spiffe://td': Buffer.from([1]) } }],
   ]);
 
   it('nested: map<string, NetworkServiceLabels> entry is {1: key, 2: value}', () => {

@@ -1,8 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../core/log.js';
@@ -10,37 +10,13 @@ import { netnsIdentity } from '../core/peer.js';
 import type { GrpcServer } from '../core/transport.js';
 import { readProcess } from './attest.js';
 import type { KnownComponent, MeshKnowledge } from './identity-policy.js';
-import type { X509Svid } from './svid.js';
-import { WorkloadApi, resolveWorkloadApiOptions, type SvidIssuer } from './workload-server.js';
+import { createCa, type EmbeddedCa } from './ca.js';
+import { WorkloadApi, resolveWorkloadApiOptions, x509BundlesResponse, x509SvidResponse } from './workload-server.js';
+import { bundlesFromWire, parseX509SvidDer, verifySvidChain } from './x509.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const ROOT = new URL('../../..', import.meta.url).pathname;
 const TD = 'nsm.local';
-
-/** A real CA for the test, made with the openssl CLI (P-256 root, P-256 leaves with one URI SAN). */
-function opensslIssuer(dir: string): SvidIssuer & { rootPem: string } {
-  const rootKey = join(dir, 'root.key');
-  const rootCert = join(dir, 'root.pem');
-  const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', rootKey, '-out', rootCert, '-days', '1', '-subj', '/O=nsm-ts test',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', `subjectAltName=URI:spiffe://${TD}`]);
-  let n = 0;
-  return {
-    rootPem: readFileSync(rootCert, 'utf8'),
-    issue({ spiffeId }): X509Svid {
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const base = join(dir, `leaf-${++n}`);
-      const keyPem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
-      writeFileSync(`${base}.key`, keyPem);
-      writeFileSync(`${base}.ext`, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:${spiffeId}\n`);
-      ossl(['req', '-new', '-key', `${base}.key`, '-subj', '/O=nsm-ts test', '-out', `${base}.csr`]);
-      ossl(['x509', '-req', '-in', `${base}.csr`, '-CA', rootCert, '-CAkey', rootKey, '-days', '1', '-extfile', `${base}.ext`, '-out', `${base}.pem`]);
-      const certChainPem = readFileSync(`${base}.pem`, 'utf8');
-      const leaf = new X509Certificate(certChainPem);
-      return { spiffeId, certChainPem, keyPem, leaf, privateKey, notAfter: new Date(leaf.validTo) };
-    },
-  };
-}
 
 /**
  * The test's Workload API client, run as its own process (so the kernel sees a real caller): a nice-grpc
@@ -104,16 +80,14 @@ async function runClient(
   return { pid: child.pid!, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line) };
 }
 
-/** Checks an SVID as a relying party would: chain to the bundle, one URI SAN, key matches, not a CA. */
+/** Checks an SVID as a relying party would (security/x509.ts): parses as an SVID, chains to the bundle, key matches. */
 function checkSvid(line: Line, rootPem: string): X509Certificate {
-  const leaf = new X509Certificate(Buffer.from(line.cert!, 'base64'));
-  const root = new X509Certificate(rootPem);
-  assert.equal(leaf.verify(root.publicKey), true, 'signed by the bundle root');
-  assert.equal(new X509Certificate(Buffer.from(line.bundle!, 'base64')).fingerprint256, root.fingerprint256);
-  assert.equal(leaf.subjectAltName, `URI:${line.spiffeId}`);
-  assert.equal(leaf.ca, false);
-  assert.equal(leaf.checkPrivateKey(createPrivateKey({ key: Buffer.from(line.key!, 'base64'), format: 'der', type: 'pkcs8' })), true);
-  return leaf;
+  const svid = parseX509SvidDer(Buffer.from(line.cert!, 'base64'), Buffer.from(line.key!, 'base64'));
+  assert.equal(svid.spiffeId, line.spiffeId);
+  const bundles = bundlesFromWire(TD, Buffer.from(line.bundle!, 'base64'), {}, 0);
+  assert.equal(new X509Certificate(bundles.get(TD)!).fingerprint256, new X509Certificate(rootPem).fingerprint256);
+  assert.equal(verifySvidChain([svid.leaf], bundles), line.spiffeId);
+  return svid.leaf;
 }
 
 describe('workload api options', () => {
@@ -125,11 +99,29 @@ describe('workload api options', () => {
   });
 });
 
+describe('workload api responses', () => {
+  it('carry the chain and key as DER, the own bundle, and federated bundles keyed by spiffe://<td>', () => {
+    const ca = createCa({ trustDomain: TD });
+    const other = createCa({ trustDomain: 'other.test' });
+    const svid = ca.issue({ spiffeId: `spiffe://${TD}/ns/p/nsc` });
+    const bundles = new Map([...ca.bundles, ...other.bundles]);
+    const r = x509SvidResponse(svid, bundles);
+    assert.equal(r.svids.length, 1);
+    const back = parseX509SvidDer(r.svids[0].x509Svid, r.svids[0].x509SvidKey);
+    assert.equal(back.leaf.fingerprint256, svid.leaf.fingerprint256);
+    assert.deepEqual(Object.keys(r.federatedBundles), ['spiffe://other.test']);
+    const wire = bundlesFromWire(TD, r.svids[0].bundle, r.federatedBundles, 4);
+    assert.deepEqual([...wire.keys()], [TD, 'other.test']);
+    assert.equal(verifySvidChain([back.leaf], wire), svid.spiffeId);
+    assert.deepEqual(Object.keys(x509BundlesResponse(bundles).bundles), [`spiffe://${TD}`, 'spiffe://other.test']);
+  });
+});
+
 describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'needs root (netns, other processes in /proc)' }, () => {
   let dir: string;
   let ns: string;
   let script: string;
-  let issuer: SvidIssuer & { rootPem: string };
+  let issuer: EmbeddedCa;
   let server: GrpcServer;
   let api: WorkloadApi;
   const sock = () => join(dir, 'agent.sock');
@@ -146,10 +138,10 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     ns = `nsmt-wl-${process.pid}`;
     execFileSync('ip', ['netns', 'add', ns]);
     pods.set((await netnsIdentity(`file:///run/netns/${ns}`))!, 'pod-a');
-    issuer = opensslIssuer(dir);
+    issuer = createCa({ trustDomain: TD });
     const knowledge = (): MeshKnowledge => ({ trustDomain: TD, node: 'node-1', components, pods });
     const log = Object.assign(Object.create(silentLogger) as typeof silentLogger, { warn: (o: { reason: string }) => warnings.push(o.reason) });
-    api = new WorkloadApi({ issuer, bundles: () => new Map([[TD, issuer.rootPem]]), knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
+    api = new WorkloadApi({ issuer, bundles: () => issuer.bundles, knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
     server = await api.listen(sock());
   });
 

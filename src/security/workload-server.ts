@@ -14,10 +14,10 @@
  *   TTL has passed; each open stream then gets a new response (re-attested first: a caller whose identity
  *   changed or went away gets PERMISSION_DENIED and its stream ends). `bundleChanged()` pushes the new
  *   bundle to every open stream. Each issued SVID is logged at info (id, pid, expiry).
- * - At most `maxStreams` streams at once (RESOURCE_EXHAUSTED beyond); JWT-SVIDs are not served
- *   (UNIMPLEMENTED), as nothing in NSM uses them.
+ * - At most `maxStreams` streams at once (RESOURCE_EXHAUSTED beyond). The X.509 profile only (the
+ *   proto has no JWT methods; nothing in NSM uses JWT-SVIDs).
  */
-import { Status, ServerError, type CallContext, type Metadata } from 'nice-grpc';
+import type { CallContext, Metadata } from 'nice-grpc';
 import { SpiffeWorkloadAPIDefinition, type SpiffeWorkloadAPIServiceImplementation, type X509BundlesResponse, type X509SVIDResponse } from '../api/gen/workload.js';
 import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError, toServerError } from '../core/errors.js';
 import { peerSocket } from '../core/grpc-server.js';
@@ -27,12 +27,11 @@ import { serve, type GrpcServer } from '../core/transport.js';
 import { attestSocket, type Attestation } from './attest.js';
 import { identityFor, type MeshKnowledge } from './identity-policy.js';
 import { trustDomainOf, type X509Svid } from './svid.js';
+import { DEFAULT_SVID_TTL_MS, MAX_SVID_TTL_MS, MIN_SVID_TTL_MS } from './ca.js';
+import { MAX_BUNDLE_CERTS, splitPem, svidToDer } from './x509.js';
 
 export const WORKLOAD_HEADER = 'workload.spiffe.io';
 
-export const DEFAULT_SVID_TTL_MS = 3600_000;
-export const MIN_SVID_TTL_MS = 60_000;
-export const MAX_SVID_TTL_MS = 24 * 3600_000;
 export const DEFAULT_ROTATE_FRACTION = 0.5;
 export const MIN_ROTATE_FRACTION = 0.05;
 export const MAX_ROTATE_FRACTION = 0.9;
@@ -41,7 +40,7 @@ export const MAX_MAX_STREAMS = 65_536;
 /** How many refused pids are remembered for warn-once logging before the memory is cleared. */
 export const REFUSAL_MEMORY = 1024;
 
-/** Issues an X.509-SVID for a SPIFFE ID (the embedded CA, security/ca.ts). */
+/** Issues an X.509-SVID for a SPIFFE ID: the embedded CA (security/ca.ts `EmbeddedCa`) is one. */
 export interface SvidIssuer {
   issue(req: { readonly spiffeId: string; readonly ttlMs: number }): X509Svid;
 }
@@ -82,30 +81,28 @@ export function resolveWorkloadApiOptions(o: WorkloadApiOptions = {}): Readonly<
   });
 }
 
-/** Concatenated DER of every CERTIFICATE block of `pem` (the Workload API's wire form of chains and bundles). */
-export function certificatesDer(pem: string): Buffer {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
-  return Buffer.concat(blocks.map((b) => Buffer.from(b.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, ''), 'base64')));
+/** Concatenated DER of a PEM bundle's certificates (the Workload API's wire form of a bundle). */
+function bundleDer(pem: string): Buffer {
+  return Buffer.concat(splitPem(pem, 'CERTIFICATE', 'bundle', MAX_BUNDLE_CERTS));
 }
 
-/** The FetchX509SVID response for one SVID: its chain and key as DER, its trust domain's bundle, the others federated. */
+/**
+ * The FetchX509SVID response for one SVID: its chain and key as DER, its trust domain's bundle, the others
+ * federated, keyed by the trust domain's SPIFFE ID (`spiffe://<td>`, as the standard says and SPIRE sends).
+ */
 export function x509SvidResponse(svid: X509Svid, bundles: ReadonlyMap<string, string>): X509SVIDResponse {
   const td = trustDomainOf(svid.spiffeId);
   const federatedBundles: Record<string, Buffer> = {};
-  for (const [name, pem] of bundles) if (name !== td) federatedBundles[name] = certificatesDer(pem);
-  const svidMsg = {
-    spiffeId: svid.spiffeId,
-    x509Svid: certificatesDer(svid.certChainPem),
-    x509SvidKey: svid.privateKey.export({ format: 'der', type: 'pkcs8' }),
-    bundle: certificatesDer(td === undefined ? '' : (bundles.get(td) ?? '')),
-    hint: '',
-  };
+  for (const [name, pem] of bundles) if (name !== td) federatedBundles[`spiffe://${name}`] = bundleDer(pem);
+  const { certs, key } = svidToDer(svid);
+  const svidMsg = { spiffeId: svid.spiffeId, x509Svid: certs, x509SvidKey: key, bundle: bundleDer(td === undefined ? '' : (bundles.get(td) ?? '')), hint: '' };
   return { svids: [svidMsg], crl: [], federatedBundles };
 }
 
+/** The FetchX509Bundles response: every bundle, the own trust domain's included, keyed by `spiffe://<td>`. */
 export function x509BundlesResponse(bundles: ReadonlyMap<string, string>): X509BundlesResponse {
   const out: Record<string, Buffer> = {};
-  for (const [name, pem] of bundles) out[name] = certificatesDer(pem);
+  for (const [name, pem] of bundles) out[`spiffe://${name}`] = bundleDer(pem);
   return { crl: [], bundles: out };
 }
 
@@ -151,16 +148,7 @@ export class WorkloadApi {
   }
 
   implementation(): SpiffeWorkloadAPIServiceImplementation {
-    const unimplemented = () => {
-      throw new ServerError(Status.UNIMPLEMENTED, "JWT-SVIDs are not served by the mesh's Workload API");
-    };
     return {
-      fetchJWTSVID: async () => unimplemented(),
-      validateJWTSVID: async () => unimplemented(),
-      // eslint-disable-next-line require-yield
-      fetchJWTBundles: async function* () {
-        unimplemented();
-      },
       fetchX509SVID: (_req, call) => this.#stream(call, 'svid'),
       fetchX509Bundles: (_req, call) => this.#stream(call, 'bundles'),
     };
@@ -248,7 +236,8 @@ export class WorkloadApi {
     if (cached && now < cached.rotateAt) return cached;
     for (const [id, c] of this.#svids) if (c.svid.notAfter.getTime() <= now) this.#svids.delete(id);
     const svid = this.#deps.issuer.issue({ spiffeId, ttlMs: this.#cfg.svidTtlMs });
-    const rotateAt = now + this.#cfg.svidTtlMs * this.#cfg.rotateFraction;
+    // the CA may cut a lifetime short (at its root's end): rotate at the fraction of what was issued
+    const rotateAt = now + Math.max(svid.notAfter.getTime() - now, 0) * this.#cfg.rotateFraction;
     const entry = { svid, rotateAt };
     this.#svids.set(spiffeId, entry);
     this.#deps.log.info({ spiffeId, pid, expires: svid.notAfter.toISOString() }, 'Workload API: issued X.509-SVID');

@@ -7,24 +7,30 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import { Struct } from "./google/protobuf/struct.js";
 
 export const protobufPackage = "";
 
 export const protobufFileName = "workload.proto";
 
 /**
- * nsm-ts: the SPIFFE Workload API (wire-compatible with go-spiffe's workload.proto: no package, service
- * SpiffeWorkloadAPI, same messages, field names and numbers), written for this project.
- * Stand-in on branch h-workload-server until the h-x509 branch's own copy is merged.
+ * nsm-ts: the X.509 part of the SPIFFE Workload API, written for this project from the SPIFFE Workload
+ * API standard (standards/SPIFFE_Workload_API.md) with its wire names and field numbers, so SPIRE agents
+ * and go-spiffe clients interoperate. Like upstream, the file has no proto package: the service's full
+ * name is `SpiffeWorkloadAPI` and the method path `/SpiffeWorkloadAPI/FetchX509SVID`. Callers send the
+ * request header `workload.spiffe.io: true`. The JWT-SVID profile is left out (nsm-ts does not use it;
+ * a server built from this file answers its methods UNIMPLEMENTED).
  */
 
+/** No parameters yet. */
 export interface X509SVIDRequest {
 }
 
 export interface X509SVIDResponse {
+  /** One entry per identity the workload is entitled to; the first is the default SVID. */
   svids: X509SVID[];
+  /** ASN.1 DER certificate revocation lists. */
   crl: Buffer[];
+  /** DER CA certificates of foreign trust domains, keyed by the trust domain's SPIFFE ID. */
   federatedBundles: { [key: string]: Buffer };
 }
 
@@ -35,60 +41,30 @@ export interface X509SVIDResponse_FederatedBundlesEntry {
 
 export interface X509SVID {
   spiffeId: string;
+  /** DER certificates, concatenated, the leaf first, then any intermediates. */
   x509Svid: Buffer;
+  /** Unencrypted PKCS#8 DER private key of the leaf. */
   x509SvidKey: Buffer;
+  /** DER CA certificates of the SVID's own trust domain, concatenated. */
   bundle: Buffer;
+  /** Operator-chosen label telling SVIDs apart when there are several (e.g. "internal"). */
   hint: string;
 }
 
+/** No parameters yet. */
 export interface X509BundlesRequest {
 }
 
 export interface X509BundlesResponse {
+  /** ASN.1 DER certificate revocation lists. */
   crl: Buffer[];
+  /** DER CA certificates by trust domain SPIFFE ID, the workload's own domain included. */
   bundles: { [key: string]: Buffer };
 }
 
 export interface X509BundlesResponse_BundlesEntry {
   key: string;
   value: Buffer;
-}
-
-export interface JWTSVIDRequest {
-  audience: string[];
-  spiffeId: string;
-}
-
-export interface JWTSVIDResponse {
-  svids: JWTSVID[];
-}
-
-export interface JWTSVID {
-  spiffeId: string;
-  svid: string;
-  hint: string;
-}
-
-export interface JWTBundlesRequest {
-}
-
-export interface JWTBundlesResponse {
-  bundles: { [key: string]: Buffer };
-}
-
-export interface JWTBundlesResponse_BundlesEntry {
-  key: string;
-  value: Buffer;
-}
-
-export interface ValidateJWTSVIDRequest {
-  audience: string;
-  svid: string;
-}
-
-export interface ValidateJWTSVIDResponse {
-  spiffeId: string;
-  claims: { [key: string]: any } | undefined;
 }
 
 function createBaseX509SVIDRequest(): X509SVIDRequest {
@@ -769,706 +745,12 @@ export const X509BundlesResponse_BundlesEntry: MessageFns<X509BundlesResponse_Bu
   },
 };
 
-function createBaseJWTSVIDRequest(): JWTSVIDRequest {
-  return { audience: [], spiffeId: "" };
-}
-
-export const JWTSVIDRequest: MessageFns<JWTSVIDRequest> = {
-  encode(message: JWTSVIDRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.audience) {
-      writer.uint32(10).string(v!);
-    }
-    if (message.spiffeId !== "") {
-      writer.uint32(18).string(message.spiffeId);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTSVIDRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTSVIDRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.audience.push(reader.string());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.spiffeId = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JWTSVIDRequest {
-    return {
-      audience: globalThis.Array.isArray(object?.audience) ? object.audience.map((e: any) => globalThis.String(e)) : [],
-      spiffeId: isSet(object.spiffeId)
-        ? globalThis.String(object.spiffeId)
-        : isSet(object.spiffe_id)
-        ? globalThis.String(object.spiffe_id)
-        : "",
-    };
-  },
-
-  toJSON(message: JWTSVIDRequest): unknown {
-    const obj: any = {};
-    if (message.audience?.length) {
-      obj.audience = message.audience;
-    }
-    if (message.spiffeId !== "") {
-      obj.spiffeId = message.spiffeId;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTSVIDRequest>): JWTSVIDRequest {
-    return JWTSVIDRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<JWTSVIDRequest>): JWTSVIDRequest {
-    const message = createBaseJWTSVIDRequest();
-    message.audience = object.audience?.map((e) => e) || [];
-    message.spiffeId = object.spiffeId ?? "";
-    return message;
-  },
-};
-
-function createBaseJWTSVIDResponse(): JWTSVIDResponse {
-  return { svids: [] };
-}
-
-export const JWTSVIDResponse: MessageFns<JWTSVIDResponse> = {
-  encode(message: JWTSVIDResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.svids) {
-      JWTSVID.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTSVIDResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTSVIDResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.svids.push(JWTSVID.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JWTSVIDResponse {
-    return { svids: globalThis.Array.isArray(object?.svids) ? object.svids.map((e: any) => JWTSVID.fromJSON(e)) : [] };
-  },
-
-  toJSON(message: JWTSVIDResponse): unknown {
-    const obj: any = {};
-    if (message.svids?.length) {
-      obj.svids = message.svids.map((e) => JWTSVID.toJSON(e));
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTSVIDResponse>): JWTSVIDResponse {
-    return JWTSVIDResponse.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<JWTSVIDResponse>): JWTSVIDResponse {
-    const message = createBaseJWTSVIDResponse();
-    message.svids = object.svids?.map((e) => JWTSVID.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseJWTSVID(): JWTSVID {
-  return { spiffeId: "", svid: "", hint: "" };
-}
-
-export const JWTSVID: MessageFns<JWTSVID> = {
-  encode(message: JWTSVID, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.spiffeId !== "") {
-      writer.uint32(10).string(message.spiffeId);
-    }
-    if (message.svid !== "") {
-      writer.uint32(18).string(message.svid);
-    }
-    if (message.hint !== "") {
-      writer.uint32(26).string(message.hint);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTSVID {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTSVID();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.spiffeId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.svid = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.hint = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JWTSVID {
-    return {
-      spiffeId: isSet(object.spiffeId)
-        ? globalThis.String(object.spiffeId)
-        : isSet(object.spiffe_id)
-        ? globalThis.String(object.spiffe_id)
-        : "",
-      svid: isSet(object.svid) ? globalThis.String(object.svid) : "",
-      hint: isSet(object.hint) ? globalThis.String(object.hint) : "",
-    };
-  },
-
-  toJSON(message: JWTSVID): unknown {
-    const obj: any = {};
-    if (message.spiffeId !== "") {
-      obj.spiffeId = message.spiffeId;
-    }
-    if (message.svid !== "") {
-      obj.svid = message.svid;
-    }
-    if (message.hint !== "") {
-      obj.hint = message.hint;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTSVID>): JWTSVID {
-    return JWTSVID.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<JWTSVID>): JWTSVID {
-    const message = createBaseJWTSVID();
-    message.spiffeId = object.spiffeId ?? "";
-    message.svid = object.svid ?? "";
-    message.hint = object.hint ?? "";
-    return message;
-  },
-};
-
-function createBaseJWTBundlesRequest(): JWTBundlesRequest {
-  return {};
-}
-
-export const JWTBundlesRequest: MessageFns<JWTBundlesRequest> = {
-  encode(_: JWTBundlesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTBundlesRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTBundlesRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): JWTBundlesRequest {
-    return {};
-  },
-
-  toJSON(_: JWTBundlesRequest): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTBundlesRequest>): JWTBundlesRequest {
-    return JWTBundlesRequest.fromPartial(base ?? {});
-  },
-  fromPartial(_: DeepPartial<JWTBundlesRequest>): JWTBundlesRequest {
-    const message = createBaseJWTBundlesRequest();
-    return message;
-  },
-};
-
-function createBaseJWTBundlesResponse(): JWTBundlesResponse {
-  return { bundles: {} };
-}
-
-export const JWTBundlesResponse: MessageFns<JWTBundlesResponse> = {
-  encode(message: JWTBundlesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    globalThis.Object.entries(message.bundles).forEach(([key, value]: [string, Buffer]) => {
-      JWTBundlesResponse_BundlesEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
-    });
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTBundlesResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTBundlesResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            const entry1 = JWTBundlesResponse_BundlesEntry.decode(reader, reader.uint32());
-            if (entry1.value !== undefined) {
-              message.bundles[entry1.key] = entry1.value;
-            }
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JWTBundlesResponse {
-    return {
-      bundles: isObject(object.bundles)
-        ? (globalThis.Object.entries(object.bundles) as [string, any][]).reduce(
-          (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: Buffer.from(bytesFromBase64(value as string)),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
-  },
-
-  toJSON(message: JWTBundlesResponse): unknown {
-    const obj: any = {};
-    if (message.bundles) {
-      const entries = globalThis.Object.entries(message.bundles) as [string, Buffer][];
-      if (entries.length > 0) {
-        obj.bundles = {};
-        entries.forEach(([k, v]) => {
-          obj.bundles[k] = base64FromBytes(v);
-        });
-      }
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTBundlesResponse>): JWTBundlesResponse {
-    return JWTBundlesResponse.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<JWTBundlesResponse>): JWTBundlesResponse {
-    const message = createBaseJWTBundlesResponse();
-    message.bundles = (globalThis.Object.entries(object.bundles ?? {}) as [string, Buffer][]).reduce(
-      (acc: { [key: string]: Buffer }, [key, value]: [string, Buffer]) => {
-        if (value !== undefined) {
-          acc[key] = value;
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseJWTBundlesResponse_BundlesEntry(): JWTBundlesResponse_BundlesEntry {
-  return { key: "", value: Buffer.alloc(0) };
-}
-
-export const JWTBundlesResponse_BundlesEntry: MessageFns<JWTBundlesResponse_BundlesEntry> = {
-  encode(message: JWTBundlesResponse_BundlesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value.length !== 0) {
-      writer.uint32(18).bytes(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JWTBundlesResponse_BundlesEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJWTBundlesResponse_BundlesEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = Buffer.from(reader.bytes());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JWTBundlesResponse_BundlesEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
-    };
-  },
-
-  toJSON(message: JWTBundlesResponse_BundlesEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value.length !== 0) {
-      obj.value = base64FromBytes(message.value);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<JWTBundlesResponse_BundlesEntry>): JWTBundlesResponse_BundlesEntry {
-    return JWTBundlesResponse_BundlesEntry.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<JWTBundlesResponse_BundlesEntry>): JWTBundlesResponse_BundlesEntry {
-    const message = createBaseJWTBundlesResponse_BundlesEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? Buffer.alloc(0);
-    return message;
-  },
-};
-
-function createBaseValidateJWTSVIDRequest(): ValidateJWTSVIDRequest {
-  return { audience: "", svid: "" };
-}
-
-export const ValidateJWTSVIDRequest: MessageFns<ValidateJWTSVIDRequest> = {
-  encode(message: ValidateJWTSVIDRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.audience !== "") {
-      writer.uint32(10).string(message.audience);
-    }
-    if (message.svid !== "") {
-      writer.uint32(18).string(message.svid);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ValidateJWTSVIDRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseValidateJWTSVIDRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.audience = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.svid = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ValidateJWTSVIDRequest {
-    return {
-      audience: isSet(object.audience) ? globalThis.String(object.audience) : "",
-      svid: isSet(object.svid) ? globalThis.String(object.svid) : "",
-    };
-  },
-
-  toJSON(message: ValidateJWTSVIDRequest): unknown {
-    const obj: any = {};
-    if (message.audience !== "") {
-      obj.audience = message.audience;
-    }
-    if (message.svid !== "") {
-      obj.svid = message.svid;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ValidateJWTSVIDRequest>): ValidateJWTSVIDRequest {
-    return ValidateJWTSVIDRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ValidateJWTSVIDRequest>): ValidateJWTSVIDRequest {
-    const message = createBaseValidateJWTSVIDRequest();
-    message.audience = object.audience ?? "";
-    message.svid = object.svid ?? "";
-    return message;
-  },
-};
-
-function createBaseValidateJWTSVIDResponse(): ValidateJWTSVIDResponse {
-  return { spiffeId: "", claims: undefined };
-}
-
-export const ValidateJWTSVIDResponse: MessageFns<ValidateJWTSVIDResponse> = {
-  encode(message: ValidateJWTSVIDResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.spiffeId !== "") {
-      writer.uint32(10).string(message.spiffeId);
-    }
-    if (message.claims !== undefined) {
-      Struct.encode(Struct.wrap(message.claims), writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ValidateJWTSVIDResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseValidateJWTSVIDResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.spiffeId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.claims = Struct.unwrap(Struct.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ValidateJWTSVIDResponse {
-    return {
-      spiffeId: isSet(object.spiffeId)
-        ? globalThis.String(object.spiffeId)
-        : isSet(object.spiffe_id)
-        ? globalThis.String(object.spiffe_id)
-        : "",
-      claims: isObject(object.claims) ? object.claims : undefined,
-    };
-  },
-
-  toJSON(message: ValidateJWTSVIDResponse): unknown {
-    const obj: any = {};
-    if (message.spiffeId !== "") {
-      obj.spiffeId = message.spiffeId;
-    }
-    if (message.claims !== undefined) {
-      obj.claims = message.claims;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ValidateJWTSVIDResponse>): ValidateJWTSVIDResponse {
-    return ValidateJWTSVIDResponse.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ValidateJWTSVIDResponse>): ValidateJWTSVIDResponse {
-    const message = createBaseValidateJWTSVIDResponse();
-    message.spiffeId = object.spiffeId ?? "";
-    message.claims = object.claims ?? undefined;
-    return message;
-  },
-};
-
 export type SpiffeWorkloadAPIDefinition = typeof SpiffeWorkloadAPIDefinition;
 export const SpiffeWorkloadAPIDefinition = {
   name: "SpiffeWorkloadAPI",
   fullName: "SpiffeWorkloadAPI",
   methods: {
-    fetchJWTSVID: {
-      name: "FetchJWTSVID",
-      requestType: JWTSVIDRequest as typeof JWTSVIDRequest,
-      requestStream: false,
-      responseType: JWTSVIDResponse as typeof JWTSVIDResponse,
-      responseStream: false,
-      options: {},
-    },
-    fetchJWTBundles: {
-      name: "FetchJWTBundles",
-      requestType: JWTBundlesRequest as typeof JWTBundlesRequest,
-      requestStream: false,
-      responseType: JWTBundlesResponse as typeof JWTBundlesResponse,
-      responseStream: true,
-      options: {},
-    },
-    validateJWTSVID: {
-      name: "ValidateJWTSVID",
-      requestType: ValidateJWTSVIDRequest as typeof ValidateJWTSVIDRequest,
-      requestStream: false,
-      responseType: ValidateJWTSVIDResponse as typeof ValidateJWTSVIDResponse,
-      responseStream: false,
-      options: {},
-    },
+    /** The workload's X.509-SVIDs with their keys and bundles; a new response whenever any of it changes. */
     fetchX509SVID: {
       name: "FetchX509SVID",
       requestType: X509SVIDRequest as typeof X509SVIDRequest,
@@ -1477,6 +759,7 @@ export const SpiffeWorkloadAPIDefinition = {
       responseStream: true,
       options: {},
     },
+    /** Trust bundles and CRLs only, for workloads that verify peers but hold no SVID. */
     fetchX509Bundles: {
       name: "FetchX509Bundles",
       requestType: X509BundlesRequest as typeof X509BundlesRequest,
@@ -1489,19 +772,12 @@ export const SpiffeWorkloadAPIDefinition = {
 } as const;
 
 export interface SpiffeWorkloadAPIServiceImplementation<CallContextExt = {}> {
-  fetchJWTSVID(request: JWTSVIDRequest, context: CallContext & CallContextExt): Promise<DeepPartial<JWTSVIDResponse>>;
-  fetchJWTBundles(
-    request: JWTBundlesRequest,
-    context: CallContext & CallContextExt,
-  ): ServerStreamingMethodResult<DeepPartial<JWTBundlesResponse>>;
-  validateJWTSVID(
-    request: ValidateJWTSVIDRequest,
-    context: CallContext & CallContextExt,
-  ): Promise<DeepPartial<ValidateJWTSVIDResponse>>;
+  /** The workload's X.509-SVIDs with their keys and bundles; a new response whenever any of it changes. */
   fetchX509SVID(
     request: X509SVIDRequest,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<X509SVIDResponse>>;
+  /** Trust bundles and CRLs only, for workloads that verify peers but hold no SVID. */
   fetchX509Bundles(
     request: X509BundlesRequest,
     context: CallContext & CallContextExt,
@@ -1509,19 +785,12 @@ export interface SpiffeWorkloadAPIServiceImplementation<CallContextExt = {}> {
 }
 
 export interface SpiffeWorkloadAPIClient<CallOptionsExt = {}> {
-  fetchJWTSVID(request: DeepPartial<JWTSVIDRequest>, options?: CallOptions & CallOptionsExt): Promise<JWTSVIDResponse>;
-  fetchJWTBundles(
-    request: DeepPartial<JWTBundlesRequest>,
-    options?: CallOptions & CallOptionsExt,
-  ): AsyncIterable<JWTBundlesResponse>;
-  validateJWTSVID(
-    request: DeepPartial<ValidateJWTSVIDRequest>,
-    options?: CallOptions & CallOptionsExt,
-  ): Promise<ValidateJWTSVIDResponse>;
+  /** The workload's X.509-SVIDs with their keys and bundles; a new response whenever any of it changes. */
   fetchX509SVID(
     request: DeepPartial<X509SVIDRequest>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<X509SVIDResponse>;
+  /** Trust bundles and CRLs only, for workloads that verify peers but hold no SVID. */
   fetchX509Bundles(
     request: DeepPartial<X509BundlesRequest>,
     options?: CallOptions & CallOptionsExt,
