@@ -6,10 +6,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../core/log.js';
-import { netnsIdentity } from '../core/peer.js';
 import type { GrpcServer } from '../core/transport.js';
 import { readProcess } from './attest.js';
 import type { KnownComponent, MeshKnowledge } from './identity-policy.js';
+import { namedNetnsPods } from './named-netns.js';
 import { createCa, type EmbeddedCa } from './ca.js';
 import { WorkloadApi, resolveWorkloadApiOptions, x509BundlesResponse, x509SvidResponse } from './workload-server.js';
 import { bundlesFromWire, parseX509SvidDer, verifySvidChain } from './x509.js';
@@ -126,7 +126,6 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
   let api: WorkloadApi;
   const sock = () => join(dir, 'agent.sock');
   const components: KnownComponent[] = [];
-  const pods = new Map<string, string>();
   const warnings: string[] = [];
 
   before(async () => {
@@ -137,9 +136,9 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     writeFileSync(script, CLIENT);
     ns = `nsmt-wl-${process.pid}`;
     execFileSync('ip', ['netns', 'add', ns]);
-    pods.set((await netnsIdentity(`file:///run/netns/${ns}`))!, 'pod-a');
     issuer = createCa({ trustDomain: TD });
-    const knowledge = (): MeshKnowledge => ({ trustDomain: TD, node: 'node-1', components, pods });
+    // the pods are the named netns, read at each call: `ip netns exec POD …` by hand is a pod too
+    const knowledge = async (): Promise<MeshKnowledge> => ({ trustDomain: TD, node: 'node-1', components, pods: await namedNetnsPods() });
     const log = Object.assign(Object.create(silentLogger) as typeof silentLogger, { warn: (o: { reason: string }) => warnings.push(o.reason) });
     api = new WorkloadApi({ issuer, bundles: () => issuer.bundles, knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
     server = await api.listen(sock());
@@ -154,7 +153,7 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
   it('a process in a pod netns gets spiffe://<td>/ns/<pod>/<what it runs>', async () => {
     const { lines } = await runClient(script, sock(), 1, { ns });
     assert.equal(lines.length, 1, JSON.stringify(lines));
-    assert.equal(lines[0].spiffeId, `spiffe://${TD}/ns/pod-a/nsc`);
+    assert.equal(lines[0].spiffeId, `spiffe://${TD}/ns/${ns}/nsc`);
     checkSvid(lines[0], issuer.rootPem);
   });
 
