@@ -60,7 +60,7 @@ async function runClient(
   script: string,
   sock: string,
   count: number,
-  opts: { ns?: string; flags?: string[]; beforeGo?: (pid: number) => Promise<void>; onLine?: (n: number) => void } = {},
+  opts: { ns?: string; flags?: string[]; beforeGo?: (pid: number) => Promise<void>; onLine?: (n: number, child: ChildProcess) => void } = {},
 ): Promise<{ pid: number; lines: Line[] }> {
   const args = [script, 'nsc', sock, String(count), ...(opts.flags ?? []), ...(opts.beforeGo ? ['--wait'] : [])];
   const child: ChildProcess = opts.ns ? spawn('ip', ['netns', 'exec', opts.ns, process.execPath, ...args]) : spawn(process.execPath, args);
@@ -68,7 +68,7 @@ async function runClient(
   let out = '';
   child.stdout!.on('data', (d) => {
     out += d;
-    opts.onLine?.(out.split('\n').length - 1);
+    opts.onLine?.(out.split('\n').length - 1, child);
   });
   const exited = new Promise((r) => child.once('exit', r));
   if (opts.beforeGo) {
@@ -174,6 +174,43 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     });
     assert.equal(lines[0]?.spiffeId, `spiffe://${TD}/node/node-1/nsmgr`, JSON.stringify(lines));
     checkSvid(lines[0], issuer.rootPem);
+  });
+
+  it('an open stream is attested again at rotation: a component the mesh no longer knows gets PERMISSION_DENIED', async () => {
+    let me: KnownComponent | undefined;
+    const { pid, lines } = await runClient(script, sock(), 2, {
+      beforeGo: async (pid) => {
+        me = { pid, startTime: (await readProcess(pid))!.startTime, name: 'forwarder' };
+        components.push(me);
+      },
+      onLine: (n) => {
+        if (n >= 1 && components.includes(me!)) components.splice(components.indexOf(me!), 1);
+      },
+    });
+    assert.equal(lines.length, 2, JSON.stringify(lines));
+    assert.equal(lines[0].spiffeId, `spiffe://${TD}/node/node-1/forwarder`);
+    assert.equal(lines[1].code, 7);
+    assert.match(lines[1].details!, new RegExp(`pid ${pid}: not started by the mesh`));
+  });
+
+  it('streams beyond maxStreams are RESOURCE_EXHAUSTED', async () => {
+    const small = new WorkloadApi({ issuer, bundles: () => issuer.bundles, knowledge: async () => ({ trustDomain: TD, node: 'node-1', components: [], pods: await namedNetnsPods() }), log: silentLogger }, { maxStreams: 1 });
+    const path = join(dir, 'small.sock');
+    const srv = await small.listen(path);
+    try {
+      let second: Promise<{ lines: Line[] }> | undefined;
+      const first = await runClient(script, path, 2, {
+        ns,
+        onLine: (n, child) => {
+          if (n >= 1 && !second) second = runClient(script, path, 1, { ns }).finally(() => child.kill('SIGKILL'));
+        },
+      });
+      assert.equal(first.lines[0].spiffeId, `spiffe://${TD}/ns/${ns}/nsc`);
+      const { lines } = await second!;
+      assert.equal(lines[0].code, 8, JSON.stringify(lines));
+    } finally {
+      await srv.stop({ force: true });
+    }
   });
 
   it('a call without the workload.spiffe.io header is INVALID_ARGUMENT', async () => {
