@@ -137,7 +137,7 @@ async function unixSockDiag(pid: number | 'self', signal?: AbortSignal): Promise
  * process. Throws PermissionDeniedError naming the step when the caller cannot be pinned down (connection
  * gone, no holder left, sock_diag unavailable): no facts, no identity.
  */
-export async function attestSocket(fd: number, signal?: AbortSignal): Promise<Attestation> {
+export async function attestSocket(fd: number, { signal }: { signal?: AbortSignal } = {}): Promise<Attestation> {
   const local = await socketInode(fd);
   if (local === undefined) throw new PermissionDeniedError(`attest: fd ${fd} is not a socket (connection closed?)`);
   const where = await netnsOfSocket(local);

@@ -209,7 +209,7 @@ export class WorkloadApi {
     if (fd === undefined) throw new PermissionDeniedError('the Workload API attests callers on its unix socket only');
     let att: Attestation;
     try {
-      att = await attestSocket(fd, call.signal);
+      att = await attestSocket(fd, { signal: call.signal });
     } catch (err) {
       this.#warnOnce(`unattested: ${(err as Error).message}`, (err as Error).message);
       throw err;
