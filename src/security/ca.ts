@@ -56,8 +56,7 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 }
 
 /** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
-function keyIdentifier(publicKey: KeyObject): Buffer {
-  const spki = publicKey.export({ type: 'spki', format: 'der' });
+function keyIdentifier(spki: Buffer): Buffer {
   const parts = der.children(der.readTlv(spki).content);
   const bits = der.expectTag(parts[1], der.TAG.BIT_STRING, 'subjectPublicKey').content.subarray(1);
   return createHash('sha1').update(bits).digest();
@@ -73,7 +72,7 @@ function issuerFields(cert: X509Certificate): { subject: Buffer; ski: Buffer } {
     const e = der.children(ext.content);
     if (der.decodeOid(e[0]!.content) === OID.subjectKeyIdentifier) return { subject, ski: der.readTlv(e[e.length - 1]!.content).content };
   }
-  return { subject, ski: keyIdentifier(cert.publicKey) };
+  return { subject, ski: keyIdentifier(cert.publicKey.export({ type: 'spki', format: 'der' })) };
 }
 
 function randomSerial(): Buffer {
@@ -86,7 +85,8 @@ function randomSerial(): Buffer {
 export function buildCertificate(t: CertificateTemplate): X509Certificate {
   const sigAlg = der.sequence(der.oid(OID.ecdsaWithSha256));
   const subject = name(t.subject);
-  const ski = keyIdentifier(t.publicKey);
+  const spki = t.publicKey.export({ type: 'spki', format: 'der' });
+  const ski = keyIdentifier(spki);
   const issuer = t.issuer ? issuerFields(t.issuer) : { subject, ski };
   const exts = [
     extension(OID.basicConstraints, true, t.isCa ? der.sequence(der.boolean(true)) : der.sequence()),
@@ -103,7 +103,7 @@ export function buildCertificate(t: CertificateTemplate): X509Certificate {
     issuer.subject,
     der.sequence(der.time(t.notBefore), der.time(t.notAfter)),
     subject,
-    t.publicKey.export({ type: 'spki', format: 'der' }),
+    spki,
     der.explicit(3, der.sequence(...exts)),
   );
   const signature = sign('sha256', tbs, t.signingKey);

@@ -117,6 +117,7 @@ test('x509: verifySvidChain accepts chains to a root of the leaf\'s trust domain
   const i1 = intermediate(r);
   const i2 = intermediate(i1, { subject: [['O', 'test'], ['CN', 'intermediate 2']] });
   assert.equal(verifySvidChain([leaf(i2).cert, i1.cert, i2.cert], bundles, new Date(T0)), 'spiffe://example.org/ns/a/sa/b', 'intermediates in any order');
+  assert.equal(verifySvidChain([leaf(r, { keyUsage: [KEY_USAGE.keyAgreement] }).cert], bundles, T0), 'spiffe://example.org/ns/a/sa/b', 'a peer leaf without digitalSignature passes, as with go-spiffe\'s Verify');
   const two = new Map([['example.org', r.cert.toString() + other.cert.toString()]]);
   assert.equal(verifySvidChain([leaf(other, { uris: ['spiffe://example.org/x'] }).cert], two, T0), 'spiffe://example.org/x', 'any root of the bundle');
 });

@@ -152,13 +152,16 @@ export function spiffeIdOf(cert: X509Certificate, field = 'certificate'): string
   return parseSpiffeId(uris[0]!, `${field}.uri_san`).id;
 }
 
-/** Why `leaf` may not be an SVID's leaf, or undefined. */
-function leafProblem(leaf: X509Certificate): string | undefined {
+/**
+ * Why `leaf` may not be an SVID's leaf, or undefined. Our own SVID must also carry digitalSignature (as
+ * go-spiffe's ParseRaw requires); a peer's is checked like go-spiffe's Verify, which does not ask for it.
+ */
+function leafProblem(leaf: X509Certificate, own: boolean): string | undefined {
   const { isCa, keyUsage } = certInfo(leaf);
   if (isCa) return 'the leaf is a CA (basicConstraints CA:TRUE)';
-  if (!keyUsage?.has(KEY_USAGE.digitalSignature)) return 'the leaf lacks the digitalSignature key usage';
-  if (keyUsage.has(KEY_USAGE.keyCertSign)) return 'the leaf has the keyCertSign key usage';
-  if (keyUsage.has(KEY_USAGE.cRLSign)) return 'the leaf has the cRLSign key usage';
+  if (own && !keyUsage?.has(KEY_USAGE.digitalSignature)) return 'the leaf lacks the digitalSignature key usage';
+  if (keyUsage?.has(KEY_USAGE.keyCertSign)) return 'the leaf has the keyCertSign key usage';
+  if (keyUsage?.has(KEY_USAGE.cRLSign)) return 'the leaf has the cRLSign key usage';
   return undefined;
 }
 
@@ -174,7 +177,7 @@ export function x509SvidFrom(chain: readonly X509Certificate[], privateKey: KeyO
   const leaf = chain[0];
   if (!leaf) throw new InvalidArgumentError(field, [], 'no certificate');
   const spiffeId = spiffeIdOf(leaf, `${field}[0]`);
-  const problem = leafProblem(leaf);
+  const problem = leafProblem(leaf, true);
   if (problem) throw new InvalidArgumentError(`${field}[0]`, spiffeId, problem);
   chain.slice(1).forEach((c, i) => {
     const p = signerProblem(c);
@@ -215,7 +218,7 @@ function privateKeyFrom(read: () => KeyObject, field: string): KeyObject {
 /** The Workload API form of an SVID: concatenated DER chain and PKCS#8 DER key. */
 export function svidToDer(svid: X509Svid): { certs: Buffer; key: Buffer } {
   return {
-    certs: Buffer.concat(splitPem(svid.certChainPem).map((d) => d)),
+    certs: Buffer.concat(splitPem(svid.certChainPem)),
     key: svid.privateKey.export({ type: 'pkcs8', format: 'der' }),
   };
 }
@@ -303,7 +306,7 @@ export function verifySvidChain(chain: readonly X509Certificate[], bundles: Read
   } catch (err) {
     throw new SvidVerificationError('malformed', errorMessage(err), undefined, { cause: err });
   }
-  const problem = leafProblem(leaf);
+  const problem = leafProblem(leaf, false);
   if (problem) throw new SvidVerificationError('malformed', problem, id);
   const td = parseSpiffeId(id).trustDomain;
   const pem = bundles.get(td);
