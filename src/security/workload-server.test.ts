@@ -18,30 +18,49 @@ const IS_ROOT = process.getuid?.() === 0;
 const ROOT = new URL('../../..', import.meta.url).pathname;
 const TD = 'nsm.local';
 
+const dist = (f: string) => JSON.stringify(join(ROOT, 'dist/src', f));
+
 /**
- * The test's Workload API client, run as its own process (so the kernel sees a real caller): a nice-grpc
- * client of FetchX509SVID that prints one JSON line per response and one for an error. Named `main.js`
- * so that `node …/main.js nsc` reads as `nsm nsc` to the policy. It waits for a line on stdin first
- * when given `--wait`, so the test can register its pid before it calls.
+ * The test's Workload API client, run as its own process (so the kernel sees a real caller), printing one
+ * JSON line per SVID it gets and one for an error. With `--source` it is the project's own X509Source
+ * (security/workload-client.ts, what components use), printing each material it reports; otherwise a bare
+ * nice-grpc stream of FetchX509SVID, which shows status codes (the source retries them for ever). Named
+ * `main.js` so that `node …/main.js nsc` reads as `nsm nsc` to the policy. With `--wait` it waits for a
+ * line on stdin first, so the test can register its pid before it calls.
  */
 const CLIENT = `
 import { createRequire } from 'node:module';
 const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
 const { createChannel, createClient, Metadata } = require('nice-grpc');
-const { SpiffeWorkloadAPIDefinition } = await import(${JSON.stringify(join(ROOT, 'dist/src/api/gen/workload.js'))});
+const { SpiffeWorkloadAPIDefinition } = await import(${dist('api/gen/workload.js')});
+const { workloadApiSource } = await import(${dist('security/workload-client.js')});
+const { svidToDer, splitPem } = await import(${dist('security/x509.js')});
+const { silentLogger } = await import(${dist('core/log.js')});
 const [sock, count, ...flags] = process.argv.slice(3);
 if (flags.includes('--wait')) await new Promise((r) => process.stdin.once('data', r));
-const client = createClient(SpiffeWorkloadAPIDefinition, createChannel('unix://' + sock));
-const metadata = flags.includes('--no-header') ? new Metadata() : new Metadata({ 'workload.spiffe.io': 'true' });
+const b64 = (b) => Buffer.from(b).toString('base64');
 let n = 0;
-try {
-  for await (const r of client.fetchX509SVID({}, { metadata })) {
-    const s = r.svids[0];
-    console.log(JSON.stringify({ spiffeId: s.spiffeId, cert: s.x509Svid.toString('base64'), key: s.x509SvidKey.toString('base64'), bundle: s.bundle.toString('base64') }));
-    if (++n >= Number(count)) break;
+if (flags.includes('--source')) {
+  const source = workloadApiSource({ endpoint: 'unix://' + sock, log: silentLogger });
+  await new Promise((done) => source.onUpdate((m) => {
+    const { certs, key } = svidToDer(m.svid);
+    const own = m.bundles.get(new URL(m.svid.spiffeId).host);
+    console.log(JSON.stringify({ spiffeId: m.svid.spiffeId, cert: b64(certs), key: b64(key), bundle: b64(Buffer.concat(splitPem(own))), trustDomains: [...m.bundles.keys()] }));
+    if (++n >= Number(count)) done();
+  }));
+  source.close();
+} else {
+  const client = createClient(SpiffeWorkloadAPIDefinition, createChannel('unix://' + sock));
+  const metadata = flags.includes('--no-header') ? new Metadata() : new Metadata({ 'workload.spiffe.io': 'true' });
+  try {
+    for await (const r of client.fetchX509SVID({}, { metadata })) {
+      const s = r.svids[0];
+      console.log(JSON.stringify({ spiffeId: s.spiffeId, cert: b64(s.x509Svid), key: b64(s.x509SvidKey), bundle: b64(s.bundle) }));
+      if (++n >= Number(count)) break;
+    }
+  } catch (err) {
+    console.log(JSON.stringify({ code: err.code, details: err.details }));
   }
-} catch (err) {
-  console.log(JSON.stringify({ code: err.code, details: err.details }));
 }
 process.exit(0);
 `;
@@ -51,6 +70,7 @@ interface Line {
   cert?: string;
   key?: string;
   bundle?: string;
+  trustDomains?: string[];
   code?: number;
   details?: string;
 }
@@ -122,6 +142,7 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
   let ns: string;
   let script: string;
   let issuer: EmbeddedCa;
+  let bundles: ReadonlyMap<string, string>;
   let server: GrpcServer;
   let api: WorkloadApi;
   const sock = () => join(dir, 'agent.sock');
@@ -140,7 +161,8 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     // the pods are the named netns, read at each call: `ip netns exec POD …` by hand is a pod too
     const knowledge = async (): Promise<MeshKnowledge> => ({ trustDomain: TD, node: 'node-1', components, pods: await namedNetnsPods() });
     const log = Object.assign(Object.create(silentLogger) as typeof silentLogger, { warn: (o: { reason: string }) => warnings.push(o.reason) });
-    api = new WorkloadApi({ issuer, bundles: () => issuer.bundles, knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
+    bundles = issuer.bundles;
+    api = new WorkloadApi({ issuer, bundles: () => bundles, knowledge, log }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
     server = await api.listen(sock());
   });
 
@@ -151,7 +173,7 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
   });
 
   it('a process in a pod netns gets spiffe://<td>/ns/<pod>/<what it runs>', async () => {
-    const { lines } = await runClient(script, sock(), 1, { ns });
+    const { lines } = await runClient(script, sock(), 1, { ns, flags: ['--source'] });
     assert.equal(lines.length, 1, JSON.stringify(lines));
     assert.equal(lines[0].spiffeId, `spiffe://${TD}/ns/${ns}/nsc`);
     checkSvid(lines[0], issuer.rootPem);
@@ -167,6 +189,7 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
 
   it('a process the supervisor started (pid + start time) gets its component ID', async () => {
     const { lines } = await runClient(script, sock(), 1, {
+      flags: ['--source'],
       beforeGo: async (pid) => {
         const facts = await readProcess(pid);
         components.push({ pid, startTime: facts!.startTime, name: 'nsmgr' });
@@ -218,8 +241,8 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     assert.equal(lines[0].code, 3, JSON.stringify(lines));
   });
 
-  it('the open stream gets a new SVID before the old one expires (rotation)', async () => {
-    const { lines } = await runClient(script, sock(), 2, { ns });
+  it('the open stream gets a new SVID before the old one expires (rotation), and the X509Source takes it', async () => {
+    const { lines } = await runClient(script, sock(), 2, { ns, flags: ['--source'] });
     assert.equal(lines.length, 2, JSON.stringify(lines));
     const [a, b] = lines.map((l) => checkSvid(l, issuer.rootPem));
     assert.notEqual(a.serialNumber, b.serialNumber, 'a new certificate');
@@ -229,21 +252,26 @@ describe('workload api on real processes and namespaces', { skip: !IS_ROOT && 'n
     assert.ok(Date.parse(b.validFrom) - Date.parse(a.validFrom) >= 2_000, `${a.validFrom} → ${b.validFrom}`);
   });
 
-  it('a bundle change pushes a response at once, with the same SVID', async () => {
-    const t0 = Date.now();
-    let pushed = false;
+  it('a bundle change (a federated trust domain) is pushed at once, with the same SVID', async () => {
+    let pushedAt = 0;
+    const other = createCa({ trustDomain: 'other.test' });
     const { lines } = await runClient(script, sock(), 2, {
       ns,
+      flags: ['--source'],
       onLine: (n) => {
-        if (n >= 1 && !pushed) {
-          pushed = true;
+        if (n >= 1 && bundles.size === 1) {
+          bundles = new Map([...issuer.bundles, ...other.bundles]);
+          pushedAt = Date.now();
           api.bundleChanged();
         }
       },
     });
+    bundles = issuer.bundles;
     assert.equal(lines.length, 2, JSON.stringify(lines));
     const [a, b] = lines.map((l) => checkSvid(l, issuer.rootPem));
-    assert.ok(Date.now() - t0 < 2_500, 'before the next rotation');
+    assert.ok(Date.now() - pushedAt < 2_000, 'at once, not at the next rotation');
     assert.equal(a.serialNumber, b.serialNumber);
+    assert.deepEqual(lines[0].trustDomains, [TD]);
+    assert.deepEqual(lines[1].trustDomains, [TD, 'other.test']);
   });
 });
