@@ -3,11 +3,13 @@
  * ours (test/fixtures/go-spiffe-peer) built from the Go module proxy into a cache outside the checkout:
  *  - go-spiffe's X509Source reads SVIDs issued by the nsm-ts CA from a server on our workload.proto
  *    (wire names, header, DER chain, PKCS#8 key, bundles) and verifies them with x509svid.Verify;
- *  - our workloadApiSource reads a grpc-go server's Go-made SVID (leaf + intermediate, federated bundle).
+ *  - our workloadApiSource reads a grpc-go server's Go-made SVID (leaf + intermediate, federated bundle);
+ *  - go-spiffe's X509Source, run in a pod netns, gets its attested ID from the mesh's own Workload API
+ *    (security/workload-server.ts) and the rotation on the open stream.
  * Skipped with the reason printed when Go is not installed or the module proxy cannot be reached.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -16,7 +18,9 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { createLogger } from '../src/core/log.js';
 import { createCa } from '../src/security/ca.js';
+import { namedNetnsPods } from '../src/security/named-netns.js';
 import { workloadApiSource } from '../src/security/workload-client.js';
+import { WorkloadApi } from '../src/security/workload-server.js';
 import { parseCertificates, verifySvidChain } from '../src/security/x509.js';
 import { TestWorkloadApi, svidResponse } from '../src/testing/workload-api.js';
 
@@ -125,4 +129,26 @@ test('our workloadApiSource reads a grpc-go Workload API server with Go-made SVI
   const rotated = await new Promise<typeof m>((r) => source.onUpdate(r));
   assert.notEqual(rotated.svid.leaf.serialNumber, m.svid.leaf.serialNumber);
   assert.equal(rotated.svid.leaf.serialNumber, '0B');
+});
+
+test('go-spiffe X509Source in a pod netns gets its attested ID from the mesh Workload API, and its rotation', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root (netns, other processes in /proc)');
+  const bin = await peer(t);
+  if (!bin) return;
+  const ns = `nsmt-goattest-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.after(() => execFileSync('ip', ['netns', 'del', ns]));
+  const ca = createCa({ trustDomain: 'example.org' });
+  const knowledge = async () => ({ trustDomain: 'example.org', node: 'node-1', components: [], pods: await namedNetnsPods() });
+  const api = new WorkloadApi({ issuer: ca, bundles: () => ca.bundles, knowledge, log: createLogger('interop', 'silent') }, { svidTtlMs: 60_000, rotateFraction: 0.05 });
+  const server = await api.listen(join(tempDir(t), 'agent.sock'));
+  t.after(() => server.stop({ force: true }));
+  const go = start(t, 'ip', ['netns', 'exec', ns, bin, 'client', server.urls[0]]);
+  const a = JSON.parse(await nextLine(go, 'the first SVID')) as Record<string, unknown>;
+  const id = `spiffe://example.org/ns/${ns}/workload`;
+  assert.deepEqual({ id: a.id, verified: a.verified, bundles: a.bundles }, { id, verified: id, bundles: ['example.org'] });
+  const b = JSON.parse(await nextLine(go, 'the rotated SVID')) as Record<string, unknown>;
+  assert.equal(b.id, id);
+  assert.notEqual(b.serial, a.serial);
+  assert.equal(await new Promise((r) => go.child.once('exit', r)), 0, go.stderr());
 });

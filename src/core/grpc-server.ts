@@ -53,6 +53,15 @@ export function peerOf(peer: string | undefined): Promise<Peer | undefined> {
   return entry.lookup;
 }
 
+/**
+ * The accepted unix socket a call came in on (`peer` is nice-grpc's `CallContext.peer`), for a check that
+ * needs more than the netns (security/attest.ts: which process holds the other end); undefined for tcp
+ * calls and once the connection closed.
+ */
+export function peerSocket(peer: string | undefined): Socket | undefined {
+  return peer === undefined ? undefined : peers.get(peer)?.socket;
+}
+
 function tagUnixSocket(socket: Socket): void {
   const tag = `${PEER_TAG}${++nextPeer}`;
   Object.defineProperty(socket, 'remoteAddress', { value: tag, configurable: true });

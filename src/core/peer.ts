@@ -87,25 +87,39 @@ export function parseUnixTable(text: string): UnixEntry[] {
   return out;
 }
 
-/** The netns whose unix socket table has a row matching `match`, or undefined. */
-async function findInTables(match: (e: UnixEntry) => boolean): Promise<string | undefined> {
+/** A network namespace and one process in it (`self` when it is this process's own). */
+export interface NetnsAndPid {
+  readonly netns: string;
+  readonly pid: number | 'self';
+}
+
+/** The netns whose unix socket table has a row matching `match` (with a process in it), or undefined. */
+async function findInTables(match: (e: UnixEntry) => boolean): Promise<NetnsAndPid | undefined> {
   for (const [netns, pid] of await netnsRepresentatives()) {
     const text = await readFile(`/proc/${pid}/net/unix`, 'utf8').catch(() => '');
-    if (parseUnixTable(text).some(match)) return netns;
+    if (parseUnixTable(text).some(match)) return { netns, pid };
   }
   return undefined;
+}
+
+/**
+ * The netns of the socket with inode `inode` and a process in that netns (to look further into it, e.g.
+ * its sock_diag table from inside — security/attest.ts), or undefined when no table lists it.
+ */
+export function netnsOfSocket(inode: number): Promise<NetnsAndPid | undefined> {
+  return findInTables((e) => e.inode === inode);
 }
 
 /** The caller at the other end of the accepted unix socket behind `fd`: its network namespace. */
 export async function peerOfFd(fd: number): Promise<Peer | undefined> {
   const inode = await socketInode(fd);
   if (inode === undefined) return undefined;
-  const netns = await findInTables((e) => e.inode === inode);
-  return netns ? { netns } : undefined;
+  const found = await netnsOfSocket(inode);
+  return found ? { netns: found.netns } : undefined;
 }
 
 /** The network namespace of the server listening on the unix socket at `path`, or undefined if none. */
 export async function listenerNetns(path: string): Promise<string | undefined> {
   if (!(await stat(path).catch(() => undefined))?.isSocket()) return undefined;
-  return findInTables((e) => e.listening && e.path === path);
+  return (await findInTables((e) => e.listening && e.path === path))?.netns;
 }
