@@ -8,8 +8,9 @@
  *   the bare TLS handshake (tls.connect to secureConnect) on the same unix socket.
  * - per call: `--calls` unary Health/Check calls, one after another, on one established channel,
  *   plaintext vs mTLS, in alternating rounds so that the machine's drift hits both alike.
- * Client and server share one event loop, so every number holds both ends' work. SVIDs: EC P-256 from
- * the embedded CA (security/ca.ts), as SPIRE issues by default.
+ * Client and server share one event loop, so every number holds both ends' work. Besides wall time, each
+ * line gives the process CPU time per operation (user+system / n), which a loaded host disturbs far less.
+ * SVIDs: EC P-256 from the embedded CA (security/ca.ts), as SPIRE issues by default.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,12 +33,17 @@ function staticSource(material: X509Material): X509Source {
   return { current: () => material, ready: async () => material, onUpdate: () => () => {}, close: () => {} };
 }
 
-function stats(ms: number[]): string {
+function stats(ms: number[], cpuMicros: number): string {
   const s = [...ms].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   const mean = s.reduce((a, b) => a + b, 0) / s.length;
-  return `mean ${mean.toFixed(3)} ms  p50 ${q(0.5).toFixed(3)}  p95 ${q(0.95).toFixed(3)}  p99 ${q(0.99).toFixed(3)}  (n=${s.length})`;
+  return `wall mean ${mean.toFixed(3)} ms  p50 ${q(0.5).toFixed(3)}  p95 ${q(0.95).toFixed(3)}  p99 ${q(0.99).toFixed(3)}  cpu ${(cpuMicros / s.length / 1000).toFixed(3)} ms/op  (n=${s.length})`;
 }
+
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
 
 /**
  * The pool's channel; a plaintext one gets the same 10 s connection-attempt deadline as an mTLS one
@@ -96,26 +102,37 @@ async function main(): Promise<void> {
     for (const [kind, i] of [['unix', 0], ['tcp', 1]] as const) {
       const plain: number[] = [];
       const tls: number[] = [];
+      const cpu = { plain: 0, tls: 0 };
       for (let c = 0; c < CONNECTIONS; c++) {
+        let c0 = cpuNow();
         plain.push(await firstCall(plainServer.addresses[i], INSECURE));
+        cpu.plain += cpuNow() - c0;
+        c0 = cpuNow();
         tls.push(await firstCall(tlsServer.addresses[i], secure.client));
+        cpu.tls += cpuNow() - c0;
       }
-      console.log(`new channel + first call, ${kind}, plaintext: ${stats(plain)}`);
-      console.log(`new channel + first call, ${kind}, mTLS:      ${stats(tls)}`);
+      console.log(`new channel + first call, ${kind}, plaintext: ${stats(plain, cpu.plain)}`);
+      console.log(`new channel + first call, ${kind}, mTLS:      ${stats(tls, cpu.tls)}`);
     }
     const bare: number[] = [];
+    const c0 = cpuNow();
     for (let c = 0; c < CONNECTIONS; c++) bare.push(await bareHandshake(join(dir, 'tls.sock'), clientMaterial));
-    console.log(`bare TLS handshake (tls.connect → secureConnect), unix: ${stats(bare)}`);
+    console.log(`bare TLS handshake (tls.connect → secureConnect), unix: ${stats(bare, cpuNow() - c0)}`);
     for (const [kind, i] of [['unix', 0], ['tcp', 1]] as const) {
       const plain: number[] = [];
       const tls: number[] = [];
+      const cpu = { plain: 0, tls: 0 };
       const rounds = 4;
       for (let r = 0; r < rounds; r++) {
+        let c0 = cpuNow();
         plain.push(...(await perCall(plainServer.addresses[i], INSECURE, CALLS / rounds)));
+        cpu.plain += cpuNow() - c0;
+        c0 = cpuNow();
         tls.push(...(await perCall(tlsServer.addresses[i], secure.client, CALLS / rounds)));
+        cpu.tls += cpuNow() - c0;
       }
-      console.log(`unary call on an established channel, ${kind}, plaintext: ${stats(plain)}`);
-      console.log(`unary call on an established channel, ${kind}, mTLS:      ${stats(tls)}`);
+      console.log(`unary call on an established channel, ${kind}, plaintext: ${stats(plain, cpu.plain)}`);
+      console.log(`unary call on an established channel, ${kind}, mTLS:      ${stats(tls, cpu.tls)}`);
     }
   } finally {
     await plainServer.stop({ force: true });
