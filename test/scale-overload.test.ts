@@ -35,6 +35,15 @@ const REQUEST_TIMEOUT = process.env.NSM_TEST_OVERLOAD_REQUEST_TIMEOUT ?? '60s';
  * add Requests to the burst this test measures.
  */
 const LIVENESS = process.env.NSM_TEST_OVERLOAD_LIVENESS ?? 'false';
+/**
+ * The second case: a burst that takes the node longer than one Request timeout. Before each NSC bounded
+ * its first Requests (NSM_MAX_CONCURRENT_REQUESTS), every NSC sent all 50 at once, the node queued them
+ * in order and those at the back passed their deadline in the queue: each came back as a client retry
+ * (898 retries for 1000 at once in the bench). Now a client has at most 4 in flight, each with its own
+ * timeout from the moment it is sent, so the node's queue stays short.
+ */
+const BURST_N = Number(process.env.NSM_TEST_BURST_N ?? 200);
+const BURST_TIMEOUT = process.env.NSM_TEST_BURST_REQUEST_TIMEOUT ?? '4s';
 
 /** The forwarders the registry holds now. */
 async function registeredForwarders(mesh: Mesh): Promise<string[]> {
@@ -91,5 +100,23 @@ describe('scale: overload becomes waiting, not failure (real processes, real net
     assert.deepEqual(await registeredForwarders(mesh), [forwarderName], 'the forwarder is still registered');
     assert.doesNotMatch(mesh.registry.log(), new RegExp(`"nse":"${forwarderName}"[^\\n]*"msg":"registration expired`), 'the forwarder registration never expired');
     assert.match(mesh.nsmgr.log(), /"msg":"nsmgr Request: limit reached; queueing"/, 'the burst waited in nsmgr');
+  });
+
+  it(`${BURST_N} first Requests at once with a ${BURST_TIMEOUT} request timeout shorter than the burst: no Request times out in a queue, none is retried`, { timeout: 180_000 }, async (t) => {
+    if (!requireRoot(t)) return;
+    const quiet = { NSM_LOG_LEVEL: 'info' };
+    const mesh = await startMesh(t, { nsmgrEnv: quiet, forwarderEnv: quiet, registryEnv: quiet });
+    const t0 = Date.now();
+    const scale = await startScaleClients(t, mesh, { n: BURST_N, mode: 'all', nscEnv: { NSM_REQUEST_TIMEOUT: BURST_TIMEOUT }, timeoutMs: 150_000 });
+    const upMs = Date.now() - t0;
+    const byId = scale.establishedById();
+    t.diagnostic(`${BURST_N} connections up in ${upMs} ms with a ${BURST_TIMEOUT} request timeout, ${scale.retries()} client retries`);
+    for (const [reason, n] of scale.retryReasons()) t.diagnostic(`retried ${n}×: ${reason}`);
+
+    assert.equal(byId.size, BURST_N, 'every connection came up');
+    assert.deepEqual([...byId].filter(([, n]) => n > 1), [], 'each connection came up once');
+    assert.equal(scale.retries(), 0, 'no client retried a Request (no "request failed; retrying")');
+    assert.equal(scale.healsDetected(), 0, 'no heal without a fault');
+    assert.equal(await scale.nseLinks(), BURST_N, 'one interface per connection in the NSE netns');
   });
 });

@@ -10,6 +10,11 @@ export const nscConfig = defineConfig('nsc', {
     default: '15s',
     min: 1,
   }),
+  maxConcurrentRequests: env.int(
+    'NSM_MAX_CONCURRENT_REQUESTS',
+    'nsm-ts: at most this many first Requests of this client in flight at once (upstream cmd-nsc makes them one after another); each attempt\'s NSM_REQUEST_TIMEOUT starts when it is sent',
+    { default: '4', min: 1, max: 64 },
+  ),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens; refresh runs before they expire', { default: '10m' }),
   networkServices: {
     ...env.list('NSM_NETWORK_SERVICES', 'comma list of NSURLs [kernel://]service[@domain][/ifname][?label=value&…]', { required: true }),

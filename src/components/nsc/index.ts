@@ -1,6 +1,6 @@
 /**
  * nsc — the client, as upstream cmd-nsc: one connection per NSURL of NSM_NETWORK_SERVICES, with ids
- * `<NSM_NAME>-<i>`. Each is established by establish.ts (adopting what nsmgr still holds, retrying the
+ * `<NSM_NAME>-<i>`, at most NSM_MAX_CONCURRENT_REQUESTS at once. Each is established by establish.ts (adopting what nsmgr still holds, retrying the
  * first Request); then refresh keeps it alive and heal repairs it; on stop it Closes every connection,
  * a few at a time, within a budget that grows with their number (teardown.ts; `stopBudgetMs()` tells the
  * process edge how long to wait).
@@ -14,6 +14,7 @@ import { realClock, type Clock } from '../../core/clock.js';
 import type { Running } from '../../core/lifecycle.js';
 import type { Logger } from '../../core/log.js';
 import { hs256TokenGenerator } from '../../core/token.js';
+import { forEachLimited } from '../../core/pool.js';
 import { ChannelPool, createClient } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
 import { beginClient } from '../../networkservice/begin/index.js';
@@ -52,7 +53,7 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
   const status = new StatusBoard({ name: config.name, file: config.statusFile || undefined, clock, log });
 
   const heal = healClient(
-    { log, clock, probe: deps.probe, controlPlane: monitorControlPlane(monitor), signal: stopping.signal },
+    { log, clock, probe: deps.probe, controlPlane: monitorControlPlane(monitor, { log }), signal: stopping.signal },
     { interval: config.livenessCheckInterval, confirmations: config.healConfirmations, maxBackoff: config.healMaxBackoff },
   );
   const chain = networkServiceChain('nsc', [
@@ -71,12 +72,24 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
   const requests = config.networkServices.map((u, i) => buildRequest(config.name, i, u));
   for (const r of requests) status.connecting(r);
   const establishDeps = { chain, monitor, clock, log, signal: stopping.signal };
-  const attempts = requests.map(async (r) => {
-    const conn = await establish(r, establishDeps, { name: config.name, requestTimeout: config.requestTimeout });
-    status.established(conn);
-    return conn;
-  });
-  const connected = Promise.all(attempts);
+  // At most NSM_MAX_CONCURRENT_REQUESTS first Requests in flight: each attempt's timeout starts when it is
+  // sent, so a node that admits Requests in order serves every client within its timeout instead of
+  // letting them time out in its queue and come back (issue 11: 1000 first Requests at once, no retry).
+  const established: Connection[] = [];
+  const failures: unknown[] = [];
+  const settled = forEachLimited(
+    requests.map((r, i) => ({ r, i })),
+    config.maxConcurrentRequests,
+    async ({ r, i }) => {
+      try {
+        established[i] = await establish(r, establishDeps, { name: config.name, requestTimeout: config.requestTimeout });
+        status.established(established[i]);
+      } catch (err) {
+        failures.push(err);
+      }
+    },
+  );
+  const connected = settled.then(() => (failures.length > 0 ? Promise.reject(failures[0] as Error) : established));
   connected.catch(() => undefined);
 
   return {
@@ -87,7 +100,7 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
     async stop() {
       const deadline = clock.now() + stopBudgetMs(requests.length) - STOP_MARGIN_MS;
       stopping.abort();
-      await Promise.allSettled(attempts);
+      await settled;
       await closeAll(status.connections(), { chain, clock, log }, { requestTimeout: config.requestTimeout, deadline, onClosed: (c) => status.closed(c.id) });
       await status.flush();
       pool.close();

@@ -194,7 +194,8 @@ describe('monitor server', () => {
     await until(() => down.calls.length === 1, 'monitor call');
     const call = down.calls[0];
     assert.equal(call.url, 'unix:///next.sock');
-    assert.deepEqual(call.selector.pathSegments.map((s) => [s.name, s.id]), [['nsmgr', me.id]]);
+    // One stream per downstream URL for every connection of this hop: selected by this hop's name only.
+    assert.deepEqual(call.selector.pathSegments.map((s) => [s.name, s.id]), [['nsmgr', '']]);
 
     const downConn = (state: State, opts: { id?: string; index?: number } = {}) =>
       Connection.fromPartial({
@@ -243,5 +244,39 @@ describe('monitor server', () => {
     assert.equal(down.calls[1].url, 'unix:///two.sock');
     await chain.close(c, newContext());
     await until(() => down.calls[1].signal.aborted, 'closed');
+  });
+
+  it('passthrough: the connections to one downstream share one stream; events go to their own connection; the last Close cancels it', async () => {
+    const { svc, down, chain, req } = setup();
+    const c1 = await chain.request(req, newContext());
+    const req2 = defaultRequest({ id: 'nsc-2', pathSegments: [{ name: 'nsc', id: 'nsc-2' }] });
+    const c2 = await chain.request(req2, newContext());
+    await until(() => down.calls.length === 1, 'monitor call');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(down.calls.length, 1, 'one stream for both connections');
+    const call = down.calls[0];
+    const ids = [c1.path!.pathSegments[1].id, c2.path!.pathSegments[1].id];
+    const downConn = (id: string, nsc: string, state: State, mtu: number) =>
+      Connection.fromPartial({
+        id: `fwd-${id}`,
+        state,
+        path: { index: 2, pathSegments: [{ name: 'nsc', id: nsc }, { name: 'nsmgr', id }, { name: 'fwd', id: `fwd-${id}` }] },
+        context: { MTU: mtu },
+      });
+    call.push({ type: ConnectionEventType.UPDATE, connections: { a: downConn(ids[1], 'nsc-2', State.UP, 1300) } });
+    await until(() => svc.get(ids[1])!.context?.MTU === 1300, 'second connection updated');
+    assert.notEqual(svc.get(ids[0])!.context?.MTU, 1300, 'the first connection is not touched by the second one\'s event');
+
+    await chain.close(c1, newContext());
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(call.signal.aborted, false, 'the stream stays while a connection watches it');
+    call.fail(new UnavailableError('stream broke'));
+    await until(() => svc.get(ids[1])!.state === State.DOWN, 'stream failure → DOWN for the connection still watching');
+
+    // The next Request opens a new shared stream; the last Close cancels it.
+    await chain.request({ ...req2, connection: c2 }, newContext());
+    await until(() => down.calls.length === 2, 'reopened');
+    await chain.close(c2, newContext());
+    await until(() => down.calls[1].signal.aborted, 'cancelled with the last subscription');
   });
 });

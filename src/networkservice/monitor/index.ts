@@ -5,17 +5,18 @@
  * - Successful Request: stores the connection (state UP) and broadcasts UPDATE. Failed re-Request of a
  *   known connection: broadcasts UPDATE with state DOWN. Close: broadcasts DELETE (also when the
  *   downstream Close fails).
- * - Passthrough: when the connection has a downstream (`CONNECTED_URL`, set by `connect`), it opens
- *   `MonitorConnections` to that URL (dep `monitorClient(url)`) with selector
- *   `[{id: own segment id, name: own segment name}]` and re-emits what it gets after the client-side filter
+ * - Passthrough: when the connection has a downstream (`CONNECTED_URL`, set by `connect`), it watches
+ *   that URL (dep `monitorClient(url)`) on one `MonitorConnections` stream shared by all connections to
+ *   it (shared.ts; selector `[{id: "", name: own segment name}]`, events handed over by segment id — one
+ *   stream per connection cost 55 MiB per 1000 connections at each end) and re-emits after the client-side filter
  *   of spec §1.4: only connections whose segment at this hop's index has this hop's id and whose
  *   `path.index` is this hop's index or the next; downstream path (index rewritten to this hop's),
  *   context and state are taken, DELETE becomes DOWN, unchanged connections are suppressed. If the stream
  *   fails or ends, the connection is broadcast with state DOWN.
  * Placement: server chain after `begin` (uses `ctx.state` and `ctx.events.lifetime`), before `connect`.
- * Background work: one passthrough loop per connection with a downstream, owned by an AbortController
- * linked to the connection lifetime; restarted by a Request when the downstream URL changed or the previous
- * loop ended; stopped on Close.
+ * Background work: one stream per downstream URL while a connection watches it; a connection's
+ * subscription ends with its lifetime or Close, is renewed by a Request when the downstream URL changed or
+ * the shared stream ended.
  */
 import {
   Connection as ConnectionFns,
@@ -26,12 +27,12 @@ import {
 } from '../../api/gen/connection.js';
 import { cloneConnection } from '../../api/helpers.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
-import { errorMessage, UnavailableError } from '../../core/errors.js';
+import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { linkSignals, ENDED } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
 import { CONNECTED_URL } from '../connect/state.js';
 import { MonitorService } from './service.js';
+import { SharedMonitors, type MonitorSubscription } from './shared.js';
 
 export { MonitorService, DEFAULT_SUBSCRIBER_BUFFER, type MonitorServiceOptions } from './service.js';
 
@@ -44,59 +45,49 @@ export interface MonitorDeps {
 
 interface Passthrough {
   readonly url: string;
-  readonly controller: AbortController;
-  done: boolean;
+  readonly subscription: MonitorSubscription;
 }
 
 const PASSTHROUGH = new StateKey<Passthrough>('monitor.passthrough');
 
 export function monitorServer(deps: MonitorDeps): NetworkServiceElement {
   const { monitor } = deps;
+  const shared = new SharedMonitors();
 
-  const startPassthrough = (conn: Connection, url: string, lifetime: AbortSignal | undefined, log: Logger): Passthrough => {
-    const pt: Passthrough = { url, controller: new AbortController(), done: false };
-    const linked = linkSignals([lifetime, pt.controller.signal]);
-    void runPassthrough(conn, pt, linked.signal, log.child({ downstream: url })).finally(() => {
-      pt.done = true;
-      linked.dispose();
-    });
-    return pt;
-  };
-
-  const runPassthrough = async (own: Connection, pt: Passthrough, signal: AbortSignal, log: Logger) => {
+  /** Watches `own` (as this hop returned it) on the shared stream of `url`, until its lifetime ends. */
+  const startPassthrough = (own: Connection, url: string, lifetime: AbortSignal | undefined, log: Logger): Passthrough => {
     const index = own.path!.index;
     const seg = own.path!.pathSegments[index];
-    let failure: unknown;
-    try {
-      const stream = deps.monitorClient!(pt.url).monitorConnections({ pathSegments: [{ id: seg.id, name: seg.name }], networkServices: [] }, { signal });
-      for await (const event of stream) {
-        for (const down of Object.values(event.connections)) {
-          const p = down.path;
-          if (!p || p.pathSegments[index]?.id !== seg.id || (p.index !== index && p.index !== index + 1)) continue;
-          const current = monitor.get(own.id);
-          if (!current) continue;
-          const updated = cloneConnection(current);
-          updated.path = { index, pathSegments: p.pathSegments.map((s) => ({ ...s, metrics: { ...s.metrics } })) };
-          updated.context = down.context;
-          updated.state = event.type === ConnectionEventType.DELETE ? State.DOWN : down.state;
-          if (sameConnection(updated, current)) continue;
-          log.debug({ state: updated.state, event: event.type }, 'downstream change');
-          monitor.update(updated);
-        }
-      }
-      failure = new UnavailableError(`monitor stream from ${pt.url} ended`);
-    } catch (err) {
-      failure = err;
-    }
-    if (signal.aborted) return;
-    log.warn({ err: errorMessage(failure) }, 'downstream monitor stream failed: connection DOWN');
-    const current = monitor.get(own.id);
-    if (current && current.state !== State.DOWN) monitor.update({ ...current, state: State.DOWN });
+    const open = (signal: AbortSignal) =>
+      deps.monitorClient!(url).monitorConnections({ pathSegments: [{ id: '', name: seg.name }], networkServices: [] }, { signal });
+    const onLifetimeEnd = () => subscription.close();
+    const subscription = shared.get(`${url}\n${seg.name}`, open, log.child({ downstream: url })).subscribe(seg.id, {
+      event(type, down) {
+        const p = down.path;
+        if (!p || p.pathSegments[index]?.id !== seg.id || (p.index !== index && p.index !== index + 1)) return;
+        const current = monitor.get(own.id);
+        if (!current) return;
+        const updated = cloneConnection(current);
+        updated.path = { index, pathSegments: p.pathSegments.map((s) => ({ ...s, metrics: { ...s.metrics } })) };
+        updated.context = down.context;
+        updated.state = type === ConnectionEventType.DELETE ? State.DOWN : down.state;
+        if (sameConnection(updated, current)) return;
+        log.debug({ state: updated.state, event: type }, 'downstream change');
+        monitor.update(updated);
+      },
+      end(err) {
+        lifetime?.removeEventListener('abort', onLifetimeEnd);
+        log.debug({ err: errorMessage(err), downstream: url }, 'downstream monitor stream failed: connection DOWN');
+        const current = monitor.get(own.id);
+        if (current && current.state !== State.DOWN) monitor.update({ ...current, state: State.DOWN });
+      },
+    });
+    if (lifetime?.aborted) subscription.close();
+    else lifetime?.addEventListener('abort', onLifetimeEnd, { once: true });
+    return { url, subscription };
   };
 
-  const stop = (pt: Passthrough | undefined) => {
-    if (pt && !pt.controller.signal.aborted) pt.controller.abort(ENDED);
-  };
+  const stop = (pt: Passthrough | undefined) => pt?.subscription.close();
 
   return {
     name: 'monitor-server',
@@ -116,7 +107,7 @@ export function monitorServer(deps: MonitorDeps): NetworkServiceElement {
       if (url === undefined || !deps.monitorClient) {
         stop(pt);
         ctx.state.delete(PASSTHROUGH);
-      } else if (!pt || pt.url !== url || pt.done || pt.controller.signal.aborted) {
+      } else if (!pt || pt.url !== url || pt.subscription.done) {
         stop(pt);
         ctx.state.set(PASSTHROUGH, startPassthrough(cloneConnection(conn), url, ctx.events?.lifetime, ctx.log));
       }
