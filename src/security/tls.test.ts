@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -19,7 +20,7 @@ import { HealthCheckResponse_ServingStatus as Serving, HealthDefinition } from '
 import { NetworkServiceDefinition } from '../api/gen/networkservice.js';
 import { networkServiceService } from '../core/edge.js';
 import { peerIdentityOf } from '../core/grpc-server.js';
-import { processNetns } from '../core/peer.js';
+import { netnsIdentity, processNetns } from '../core/peer.js';
 import { createLogger, silentLogger, type Logger } from '../core/log.js';
 import { createClient, openChannel, parseUrl, serve, serverIdentityOf, type GrpcServer } from '../core/transport.js';
 import { buildCertificate, createCa, type EmbeddedCa } from './ca.js';
@@ -183,6 +184,35 @@ test('mtls: health, a unary and a streaming service over unix and tcp; each side
     }
     ac.abort();
   }
+});
+
+test('mtls: a caller in another netns is found through the TLS layer (peer tag and fd), with its SPIFFE ID', { skip: process.getuid?.() !== 0 && 'needs root (netns)' }, async (t) => {
+  const s = await serveBoth(t, mtls(new MemorySource(issue('nsmgr'))));
+  const ns = `nsmt-mtls-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.after(() => execFileSync('ip', ['netns', 'del', ns]));
+  const client = ca1.issue({ spiffeId: 'spiffe://td1.test/pod' });
+  const mod = (p: string) => JSON.stringify(new URL(p, import.meta.url).pathname);
+  const script = `
+    import { createClient, openChannel } from ${mod('../core/transport.js')};
+    import { mtls } from ${mod('./tls.js')};
+    import { parseX509SvidPem } from ${mod('./x509.js')};
+    import { NetworkServiceDefinition } from ${mod('../api/gen/networkservice.js')};
+    const env = JSON.parse(process.env.MTLS_TEST);
+    const m = { svid: parseX509SvidPem(env.cert, env.key), bundles: new Map([[env.td, env.root]]) };
+    const ch = openChannel(env.url, mtls({ current: () => m, ready: async () => m, onUpdate: () => () => {}, close() {} }));
+    const conn = await createClient(NetworkServiceDefinition, ch).request({ connection: { id: 'x' }, mechanismPreferences: [] });
+    ch.close();
+    process.stdout.write(JSON.stringify(conn.labels));`;
+  const env = { ...process.env, MTLS_TEST: JSON.stringify({ cert: client.certChainPem, key: client.keyPem, td: TD, root: ca1.rootPem, url: s.unix }) };
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script], { env, timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  const labels = JSON.parse(out) as Record<string, string>;
+  assert.equal(labels.caller, 'spiffe://td1.test/pod');
+  assert.equal(labels.serial, client.leaf.serialNumber);
+  assert.equal(labels.netns, await netnsIdentity(`file:///run/netns/${ns}`));
+  assert.notEqual(labels.netns, await processNetns('self'));
 });
 
 test('mtls: plaintext clients and bad client certificates are refused at the handshake, each logged once with the peer and reason', async (t) => {
