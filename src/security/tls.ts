@@ -213,7 +213,10 @@ export function mtlsListener(sec: Mtls, accept: (socket: TLSSocket, peer: PeerId
     sec.log.warn({ listener: listeningUrl(server), peer: label(socket), reason }, 'mTLS handshake refused');
     socket.destroy();
   };
+  let closed = false;
   server.on('secureConnection', (socket: TLSSocket) => {
+    // a handshake that ends after close() finds nothing to serve it
+    if (closed) return void socket.destroy();
     // grpc-js serves HTTP/2 only to a socket that negotiated it (it would hang up later, unlogged)
     if (socket.alpnProtocol !== 'h2') return refuse(socket, `the client did not negotiate HTTP/2 by ALPN (got ${String(socket.alpnProtocol)})`);
     let peer: PeerIdentity;
@@ -237,6 +240,7 @@ export function mtlsListener(sec: Mtls, accept: (socket: TLSSocket, peer: PeerId
   return {
     server,
     close() {
+      closed = true;
       unsubscribe();
       server.close();
     },
