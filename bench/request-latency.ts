@@ -35,6 +35,7 @@ import {
   addNs, argValue, benchDir, delNs, leftoverNs, loadavgNow, nonLoLinks, machineInfo, MAIN, ms, runBench, startMesh, startNse,
   stats, table, wallNow, type Mesh, type Ns, type Stats,
 } from './lib.js';
+import { INSECURE } from '../src/security/tls.js';
 
 const N = Number(argValue('n', '200'));
 const C = Number(argValue('concurrency', '10'));
@@ -44,7 +45,7 @@ const SERVICE = 'kernel://dataplane-interrupt/nsm-1';
 /** What startNsc does before its Request: a fresh channel to nsmgr and one MonitorConnections event (adopt check). */
 async function adoptSample(mesh: Mesh, i: number): Promise<number> {
   const t0 = wallNow();
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   try {
     const client = createClient(MonitorConnectionDefinition, pool.get(mesh.sock.nsmgr)) as MonitorConnectionClient;
     const ac = new AbortController();

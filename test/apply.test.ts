@@ -15,6 +15,7 @@ import { newContext } from '../src/core/context.js';
 import { silentLogger } from '../src/core/log.js';
 import { ChannelPool } from '../src/core/transport.js';
 import { nsConnectClient, nseConnectClient } from '../src/registry/connect/index.js';
+import { INSECURE } from '../src/security/tls.js';
 
 const SEED_NETSVC = `---
 apiVersion: networkservicemesh.io/v1
@@ -73,7 +74,7 @@ describe('nsm apply / delete', () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-apply-'));
     url = `unix://${join(dir, 'registry.sock')}`;
     registry = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '1m' }), { log: silentLogger });
-    pool = new ChannelPool();
+    pool = new ChannelPool(INSECURE);
   });
 
   after(async () => {

@@ -5,6 +5,7 @@
 import type { Connection } from '../api/gen/connection.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
+import type { PeerIdentity } from '../security/tls.js';
 import type { Peer } from './peer.js';
 import { StateStore } from './state.js';
 
@@ -35,6 +36,8 @@ export interface CallContext {
    * undefined for tcp calls.
    */
   readonly peer?: () => Promise<Peer | undefined>;
+  /** Server side, over mTLS: the caller's verified SPIFFE ID and certificate; absent for plaintext and in-process calls. */
+  readonly peerIdentity?: PeerIdentity;
 }
 
 export function newContext(init: Partial<CallContext> = {}): CallContext {
@@ -46,6 +49,7 @@ export function newContext(init: Partial<CallContext> = {}): CallContext {
     metadata: init.metadata ?? {},
     events: init.events,
     peer: init.peer,
+    peerIdentity: init.peerIdentity,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * Server edge: turns chains into nice-grpc service implementations. Builds the call context from the
- * gRPC call (signal, metadata), and maps our errors to gRPC status codes here and nowhere else.
+ * gRPC call (signal, metadata, the caller's netns and mTLS identity), and maps our errors to gRPC status
+ * codes here and nowhere else.
  */
 import type { CallContext as GrpcCallContext, Metadata } from 'nice-grpc';
 import type { ConnectionEvent, MonitorConnectionServiceImplementation, MonitorScopeSelector } from '../api/gen/connection.js';
@@ -12,7 +13,7 @@ import type {
 import type { NetworkServiceHandler, NseHandler, NsHandler, RegistryHandler } from './chain.js';
 import { newContext, type CallContext } from './context.js';
 import { toServerError } from './errors.js';
-import { peerOf } from './grpc-server.js';
+import { peerIdentityOf, peerOf } from './grpc-server.js';
 import type { Logger } from './log.js';
 
 export function metadataRecord(md: Metadata | undefined): Record<string, string> {
@@ -26,7 +27,7 @@ export function metadataRecord(md: Metadata | undefined): Record<string, string>
 }
 
 function edgeContext(call: { signal: AbortSignal; metadata?: Metadata; peer?: string }, log: Logger): CallContext {
-  return newContext({ signal: call.signal, metadata: metadataRecord(call.metadata), log, peer: () => peerOf(call.peer) });
+  return newContext({ signal: call.signal, metadata: metadataRecord(call.metadata), log, peer: () => peerOf(call.peer), peerIdentity: peerIdentityOf(call.peer) });
 }
 
 async function mapped<T>(fn: () => Promise<T>): Promise<T> {

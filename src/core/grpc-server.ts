@@ -8,14 +8,23 @@
  * reports as the call's peer (nice-grpc's `CallContext.peer`); `peerOf(tag)` resolves it lazily, once per
  * connection, and forgets it when the socket closes.
  *
+ * With mTLS (security/tls.ts) both unix sockets and tcp are accepted by a TLS server of our own, and each
+ * verified TLS socket is injected into grpc-js as an already secured stream: its tag (`unix-peer:<n>`, or
+ * `tcp-peer:<n>@<address>:<port>`) reaches the call as above, and the peer's SPIFFE ID and certificate are
+ * kept with it (`peerIdentityOf`). grpc-js's own TLS servers would lose the tag of an injected unix socket
+ * (a TLS socket over a pipe has no remote address) and nice-grpc's context has no auth context.
+ *
  * nice-grpc keeps its handler factories internal; they are loaded from their files here (pinned version,
  * see package.json) so that calls behave exactly as under nice-grpc's own `createServer` — the unit test
  * of this file fails loudly if a nice-grpc upgrade moves them.
  */
 import { createRequire } from 'node:module';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Server, ServerCredentials, type ChannelOptions, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { CompatServiceDefinition } from 'nice-grpc';
+import { mtlsListener, type Mtls, type MtlsListener, type PeerIdentity, type TransportSecurity } from '../security/tls.js';
+import { InvalidArgumentError } from './errors.js';
 import { peerOfFd, socketFd, type Peer } from './peer.js';
 
 interface MethodDefinition {
@@ -35,9 +44,14 @@ const niceGrpc = {
   },
 };
 
-const PEER_TAG = 'unix-peer:';
 let nextPeer = 0;
-const peers = new Map<string, { readonly socket: Socket; lookup?: Promise<Peer | undefined> }>();
+interface PeerEntry {
+  readonly socket: Socket;
+  readonly unix: boolean;
+  readonly identity?: PeerIdentity;
+  lookup?: Promise<Peer | undefined>;
+}
+const peers = new Map<string, PeerEntry>();
 
 /**
  * The caller at the other end of the unix connection a call came in on (`peer` is nice-grpc's
@@ -45,7 +59,7 @@ const peers = new Map<string, { readonly socket: Socket; lookup?: Promise<Peer |
  */
 export function peerOf(peer: string | undefined): Promise<Peer | undefined> {
   const entry = peer === undefined ? undefined : peers.get(peer);
-  if (!entry) return Promise.resolve(undefined);
+  if (!entry?.unix) return Promise.resolve(undefined);
   if (!entry.lookup) {
     const fd = socketFd(entry.socket);
     entry.lookup = fd === undefined ? Promise.resolve(undefined) : peerOfFd(fd).catch(() => undefined);
@@ -59,23 +73,46 @@ export function peerOf(peer: string | undefined): Promise<Peer | undefined> {
  * calls and once the connection closed.
  */
 export function peerSocket(peer: string | undefined): Socket | undefined {
-  return peer === undefined ? undefined : peers.get(peer)?.socket;
+  const entry = peer === undefined ? undefined : peers.get(peer);
+  return entry?.unix ? entry.socket : undefined;
 }
 
-function tagUnixSocket(socket: Socket): void {
-  const tag = `${PEER_TAG}${++nextPeer}`;
+/**
+ * The verified SPIFFE ID and certificate of the caller of an mTLS call (`call` is nice-grpc's
+ * `CallContext`, or its `peer`); undefined for plaintext and in-process calls.
+ */
+export function peerIdentityOf(call: { readonly peer?: string } | string | undefined): PeerIdentity | undefined {
+  const peer = typeof call === 'string' ? call : call?.peer;
+  return peer === undefined ? undefined : peers.get(peer)?.identity;
+}
+
+/** A new peer tag for a socket (not yet registered). */
+function newTag(socket: Socket, unix: boolean): string {
+  return unix ? `unix-peer:${++nextPeer}` : `tcp-peer:${++nextPeer}@${socket.remoteAddress}:${socket.remotePort}`;
+}
+
+/** Gives `socket` the peer tag as its remote address (what grpc-js reports as the call's peer) and remembers it until it closes. */
+function tagSocket(socket: Socket, unix: boolean, identity?: PeerIdentity): void {
+  const tag = newTag(socket, unix);
   Object.defineProperty(socket, 'remoteAddress', { value: tag, configurable: true });
-  peers.set(tag, { socket });
+  Object.defineProperty(socket, 'remotePort', { value: undefined, configurable: true });
+  peers.set(tag, { socket, unix, identity });
   socket.once('close', () => peers.delete(tag));
 }
 
-/** grpc-js server whose unix connections carry a peer tag. Services are added before listening. */
+/**
+ * grpc-js server whose unix connections (and, with mTLS, all connections) carry a peer tag. Services are
+ * added before listening. `security` is mTLS from an X509Source or explicitly INSECURE.
+ */
 export class PeerAwareServer {
   readonly #server: Server;
+  readonly #security: TransportSecurity;
   readonly #unixListeners: NetServer[] = [];
+  readonly #tlsListeners: MtlsListener[] = [];
 
-  constructor(options: ChannelOptions) {
+  constructor(options: ChannelOptions, security: TransportSecurity) {
     this.#server = new Server(options);
+    this.#security = security;
   }
 
   /** `implementation` is a nice-grpc service implementation of `definition` (its methods by name). */
@@ -93,7 +130,15 @@ export class PeerAwareServer {
   }
 
   /** Listens on `host:port` (port 0 picks one); resolves to the port. */
-  listenTcp(hostPort: string): Promise<number> {
+  async listenTcp(hostPort: string): Promise<number> {
+    if (this.#security.kind === 'mtls') {
+      const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(hostPort);
+      if (!m) throw new InvalidArgumentError('hostPort', hostPort, 'expected host:port');
+      const listener = this.#listenTls(this.#security, false);
+      await listen(listener.server, { host: m[1] ?? m[2], port: Number(m[3]) });
+      const address = listener.server.address();
+      return typeof address === 'object' && address ? address.port : Number(m[3]);
+    }
     return new Promise((resolve, reject) =>
       this.#server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
@@ -101,16 +146,37 @@ export class PeerAwareServer {
 
   /** Listens on the unix socket at `path` (which must not exist). */
   async listenUnix(path: string): Promise<void> {
+    if (this.#security.kind === 'mtls') {
+      await listen(this.#listenTls(this.#security, true).server, { path });
+      return;
+    }
     const injector = this.#server.createConnectionInjector(ServerCredentials.createInsecure());
     const listener = createNetServer((socket) => {
-      tagUnixSocket(socket);
+      tagSocket(socket, true);
       injector.injectConnection(socket);
     });
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(path, () => (listener.off('error', reject), resolve()));
-    });
+    await listen(listener, { path });
     this.#unixListeners.push(listener);
+  }
+
+  /**
+   * A TLS listener whose verified sockets are tagged and injected into grpc-js as secured streams
+   * (grpc-js reads plain HTTP/2 from them; the TLS below is ours).
+   */
+  #listenTls(security: Mtls, unix: boolean): MtlsListener {
+    const injector = this.#server.createConnectionInjector(ServerCredentials.createInsecure());
+    const listener = mtlsListener(
+      security,
+      (socket: TLSSocket, identity) => {
+        // errors after the handshake end the HTTP/2 session; without a listener they would be thrown
+        socket.on('error', () => {});
+        tagSocket(socket, unix, identity);
+        injector.injectConnection(socket);
+      },
+      (socket) => newTag(socket, unix),
+    );
+    this.#tlsListeners.push(listener);
+    return listener;
   }
 
   /** Stops accepting, lets running calls finish. */
@@ -126,5 +192,13 @@ export class PeerAwareServer {
 
   #closeListeners(): void {
     for (const l of this.#unixListeners.splice(0)) l.close();
+    for (const l of this.#tlsListeners.splice(0)) l.close();
   }
+}
+
+function listen(server: NetServer, at: { path: string } | { host: string; port: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at, () => (server.off('error', reject), resolve()));
+  });
 }

@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { createChannel, createClient, Status } from 'nice-grpc';
 import { HealthCheckResponse_ServingStatus as S, HealthDefinition } from '../api/gen/health.js';
 import { ChannelPool, createClient as pooledClient, serve } from './transport.js';
+import { INSECURE } from '../security/tls.js';
 
 async function healthServer(t: import('node:test').TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
-  const server = await serve([`unix://${join(dir, 'h.sock')}`], []);
+  const server = await serve([`unix://${join(dir, 'h.sock')}`], [], INSECURE);
   const channel = createChannel(`unix://${join(dir, 'h.sock')}`);
   t.after(async () => {
     channel.close();
@@ -55,8 +56,8 @@ test('health: an unknown service is NOT_FOUND on Check and SERVICE_UNKNOWN on Wa
 test('dial: a live peer is reached; a refused one fails at the dial timeout, not after the grace', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
   const url = `unix://${join(dir, 'd.sock')}`;
-  const server = await serve([url], []);
-  const pool = new ChannelPool({ dialGrace: 10_000 });
+  const server = await serve([url], [], INSECURE);
+  const pool = new ChannelPool(INSECURE, { dialGrace: 10_000 });
   t.after(async () => {
     pool.close();
     await server.stop({ force: true });
@@ -77,7 +78,7 @@ test('serve: a unix socket whose directory is missing is refused naming the fiel
   const dir = mkdtempSync(join(tmpdir(), 'nsm-transport-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const missing = join(dir, 'no', 'such');
-  await assert.rejects(serve([`unix://${join(missing, 'x.sock')}`], [], 'NSM_LISTEN_ON'), (err: Error & { field?: string }) => {
+  await assert.rejects(serve([`unix://${join(missing, 'x.sock')}`], [], INSECURE, 'NSM_LISTEN_ON'), (err: Error & { field?: string }) => {
     assert.equal(err.name, 'InvalidArgumentError');
     assert.equal(err.field, 'NSM_LISTEN_ON');
     assert.match(err.message, new RegExp(`directory ${missing} does not exist`));

@@ -3,12 +3,16 @@
  * that always serve `grpc.health.v1.Health`, and a channel pool for clients. A stale unix socket file is
  * replaced at start (a live one is refused, naming it) and removed on a clean stop. A server never creates
  * directories: a unix socket's directory must exist (InvalidArgumentError naming the field otherwise).
+ *
+ * Every server and pool is given its transport security: mTLS from an X509Source or explicitly INSECURE
+ * (security/tls.ts); a TLS server never accepts plaintext and a TLS channel never falls back to it.
  */
 import { existsSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { connectivityState as ConnectivityState } from '@grpc/grpc-js';
 import { createChannel, createClient as niceCreateClient, type Channel, type CompatServiceDefinition } from 'nice-grpc';
+import { channelCredentials, MtlsChannelCredentials, type PeerIdentity, type TransportSecurity } from '../security/tls.js';
 import {
   HealthCheckResponse_ServingStatus,
   HealthDefinition,
@@ -97,8 +101,11 @@ export const SERVER_OPTIONS = {
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
 } as const;
 
-/** Serves the given services plus Health on every URL. Stale unix sockets are replaced. */
-export async function serve(urls: readonly string[], services: readonly ServiceRegistration[], field = 'NSM_LISTEN_ON'): Promise<GrpcServer> {
+/**
+ * Serves the given services plus Health on every URL, with `security` (mTLS or explicitly INSECURE).
+ * Stale unix sockets are replaced. With mTLS the source must have its first SVID (UnavailableError otherwise).
+ */
+export async function serve(urls: readonly string[], services: readonly ServiceRegistration[], security: TransportSecurity, field = 'NSM_LISTEN_ON'): Promise<GrpcServer> {
   const parsed = urls.map((u) => parseUrl(u, field));
   if (parsed.length === 0) throw new InvalidArgumentError(field, '', 'at least one URL to listen on is required');
   const health = new HealthService(services.map((s) => s.definition.fullName));
@@ -107,7 +114,7 @@ export async function serve(urls: readonly string[], services: readonly ServiceR
   const addresses: string[] = [];
   const sockets: string[] = [];
   const newServer = () => {
-    const server = new PeerAwareServer(SERVER_OPTIONS);
+    const server = new PeerAwareServer(SERVER_OPTIONS, security);
     server.add(HealthDefinition, health);
     for (const s of services) server.add(s.definition, s.implementation);
     servers.push(server);
@@ -280,12 +287,41 @@ export const TCP_KEEPALIVE_OPTIONS = {
  */
 export const DEFAULT_DIAL_GRACE_MS = 10_000;
 
-/** Channels shared per URL for the lifetime of a component. */
+/** Credentials of channels made by `openChannel`, to read the server's identity back. */
+const channelCredentialsOf = new WeakMap<Channel, MtlsChannelCredentials>();
+
+/**
+ * A channel to `url` with `security` (mTLS, optionally expecting one exact server SPIFFE ID, or explicitly
+ * INSECURE) and the options of its kind (unix or tcp).
+ */
+export function openChannel(url: string, security: TransportSecurity, opts: { expectServerId?: string } = {}): Channel {
+  const target = grpcTarget(url);
+  let options: Record<string, number> = target.startsWith('unix:') ? CHANNEL_OPTIONS : { ...CHANNEL_OPTIONS, ...TCP_KEEPALIVE_OPTIONS };
+  // nice-grpc reads this option as the deadline of a whole connection attempt (connect, TLS handshake,
+  // HTTP/2 SETTINGS; grpc-js itself ignores it): 50 ms is too short for a TLS handshake on a busy host
+  if (security.kind === 'mtls') options = { ...options, 'grpc.min_reconnect_backoff_ms': security.handshakeTimeoutMs };
+  const creds = channelCredentials(security, { target: url, expectServerId: opts.expectServerId });
+  const ch = createChannel(target, creds, options);
+  if (creds instanceof MtlsChannelCredentials) channelCredentialsOf.set(ch, creds);
+  return ch;
+}
+
+/**
+ * The server's SPIFFE ID and certificate as of the latest mTLS handshake of `channel` (made by
+ * `openChannel` or a pool); undefined for plaintext channels and before the first handshake.
+ */
+export function serverIdentityOf(channel: Channel): PeerIdentity | undefined {
+  return channelCredentialsOf.get(channel)?.serverIdentity;
+}
+
+/** Channels shared per URL for the lifetime of a component, all with the pool's transport security. */
 export class ChannelPool {
   readonly #channels = new Map<string, Channel>();
   readonly #dialGrace: number;
+  readonly #security: TransportSecurity;
 
-  constructor(options: { dialGrace?: number } = {}) {
+  constructor(security: TransportSecurity, options: { dialGrace?: number } = {}) {
+    this.#security = security;
     this.#dialGrace = options.dialGrace ?? DEFAULT_DIAL_GRACE_MS;
   }
 
@@ -293,11 +329,16 @@ export class ChannelPool {
     const target = grpcTarget(url);
     let ch = this.#channels.get(target);
     if (!ch) {
-      const options = target.startsWith('unix:') ? CHANNEL_OPTIONS : { ...CHANNEL_OPTIONS, ...TCP_KEEPALIVE_OPTIONS };
-      ch = createChannel(target, undefined, options);
+      ch = openChannel(url, this.#security);
       this.#channels.set(target, ch);
     }
     return ch;
+  }
+
+  /** The identity of the server at `url` as of the latest handshake of its pooled channel (see `serverIdentityOf`). */
+  serverIdentity(url: string): PeerIdentity | undefined {
+    const ch = this.#channels.get(grpcTarget(url));
+    return ch && serverIdentityOf(ch);
   }
 
   /**

@@ -11,13 +11,14 @@ import { ChannelPool, serve } from '../core/transport.js';
 import { nseRegistryClient, startRegistration } from './client/index.js';
 import { startTestRegistry } from './connect/test-registry.js';
 import { nsmgrRegistryChains } from './nsmgr-chain.js';
+import { INSECURE } from '../security/tls.js';
 
 describe('nsmgr registry chain', () => {
   it('an NSE registers through a served nsmgr chain: labels, capped expiry, nsmgr URL, local URL on Find', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nsm-nsmgr-'));
     const registryUrl = `unix://${join(dir, 'registry.sock')}`;
     const nsmgrSock = `unix://${join(dir, 'nsmgr.sock')}`;
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     const registry = await startTestRegistry(registryUrl);
     const chains = nsmgrRegistryChains(
       { registryUrl, pool, nsmgrUrl: 'tcp://10.0.0.1:5001', labels: { nodeName: 'node-1', podName: 'nsmgr-1', clusterName: 'c' }, log: silentLogger },
@@ -29,6 +30,7 @@ describe('nsmgr registry chain', () => {
         { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(chains.nse, silentLogger) },
         { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(chains.ns, silentLogger) },
       ],
+      INSECURE,
     );
     const reg = startRegistration({
       nse: NetworkServiceEndpoint.fromPartial({ name: 'nse-1', networkServiceNames: ['svc'], networkServiceLabels: { svc: { labels: { app: 'x' } } }, url: 'unix:///run/nse-1.sock' }),

@@ -27,6 +27,7 @@ import { serve, type GrpcServer } from '../core/transport.js';
 import { attestSocket, type Attestation } from './attest.js';
 import { identityFor, type MeshKnowledge } from './identity-policy.js';
 import { trustDomainOf, type X509Svid } from './svid.js';
+import { INSECURE } from './tls.js';
 import { DEFAULT_SVID_TTL_MS, MAX_SVID_TTL_MS, MIN_SVID_TTL_MS } from './ca.js';
 import { MAX_BUNDLE_CERTS, splitPem, svidToDer } from './x509.js';
 
@@ -133,7 +134,9 @@ export class WorkloadApi {
 
   /** Serves the API on the unix socket at `path` (its directory must exist; a stale socket is replaced). */
   listen(path: string): Promise<GrpcServer> {
-    return serve([`unix://${path}`], [{ definition: SpiffeWorkloadAPIDefinition, implementation: this.implementation() }], 'SPIFFE_ENDPOINT_SOCKET');
+    // Plaintext, as the SPIFFE Workload API is: a workload asks here for the SVID it does not have yet;
+    // who it is comes from attesting the socket, not from a certificate.
+    return serve([`unix://${path}`], [{ definition: SpiffeWorkloadAPIDefinition, implementation: this.implementation() }], INSECURE, 'SPIFFE_ENDPOINT_SOCKET');
   }
 
   /** The trust bundle changed (CA rotation, federation): every open stream gets a new response. */

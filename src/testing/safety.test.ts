@@ -17,6 +17,7 @@ import { NetworkServiceDefinition, type NetworkServiceRequest } from '../api/gen
 import { processNetns } from '../core/peer.js';
 import { ChannelPool } from '../core/transport.js';
 import { sandbox, type Sandbox, type SandboxServer } from './sandbox.js';
+import { INSECURE } from '../security/tls.js';
 
 const SERVICE = 'svc';
 /**
@@ -73,7 +74,7 @@ function rng(seed: number): () => number {
 describe('sandbox: one connection id, one connection', () => {
   it('200 concurrent first Requests for 4 ids, with Closes and cancellations, on a /28: once all are closed the pool is whole and no hop holds anything', async (t) => {
     const sb = await sandbox();
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     t.after(async () => {
       pool.close();
       await sb.close();
@@ -136,7 +137,7 @@ describe('sandbox: one connection id, one connection', () => {
 
   it('a first Request cancelled while the forwarder programs the kernel leaves nothing at the NSE; so does a Close cancelled midway', async (t) => {
     const sb = await sandbox();
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     t.after(async () => {
       pool.close();
       await sb.close();
@@ -189,7 +190,7 @@ describe('sandbox: one connection id, one connection', () => {
 describe('sandbox: a client touches only its own interfaces', () => {
   it('a second connection naming an interface another connection has in that netns: ALREADY_EXISTS naming it and the owner; the first stays UP and untouched', async (t) => {
     const sb = await sandbox();
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     t.after(async () => {
       pool.close();
       await sb.close();

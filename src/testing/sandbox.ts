@@ -36,6 +36,7 @@ import { nseConfig, startNse, type RunningNse } from '../components/nse/index.js
 import { nsmgrConfig, startNsmgr, type RunningNsmgr } from '../components/nsmgr/index.js';
 import { registryConfig, startRegistry, type RunningRegistry } from '../components/registry/index.js';
 import { recordMonitor, type MonitorRecorder } from './monitor-recorder.js';
+import { INSECURE } from '../security/tls.js';
 
 /**
  * The sandbox's clients and endpoints live in this process and name `fake://` network namespaces that no
@@ -193,7 +194,7 @@ class SandboxMesh implements Sandbox {
   readonly #log: Logger;
   /** Settings every component gets. */
   readonly #common: Env;
-  readonly #pool = new ChannelPool();
+  readonly #pool = new ChannelPool(INSECURE);
   readonly #servers: Restartable<Stoppable>[] = [];
   readonly #clients: SandboxClient[] = [];
   readonly #recorders = new Set<MonitorRecorder>();

@@ -21,6 +21,7 @@ import { ChannelPool } from '../core/transport.js';
 import { NetnsResolver } from '../dataplane/linux/netns.js';
 import type { OpOptions, PairSpec, PairState } from '../dataplane/types.js';
 import { sandbox, SandboxDataPlane, type Sandbox } from './sandbox.js';
+import { INSECURE } from '../security/tls.js';
 
 /** Resolves every netns that is not a sandbox one (`fake://…`) with the real resolver; `fake://broken` fails as the kernel would. */
 class ResolvingDataPlane extends SandboxDataPlane {
@@ -160,7 +161,7 @@ function check(row: Row, got: { code: Status; details: string }): void {
 
 describe('status codes over gRPC (nsmgr, forwarder, NSE, registry)', () => {
   let sb: Sandbox;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const deadline = () => linkSignals([], 10_000);
   let nseUrl = '';
   const url = (t: Target | Kind) => ({ nsmgr: sb.nodes[0]!.nsmgr.url, forwarder: sb.nodes[0]!.forwarder.url, nse: nseUrl, registry: sb.registry.url })[t];

@@ -24,6 +24,7 @@ import { action, durationOption } from '../../local/cli.js';
 import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from '../../local/paths.js';
 import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
 import { KIND_NETWORK_SERVICE, parseCustomResources, type CustomResource } from '../../registry/cr.js';
+import { INSECURE } from '../../security/tls.js';
 
 /** The local mesh's registry socket in the default run dir. */
 export const DEFAULT_REGISTRY_URL = `unix://${runPaths(DEFAULT_RUN_DIR).sockets.registry}`;
@@ -98,7 +99,7 @@ function readAll(files: readonly string[], io: ApplyIo): CustomResource[] {
 
 /** A registry session: NS and NSE client chains on one channel pool. */
 function session(opts: ApplyOptions) {
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS;
   const dialTimeout = Math.min(timeoutMs, DEFAULT_APPLY_DIAL_TIMEOUT_MS);
   const ns = registryChain('apply-ns', [nsConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);

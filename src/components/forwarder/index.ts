@@ -37,6 +37,7 @@ import { nseRegistryClient, startRegistration } from '../../registry/client/inde
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { forwarderConfig } from './config.js';
+import { INSECURE } from '../../security/tls.js';
 
 export { forwarderConfig };
 export type ForwarderConfig = ReturnType<typeof forwarderConfig.parse>;
@@ -56,7 +57,7 @@ export interface ForwarderDeps {
 export async function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Promise<RunningForwarder> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/forwarder/${config.name}` });
   const inventory = await deps.dataplane.start().catch((err: unknown) => {
     log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
@@ -79,7 +80,7 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
     endpointGoneServer(),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), ...(binding.trustEndpoints ? [] : [endpointNetnsBinding()]), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
   ]);
-  const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)));
+  const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)), INSECURE);
 
   const labels = { ...config.labels };
   if (config.nodeName) labels.nodeName = config.nodeName;

@@ -29,6 +29,7 @@ import { nscConfig } from './config.js';
 import { buildRequest, establish } from './establish.js';
 import { StatusBoard } from './status.js';
 import { STOP_MARGIN_MS, closeAll, stopBudgetMs } from './teardown.js';
+import { INSECURE } from '../../security/tls.js';
 
 export { nscConfig };
 export { buildRequest, stopBudgetMs };
@@ -45,7 +46,7 @@ export interface RunningNsc extends Running {
 export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl: string; probe?: DataPlaneProbe; clock?: Clock }): Promise<RunningNsc> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const stopping = new AbortController();
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsc/${config.name}` });
   const monitor = () => createClient(MonitorConnectionDefinition, pool.get(config.connectTo)) as MonitorConnectionClient;

@@ -20,6 +20,7 @@ import { nseRegistryClient, nsRegistryClient, startNsRegistration, startRegistra
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { nseConfig } from './config.js';
+import { INSECURE } from '../../security/tls.js';
 
 export { nseConfig };
 export type NseConfig = ReturnType<typeof nseConfig.parse>;
@@ -32,7 +33,7 @@ export interface RunningNse extends Running {
 export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl: string; clock?: Clock }): Promise<RunningNse> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nse/${config.name}` });
   let tmp: string | undefined;
   let url = config.listenOn;
@@ -46,7 +47,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
   ]);
   let server;
   try {
-    server = await serve([url], ep.services);
+    server = await serve([url], ep.services, INSECURE);
   } catch (err) {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     throw err;

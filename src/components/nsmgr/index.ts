@@ -23,6 +23,7 @@ import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
 import { endpoint } from '../endpoint.js';
 import type { Running } from '../../core/lifecycle.js';
 import { nsmgrConfig } from './config.js';
+import { INSECURE } from '../../security/tls.js';
 
 export { nsmgrConfig };
 export type NsmgrConfig = ReturnType<typeof nsmgrConfig.parse>;
@@ -41,7 +42,7 @@ export interface NsmgrDeps {
 export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<RunningNsmgr> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsmgr/${config.name}` });
   const labels: Record<string, string> = {};
   if (config.nodeName) labels.nodeName = config.nodeName;
@@ -62,7 +63,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<
     ...admitted(ep.services, admission),
     { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registry.ns, log) },
     { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registry.nse, log) },
-  ]);
+  ], INSECURE);
   log.info({ listen: server.addresses, registry: config.registryUrl, maxConcurrentRequests: config.maxConcurrentRequests }, 'nsmgr serving');
   return {
     addresses: server.addresses,

@@ -20,6 +20,7 @@ import type { RegistryStore } from '../../registry/store.js';
 import { storeNseServer, storeNsServer } from '../../registry/store/index.js';
 import { validateNseServer, validateNsServer } from '../../registry/validate/index.js';
 import type { RegistryConfig } from './config.js';
+import { INSECURE } from '../../security/tls.js';
 
 export { registryConfig, type RegistryConfig } from './config.js';
 
@@ -59,7 +60,7 @@ export async function startRegistry(
     server = await serve(config.listenOn, [
       { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registryChain('registry-ns', nsChain), log) },
       { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registryChain('registry-nse', nseChain), log) },
-    ]);
+    ], INSECURE);
   } catch (err) {
     expire.stop();
     if (ownStore) await store.close();

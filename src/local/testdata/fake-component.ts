@@ -7,11 +7,12 @@ import { createChannel, createClient } from 'nice-grpc';
 import { NetworkServiceEndpointRegistryDefinition } from '../../api/gen/registry.js';
 import { serve, parseUrl, grpcTarget, type GrpcServer } from '../../core/transport.js';
 import { writeFileAtomic } from '../state.js';
+import { INSECURE } from '../../security/tls.js';
 
 export async function runFakeComponent(name: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let server: GrpcServer | undefined;
   const listen = env.NSM_LISTEN_ON;
-  if (listen && parseUrl(listen).kind === 'unix') server = await serve([listen], []);
+  if (listen && parseUrl(listen).kind === 'unix') server = await serve([listen], [], INSECURE);
   if (env.NSM_STATUS_FILE) {
     writeFileAtomic(env.NSM_STATUS_FILE, JSON.stringify({ component: name, name: env.NSM_NAME, state: 'connected', fake: true }) + '\n');
   }

@@ -22,12 +22,13 @@ import { MonitorService, monitorServer } from '../monitor/index.js';
 import { updatePathClient, updatePathServer } from '../update-path/index.js';
 import { CLIENT_URL } from '../client-url/index.js';
 import { CONNECTED_URL, connectServer, monitorClientFactory } from './index.js';
+import { INSECURE } from '../../security/tls.js';
 
 describe('connect server (real gRPC on a unix socket)', () => {
   let dir: string;
   let url: string;
   let server: GrpcServer;
-  const pool = new ChannelPool();
+  const pool = new ChannelPool(INSECURE);
   const tokens = hs256TokenGenerator();
   const remoteMd: Array<Record<string, string>> = [];
   const remoteCount = count('remote-count');
@@ -64,7 +65,7 @@ describe('connect server (real gRPC on a unix socket)', () => {
     server = await serve([url], [
       { definition: NetworkServiceDefinition, implementation: networkServiceService(remote, silentLogger) },
       { definition: MonitorConnectionDefinition, implementation: remoteMonitor },
-    ]);
+    ], INSECURE);
   });
 
   after(async () => {

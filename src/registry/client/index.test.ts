@@ -14,6 +14,7 @@ import { UnavailableError } from '../../core/errors.js';
 import { ChannelPool } from '../../core/transport.js';
 import { startTestRegistry } from '../connect/test-registry.js';
 import { nsRegistryClient, nseRegistryClient, startNsRegistration, startRegistration } from './index.js';
+import { INSECURE } from '../../security/tls.js';
 
 function fakeHandler(failFirst: number) {
   const ops: string[] = [];
@@ -114,7 +115,7 @@ describe('registration over real gRPC', () => {
   };
   const realRegistry = async (url: string): Promise<Reg> => {
     const r = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '600ms' }), { log: silentLogger });
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     const direct = registryChain('direct', [nseConnectClient({ pool, url })]);
     return {
       async has(name) {
@@ -135,7 +136,7 @@ describe('registration over real gRPC', () => {
     it(`keeps an NSE alive across expiry periods and re-registers after a restart (${label})`, { timeout: 20_000 }, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nsm-reg-'));
       const url = `unix://${join(dir, 'registry.sock')}`;
-      const pool = new ChannelPool();
+      const pool = new ChannelPool(INSECURE);
       let registry = await startReg(url);
       const reg = startRegistration({
         nse,
@@ -184,7 +185,7 @@ describe('registration over real gRPC', () => {
   it('registers an NS through nsRegistryClient and heals it after a restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nsm-reg-'));
     const url = `unix://${join(dir, 'registry.sock')}`;
-    const pool = new ChannelPool();
+    const pool = new ChannelPool(INSECURE);
     let registry = await startTestRegistry(url);
     const reg = startNsRegistration({
       ns: { name: 'svc', payload: '', matches: [], pathIds: [] },

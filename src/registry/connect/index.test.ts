@@ -10,6 +10,7 @@ import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { ChannelPool } from '../../core/transport.js';
 import { nsConnectClient, nseConnectClient, nseConnectServer } from './index.js';
 import { startTestRegistry, testRegistryHandlers, type TestRegistry } from './test-registry.js';
+import { INSECURE } from '../../security/tls.js';
 
 describe('connect', () => {
   let dir: string;
@@ -21,7 +22,7 @@ describe('connect', () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-connect-'));
     url = `unix://${join(dir, 'registry.sock')}`;
     registry = await startTestRegistry(url);
-    pool = new ChannelPool();
+    pool = new ChannelPool(INSECURE);
   });
 
   after(async () => {

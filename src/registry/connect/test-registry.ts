@@ -21,6 +21,7 @@ import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import { silentLogger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
 import { serve, type GrpcServer } from '../../core/transport.js';
+import { INSECURE } from '../../security/tls.js';
 
 export interface TestRegistry {
   readonly nses: Map<string, NetworkServiceEndpoint>;
@@ -150,6 +151,7 @@ export async function startTestRegistry(url: string, opts: { expireMs?: number; 
       { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(opts.nse ?? h.nse, silentLogger) },
       { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(opts.ns ?? h.ns, silentLogger) },
     ],
+    INSECURE,
   );
   return {
     nses: h.nses,

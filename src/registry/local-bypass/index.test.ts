@@ -10,6 +10,7 @@ import { ChannelPool } from '../../core/transport.js';
 import { nseConnectServer } from '../connect/index.js';
 import { startTestRegistry, type TestRegistry } from '../connect/test-registry.js';
 import { localBypassServer } from './index.js';
+import { INSECURE } from '../../security/tls.js';
 
 const NSMGR_URL = 'tcp://10.0.0.1:5001';
 
@@ -30,7 +31,7 @@ describe('local-bypass with a real downstream registry', () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-lb-'));
     url = `unix://${join(dir, 'registry.sock')}`;
     registry = await startTestRegistry(url);
-    pool = new ChannelPool();
+    pool = new ChannelPool(INSECURE);
     direct = registryChain('direct', [nseConnectServer({ pool, url })]);
   });
 
