@@ -144,6 +144,7 @@ main() {
   if command -v flock >/dev/null 2>&1; then flock 9; fi
   failed=""
   for p in $peers; do install_one "$p" || failed="$failed $p"; done
+  rm -rf "$CACHE/staging"
   if [ -n "$failed" ]; then
     log "FAILED to install:$failed (see above; cache $CACHE)"
     return $EXIT_FAILED

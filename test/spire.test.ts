@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { IS_ROOT, NOT_ROOT_REASON, ROOT, sh, waitFor } from './harness.js';
 import { ensurePeers } from './peers.js';
-import { SpireUnavailableError, agentConfig, checkOptions, parseEntryCreate, serverConfig, startSpire, type Spire } from './spire.js';
+import { SpireUnavailableError, agentConfig, checkEntry, checkOptions, parseEntryCreate, serverConfig, startSpire, type Spire } from './spire.js';
 
 const TD = 'example.org';
 const TEST_ID = `spiffe://${TD}/nsm/test`;
@@ -82,6 +82,19 @@ describe('SPIRE configuration (pure)', () => {
     assert.match(a, /socket_path = "\/d\/agent\/api\.sock"/);
     assert.match(a, /insecure_bootstrap = true/);
     assert.match(a, /WorkloadAttestor "unix" \{\s*plugin_data \{\s*discover_workload_path = true/);
+  });
+
+  it('rejects entries outside the trust domain, selectors that are not type:value, unbounded TTLs', () => {
+    assert.doesNotThrow(() => checkEntry(TD, TEST_ID, ['unix:uid:0', 'unix:path:/usr/bin/x'], 30));
+    for (const [id, sels, ttl, re] of [
+      ['spiffe://other.org/x', ['unix:uid:0'], undefined, /spiffeId "spiffe:\/\/other\.org\/x" is not a SPIFFE ID of example\.org/],
+      ['not-an-id', ['unix:uid:0'], undefined, /spiffeId "not-an-id"/],
+      [TEST_ID, [], undefined, /selectors: at least one/],
+      [TEST_ID, ['uid0'], undefined, /selector "uid0" is not type:value/],
+      [TEST_ID, ['unix:uid:0'], 0, /x509SvidTtlSeconds: 0 must be/],
+    ] as const) {
+      assert.throws(() => checkEntry(TD, id, sels, ttl), re);
+    }
   });
 
   it('reads the entry id, and an error status, from entry create -output json', () => {

@@ -17,6 +17,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { trustDomainOf } from '../src/security/svid.js';
 import { ensurePeers } from './peers.js';
 
 const run = promisify(execFile);
@@ -77,6 +78,14 @@ export function checkOptions(o: SpireOptions): Required<SpireOptions> {
   if (!Number.isInteger(ttl) || ttl < MIN_SVID_TTL_S || ttl > MAX_SVID_TTL_S) throw new Error(`SpireOptions.svidTtlSeconds: ${ttl} must be an integer in ${MIN_SVID_TTL_S}..${MAX_SVID_TTL_S}`);
   if (!o.dir.startsWith('/')) throw new Error(`SpireOptions.dir: ${JSON.stringify(o.dir)} must be an absolute path`);
   return { dir: o.dir, trustDomain: o.trustDomain, svidTtlSeconds: ttl };
+}
+
+/** An entry this harness can register: an ID of its trust domain, `type:value` selectors, a bounded TTL. */
+export function checkEntry(trustDomain: string, spiffeId: string, selectors: readonly string[], ttl?: number): void {
+  if (trustDomainOf(spiffeId) !== trustDomain) throw new Error(`createEntry: spiffeId ${JSON.stringify(spiffeId)} is not a SPIFFE ID of ${trustDomain}`);
+  if (selectors.length === 0) throw new Error(`createEntry(${spiffeId}): selectors: at least one`);
+  for (const sel of selectors) if (!/^[a-z0-9_]+:\S+$/.test(sel)) throw new Error(`createEntry(${spiffeId}): selector ${JSON.stringify(sel)} is not type:value (e.g. unix:uid:0)`);
+  if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < MIN_SVID_TTL_S || ttl > MAX_SVID_TTL_S)) throw new Error(`createEntry(${spiffeId}): x509SvidTtlSeconds: ${ttl} must be an integer in ${MIN_SVID_TTL_S}..${MAX_SVID_TTL_S}`);
 }
 
 const hclString = (s: string) => JSON.stringify(s);
@@ -282,7 +291,7 @@ function harness(
     server: srv,
     log: (which) => readLog(which === 'server' ? server.logFile : agent.logFile),
     async createEntry(spiffeId, selectors, opts = {}) {
-      if (selectors.length === 0) throw new Error(`createEntry(${spiffeId}): selectors: at least one`);
+      checkEntry(o.trustDomain, spiffeId, selectors, opts.x509SvidTtlSeconds);
       const args = ['entry', 'create', '-parentID', s.agentId, '-spiffeID', spiffeId, '-output', 'json'];
       for (const sel of selectors) args.push('-selector', sel);
       if (opts.x509SvidTtlSeconds !== undefined) args.push('-x509SVIDTTL', String(opts.x509SvidTtlSeconds));
