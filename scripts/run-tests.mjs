@@ -34,7 +34,10 @@ function ourProcesses() {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmd.includes(join(root, 'dist')) && !cmd.includes('--test')) out.push(`${pid}: ${cmd.trim()}`);
+      // Started by a test of this checkout: our own programs, and any other child (SPIRE, upstream peers)
+      // that inherited the NSM_TEST_ROOT the runner gives the tests.
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if ((cmd.includes(join(root, 'dist')) || env.includes(`NSM_TEST_ROOT=${root}`)) && !cmd.includes('--test')) out.push(`${pid}: ${cmd.trim()}`);
     } catch { /* gone */ }
   }
   return out;

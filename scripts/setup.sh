@@ -1,6 +1,9 @@
 #!/bin/sh
 # Idempotent setup for a fresh Debian machine (run as root): system packages, npm dependencies, build.
 # Called by `npm test`, `npm start` and ./nsm; cheap when everything is already in place.
+# `setup.sh test` (what `npm test` runs) also installs the upstream Go programs the end-to-end tests run
+# beside nsm-ts (SPIRE) with scripts/install-peers.sh, into a cache outside the repository: a few minutes
+# the first time, milliseconds when cached.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -30,3 +33,13 @@ fi
 
 node node_modules/tsc-native/bin/tsc -p tsconfig.json >&2
 chmod +x dist/src/cli/main.js 2>/dev/null || true
+
+if [ "${1-}" = test ]; then
+  rc=0
+  sh scripts/install-peers.sh >/dev/null || rc=$?
+  case $rc in
+    0) ;;
+    3) echo "setup: no Go peers (go is not installed): the SPIRE end-to-end tests will skip, saying so" >&2 ;;
+    *) echo "setup: WARNING: installing the Go peers FAILED (exit $rc, output above): the SPIRE end-to-end tests will fail" >&2 ;;
+  esac
+fi

@@ -14,10 +14,13 @@ import { join, relative, resolve } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { nseFromResource, nsFromResource } from '../src/registry/cr.js';
+import { SPIRE_VERSION } from './spire.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const DEPLOY = join(ROOT, 'deployments');
 const EXAMPLE = join(DEPLOY, 'examples/heal/dataplane-interrupt');
+/** Upstream's value (deployments-k8s): the SPIRE agent's Workload API on the node. */
+const SPIFFE_ENDPOINT_SOCKET = 'unix:///run/spire/sockets/agent.sock';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -59,12 +62,16 @@ const API_VERSIONS: Record<string, string> = {
   ConfigMap: 'v1',
   Deployment: 'apps/v1',
   DaemonSet: 'apps/v1',
+  StatefulSet: 'apps/v1',
+  Role: 'rbac.authorization.k8s.io/v1',
+  RoleBinding: 'rbac.authorization.k8s.io/v1',
   ClusterRole: 'rbac.authorization.k8s.io/v1',
   ClusterRoleBinding: 'rbac.authorization.k8s.io/v1',
   CustomResourceDefinition: 'apiextensions.k8s.io/v1',
   NetworkService: 'networkservicemesh.io/v1',
   NetworkServiceEndpoint: 'networkservicemesh.io/v1',
 };
+const WORKLOAD_KINDS = new Set(['Deployment', 'DaemonSet', 'StatefulSet']);
 const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition']);
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -179,7 +186,7 @@ function validateContainer(p: Problems, c: unknown, path: string, volumes: Set<s
   }
 }
 
-function validatePodTemplate(p: Problems, spec: Obj): void {
+function validatePodTemplate(p: Problems, spec: Obj, claimTemplates: string[] = []): void {
   const tpl = spec.template;
   if (!isObj(tpl)) return p.check(false, 'spec.template', 'required');
   p.check(isObj(spec.selector) && isObj(spec.selector.matchLabels), 'spec.selector.matchLabels', 'required');
@@ -190,7 +197,7 @@ function validatePodTemplate(p: Problems, spec: Obj): void {
   for (const k of ['hostPID', 'hostNetwork']) if (pod[k] !== undefined) p.check(typeof pod[k] === 'boolean', `spec.template.spec.${k}`, 'boolean');
   if (pod.dnsPolicy !== undefined) p.check(['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None'].includes(pod.dnsPolicy), 'spec.template.spec.dnsPolicy', 'known policy');
   if (pod.nodeName !== undefined) p.check(isStr(pod.nodeName), 'spec.template.spec.nodeName', 'string');
-  const volumes = new Set<string>();
+  const volumes = new Set<string>(claimTemplates);
   for (const [i, v] of ((pod.volumes as unknown[]) ?? []).entries()) {
     const vp = `spec.template.spec.volumes[${i}]`;
     if (!isObj(v)) continue;
@@ -266,6 +273,17 @@ function validateObject(obj: Obj, where: string, schemas: Map<string, Obj>): str
     case 'DaemonSet':
       validatePodTemplate(p, obj.spec ?? {});
       break;
+    case 'StatefulSet': {
+      const claims = ((obj.spec?.volumeClaimTemplates as unknown[]) ?? []).map((c, i) => {
+        const ok = isObj(c) && isStr(c.metadata?.name) && isStrList(c.spec?.accessModes) && isStr(c.spec?.resources?.requests?.storage) && QUANTITY.test(c.spec.resources.requests.storage);
+        p.check(ok, `spec.volumeClaimTemplates[${i}]`, 'metadata.name, spec.accessModes and spec.resources.requests.storage (a quantity)');
+        return (c as Obj)?.metadata?.name as string;
+      });
+      p.check(isStr(obj.spec?.serviceName), 'spec.serviceName', 'required for a StatefulSet');
+      if (obj.spec?.replicas !== undefined) p.check(Number.isInteger(obj.spec.replicas) && obj.spec.replicas >= 0, 'spec.replicas', 'integer >= 0');
+      validatePodTemplate(p, obj.spec ?? {}, claims);
+      break;
+    }
     case 'Service': {
       const ports = obj.spec?.ports as unknown[];
       p.check(Array.isArray(ports) && ports.length > 0, 'spec.ports', 'at least one port');
@@ -277,12 +295,14 @@ function validateObject(obj: Obj, where: string, schemas: Map<string, Obj>): str
       break;
     }
     case 'ClusterRole':
+    case 'Role':
       for (const [i, r] of ((obj.rules as unknown[]) ?? []).entries()) {
         p.check(isObj(r) && Array.isArray(r.apiGroups) && isStrList(r.resources) && isStrList(r.verbs), `rules[${i}]`, 'apiGroups, resources and verbs');
       }
       p.check(Array.isArray(obj.rules) && obj.rules.length > 0, 'rules', 'at least one rule');
       break;
     case 'ClusterRoleBinding':
+    case 'RoleBinding':
       p.check(obj.roleRef?.apiGroup === 'rbac.authorization.k8s.io' && ['ClusterRole', 'Role'].includes(obj.roleRef?.kind) && isStr(obj.roleRef?.name), 'roleRef', 'apiGroup rbac.authorization.k8s.io, kind, name');
       for (const [i, s] of ((obj.subjects as unknown[]) ?? []).entries()) {
         p.check(isObj(s) && isStr(s.kind) && isStr(s.name) && (s.kind !== 'ServiceAccount' || isStr(s.namespace)), `subjects[${i}]`, 'kind, name (and namespace for ServiceAccount)');
@@ -322,22 +342,27 @@ function validateObject(obj: Obj, where: string, schemas: Map<string, Obj>): str
 function validateRender(objs: Obj[], where: string): string[] {
   const problems: string[] = [];
   const sas = new Set(objs.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`));
-  const workloads = objs.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  const workloads = objs.filter((o) => WORKLOAD_KINDS.has(o.kind));
   for (const w of workloads) {
     const sa = w.spec?.template?.spec?.serviceAccountName as string | undefined;
     if (sa) if (!sas.has(`${w.metadata.namespace ?? ''}/${sa}`)) problems.push(`${where} ${w.kind}/${w.metadata.name}: serviceAccountName ${sa} not in this render`);
   }
-  for (const b of objs.filter((o) => o.kind === 'ClusterRoleBinding')) {
+  for (const b of objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
     for (const s of (b.subjects as Obj[]) ?? []) {
       // A ServiceAccount without a namespace gets one at deploy time (kustomize `namespace:`).
       if (s.kind === 'ServiceAccount' && sas.size > 0 && !sas.has(`${s.namespace}/${s.name}`) && !sas.has(`/${s.name}`)) problems.push(`${where} ClusterRoleBinding/${b.metadata.name}: subject ${s.namespace}/${s.name} not in this render`);
     }
-    if (!objs.some((o) => o.kind === 'ClusterRole' && o.metadata.name === b.roleRef?.name)) problems.push(`${where} ClusterRoleBinding/${b.metadata.name}: roleRef ${b.roleRef?.name} not in this render`);
+    const role = objs.find((o) => o.kind === b.roleRef?.kind && o.metadata.name === b.roleRef?.name);
+    if (!role) problems.push(`${where} ${b.kind}/${b.metadata.name}: roleRef ${b.roleRef?.kind}/${b.roleRef?.name} not in this render`);
+    else if (role.kind === 'Role' && role.metadata.namespace !== b.metadata.namespace) problems.push(`${where} RoleBinding/${b.metadata.name}: Role ${role.metadata.name} is in another namespace`);
   }
   for (const s of objs.filter((o) => o.kind === 'Service')) {
     const sel = (s.spec?.selector as Obj) ?? {};
     const hit = workloads.some((w) => Object.entries(sel).every(([k, v]) => w.spec?.template?.metadata?.labels?.[k] === v));
     if (!hit) problems.push(`${where} Service/${s.metadata.name}: selector ${JSON.stringify(sel)} matches no workload in this render`);
+  }
+  for (const st of objs.filter((o) => o.kind === 'StatefulSet')) {
+    if (!objs.some((o) => o.kind === 'Service' && o.metadata.name === st.spec?.serviceName)) problems.push(`${where} StatefulSet/${st.metadata.name}: serviceName ${st.spec?.serviceName} is no Service in this render`);
   }
   const seen = new Set<string>();
   for (const o of objs) {
@@ -385,7 +410,7 @@ describe('deployments/ kustomizations render offline and validate', () => {
 
   it('finds the apps and examples laid out like upstream deployments-k8s', () => {
     const rel = dirs.map((d) => relative(DEPLOY, d));
-    for (const want of ['apps/nsmgr', 'apps/forwarder-kernel', 'apps/registry-memory', 'apps/registry-k8s', 'apps/nsc-kernel', 'apps/nse-kernel', 'examples/basic', 'examples/memory']) {
+    for (const want of ['apps/spire', 'apps/nsmgr', 'apps/forwarder-kernel', 'apps/registry-memory', 'apps/registry-k8s', 'apps/nsc-kernel', 'apps/nse-kernel', 'examples/basic', 'examples/memory']) {
       assert.ok(rel.includes(want), `${want} has a kustomization.yaml`);
     }
   });
@@ -397,9 +422,11 @@ describe('deployments/ kustomizations render offline and validate', () => {
       const objs = parseDocs(await kubectlKustomize(dir));
       assert.ok(objs.length > 0);
       validateAll(objs, rel);
-      for (const w of objs.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet')) {
+      for (const w of objs.filter((o) => WORKLOAD_KINDS.has(o.kind))) {
         for (const c of w.spec.template.spec.containers as Obj[]) {
-          assert.equal(c.image, 'nsm-ts:0.1.0', `${w.metadata.name}/${c.name} image`);
+          // SPIRE's own images, at the version the end-to-end tests run (test/spire.ts); nsm-ts for the rest.
+          const image = c.name.startsWith('spire-') ? `ghcr.io/spiffe/${c.name}:${SPIRE_VERSION.slice(1)}` : 'nsm-ts:0.1.0';
+          assert.equal(c.image, image, `${w.metadata.name}/${c.name} image`);
           assert.equal(c.imagePullPolicy, 'IfNotPresent');
           assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, `${w.metadata.name}/${c.name} states memory requests and limits`);
         }
@@ -464,6 +491,86 @@ describe('deployments/ kustomizations render offline and validate', () => {
     assert.equal(nseE.NSM_CONNECT_TO, 'unix:///var/lib/networkservicemesh/nsm.io.sock');
   });
 
+  it('every nsm-ts component mounts the SPIRE agent socket and sets SPIFFE_ENDPOINT_SOCKET, as upstream', async (t) => {
+    if (!(await needKubectl(t))) return;
+    const apps = dirs.map((d) => relative(DEPLOY, d)).filter((r) => r.startsWith('apps/') && r !== 'apps/spire');
+    assert.ok(apps.length >= 6, apps.join(' '));
+    for (const app of apps) {
+      const workloads = parseDocs(await kubectlKustomize(join(DEPLOY, app))).filter((o) => WORKLOAD_KINDS.has(o.kind));
+      assert.ok(workloads.length > 0, `${app} has a workload`);
+      for (const w of workloads) {
+        const pod = w.spec.template.spec as Obj;
+        const where = `${app} ${w.kind}/${w.metadata.name}`;
+        assert.equal(w.spec.template.metadata.labels['spiffe.io/spiffe-id'], 'true', `${where}: label spiffe.io/spiffe-id`);
+        const vol = (pod.volumes as Obj[]).find((v) => v.name === 'spire-agent-socket');
+        assert.deepEqual(vol?.hostPath, { path: '/run/spire/sockets', type: 'DirectoryOrCreate' }, `${where}: volume spire-agent-socket`);
+        for (const c of (pod.containers as Obj[]).filter((x) => x.image === 'nsm-ts:0.1.0')) {
+          assert.equal(envOf(c).SPIFFE_ENDPOINT_SOCKET, SPIFFE_ENDPOINT_SOCKET, `${where}/${c.name}: SPIFFE_ENDPOINT_SOCKET`);
+          const m = (c.volumeMounts as Obj[]).find((x) => x.name === 'spire-agent-socket');
+          assert.deepEqual(m, { name: 'spire-agent-socket', mountPath: '/run/spire/sockets', readOnly: true }, `${where}/${c.name}: mount`);
+        }
+      }
+    }
+  });
+
+  it('apps/spire: server StatefulSet and agent DaemonSet agree on trust domain, cluster, service, bundle and socket', async (t) => {
+    if (!(await needKubectl(t))) return;
+    const objs = parseDocs(await kubectlKustomize(join(DEPLOY, 'apps/spire')));
+    assert.ok(objs.every((o) => CLUSTER_SCOPED.has(o.kind) || o.metadata.namespace === 'spire'), 'namespaced objects in spire');
+    find(objs, 'Namespace', 'spire');
+    const serverConf = find(objs, 'ConfigMap', 'spire-server').data['server.conf'] as string;
+    const agentConf = find(objs, 'ConfigMap', 'spire-agent').data['agent.conf'] as string;
+    const hcl = (conf: string, key: string) => new RegExp(`^\\s*${key} = "([^"]*)"`, 'm').exec(conf)?.[1];
+
+    assert.equal(hcl(serverConf, 'trust_domain'), 'k8s.nsm');
+    assert.equal(hcl(agentConf, 'trust_domain'), 'k8s.nsm');
+    assert.match(serverConf, /database_type = "sqlite3"/);
+    assert.match(serverConf, /NodeAttestor "k8s_psat"/);
+    assert.match(agentConf, /NodeAttestor "k8s_psat"/);
+    assert.match(agentConf, /WorkloadAttestor "k8s"/);
+    assert.match(agentConf, /WorkloadAttestor "unix"/);
+    // k8s_psat: the agent names the cluster the server knows, and the server allows the agent's service account.
+    assert.match(serverConf, new RegExp(`"${hcl(agentConf, 'cluster')}" = \\{\\s*service_account_allow_list = \\["spire:spire-agent"\\]`));
+    find(objs, 'ServiceAccount', 'spire-agent');
+
+    const server = find(objs, 'StatefulSet', 'spire-server');
+    assert.equal(server.spec.replicas, 1);
+    assert.equal(server.spec.template.spec.serviceAccountName, 'spire-server');
+    assert.equal(server.spec.volumeClaimTemplates[0].metadata.name, 'spire-data');
+    const sc = container(server, 'spire-server');
+    assert.deepEqual(sc.args, ['-config', '/run/spire/config/server.conf']);
+    assert.equal((sc.volumeMounts as Obj[]).find((m) => m.name === 'spire-data')?.mountPath, hcl(serverConf, 'data_dir'));
+    const svc = find(objs, 'Service', 'spire-server');
+    assert.equal(hcl(agentConf, 'server_address'), svc.metadata.name);
+    assert.equal(Number(hcl(agentConf, 'server_port')), svc.spec.ports[0].port);
+    assert.equal(Number(hcl(serverConf, 'bind_port')), sc.ports[0].containerPort);
+
+    const agent = find(objs, 'DaemonSet', 'spire-agent');
+    const pod = agent.spec.template.spec as Obj;
+    assert.equal(pod.hostPID, true, 'the agent reads its callers in /proc');
+    assert.equal(pod.serviceAccountName, 'spire-agent');
+    const ac = container(agent, 'spire-agent');
+    assert.equal(`unix://${hcl(agentConf, 'socket_path')}`, SPIFFE_ENDPOINT_SOCKET);
+    const sockVol = (pod.volumes as Obj[]).find((v) => v.name === 'spire-agent-socket');
+    assert.equal(sockVol?.hostPath?.path, '/run/spire/sockets');
+    assert.equal((ac.volumeMounts as Obj[]).find((m) => m.name === 'spire-agent-socket')?.mountPath, '/run/spire/sockets');
+    const token = (pod.volumes as Obj[]).find((v) => v.name === 'spire-token')?.projected?.sources?.[0]?.serviceAccountToken;
+    assert.deepEqual(token, { path: 'spire-agent', expirationSeconds: 7200, audience: 'spire-server' }, 'the k8s_psat token (default token_path /var/run/secrets/tokens/spire-agent)');
+    assert.equal((ac.volumeMounts as Obj[]).find((m) => m.name === 'spire-token')?.mountPath, '/var/run/secrets/tokens');
+    // The bundle the server's notifier writes is the one the agent bootstraps from.
+    assert.match(serverConf, /Notifier "k8sbundle" \{\s*plugin_data \{\s*namespace = "spire"\s*config_map = "spire-bundle"/);
+    find(objs, 'ConfigMap', 'spire-bundle');
+    assert.equal((pod.volumes as Obj[]).find((v) => v.name === 'spire-bundle')?.configMap?.name, 'spire-bundle');
+    assert.equal(hcl(agentConf, 'trust_bundle_path'), `${(ac.volumeMounts as Obj[]).find((m) => m.name === 'spire-bundle')?.mountPath}/bundle.crt`);
+    assert.deepEqual(envOf(ac).MY_NODE_NAME, { fieldRef: { fieldPath: 'spec.nodeName' } });
+    assert.match(agentConf, /node_name_env = "MY_NODE_NAME"/);
+
+    const binding = find(objs, 'RoleBinding', 'spire-server-role-binding');
+    assert.deepEqual(binding.subjects[0], { kind: 'ServiceAccount', name: 'spire-server', namespace: 'spire' });
+    assert.deepEqual(find(objs, 'Role', 'spire-server-role').rules[0].resourceNames, ['spire-bundle']);
+    assert.ok((find(objs, 'ClusterRole', 'spire-server-cluster-role').rules as Obj[]).some((r) => r.resources.includes('tokenreviews') && r.verbs.includes('create')));
+  });
+
   it('the dataplane-interrupt README kustomization (its heredocs) renders and validates', async (t) => {
     if (!(await needKubectl(t))) return;
     const readme = readFileSync(join(EXAMPLE, 'README.md'), 'utf8');
@@ -526,6 +633,13 @@ describe('deployments/ kustomizations render offline and validate', () => {
       return { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: { matchLabels: { app: 'd' } }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [c] } } } };
     };
     assert.deepEqual(validateObject(dep(() => undefined), 't', schemas), []);
+    const sts = (patch: (spec: Obj) => void): Obj => {
+      const d = dep((c) => (c.volumeMounts = [{ name: 'data', mountPath: '/data' }]));
+      const spec: Obj = { ...d.spec, serviceName: 's', volumeClaimTemplates: [{ metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }] };
+      patch(spec);
+      return { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 's' }, spec };
+    };
+    assert.deepEqual(validateObject(sts(() => undefined), 't', schemas), [], 'a claim template is a volume a container may mount');
     const bad: Array<[Obj, RegExp]> = [
       [dep((c) => (c.env[0].value = 5)), /must be a string/],
       [dep((c) => c.env.push({ name: 'B', value: '$(LATER)' })), /refers to no earlier env var/],
@@ -533,6 +647,10 @@ describe('deployments/ kustomizations render offline and validate', () => {
       [dep((c) => (c.resources = { requests: { memory: '200Mi' }, limits: { memory: '100Mi' } })), /exceeds limit/],
       [dep((c) => (c.volumeMounts = [{ name: 'nope', mountPath: '/x' }])), /no volume named nope/],
       [{ apiVersion: 'v1', kind: 'Deployment', metadata: { name: 'd' } }, /must be apps\/v1/],
+      [sts((spec) => delete spec.serviceName), /serviceName.*required/],
+      [sts((spec) => (spec.volumeClaimTemplates[0].spec.resources.requests.storage = 'lots')), /volumeClaimTemplates\[0\]/],
+      [sts((spec) => (spec.volumeClaimTemplates = [])), /no volume named data/],
+      [{ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'b' }, roleRef: { apiGroup: 'x', kind: 'Role', name: 'r' } }, /roleRef/],
       [{ apiVersion: 'networkservicemesh.io/v1', kind: 'NetworkService', metadata: { name: 'n' }, spec: { payload: 1 } }, /spec\.payload/],
       [{ apiVersion: 'networkservicemesh.io/v1', kind: 'NetworkService', metadata: { name: 'n' }, extra: 1 }, /unknown top-level field/],
     ];
