@@ -244,7 +244,9 @@ export function startNsm(dir: string, name: string, args: string[], env: Record<
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
   const cmd = ns ? 'ip' : process.execPath;
-  const argv = ns ? ['netns', 'exec', ns.name, process.execPath, MAIN, ...args] : [MAIN, ...args];
+  // NSMB_NODE_ARGS: extra node flags for every component the bench starts (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`).
+  const nodeArgs = (process.env.NSMB_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const argv = ns ? ['netns', 'exec', ns.name, process.execPath, ...nodeArgs, MAIN, ...args] : [...nodeArgs, MAIN, ...args];
   const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });

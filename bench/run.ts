@@ -149,7 +149,7 @@ function markdown(r: Results, dir: string): string {
   const out = [`# nsm-ts bench ${r.started}`, '', r.machine, '', `Duration ${ms(r.durationS / 60)} min. Liveness interval ${r.livenessIntervalMs} ms (default).`, '', '## Targets', ''];
   const verdict = (t: Target) => (t.met === undefined ? (t.measured === 'not run' ? 'not run' : 'not judged') : t.met ? 'met' : 'MISSED');
   out.push(...r.targets.map((t) => `- **${verdict(t)}** — ${t.target}: ${t.measured}`), '');
-  if (r.scale.length || r.scaleAll.length) out.push('## Scale (N/50 NSC processes × 50 connections, one NSE)', '', scaleTable([...r.scale, ...r.scaleAll]), '', '![chart](chart.svg)', '');
+  if (r.scale.length || r.scaleAll.length) out.push('## Scale (N/50 NSC processes × 50 connections, one NSE)', '', scaleTable([...r.scale, ...r.scaleAll]), '', ...setupCpuLines([...r.scale, ...r.scaleAll]), '![chart](chart.svg)', '');
   if (r.memory) {
     out.push('## Memory', '', memoryTable([...r.memory.floors, ...r.memory.components]), '', ...heapLines(r.memory.components), '');
     for (const x of r.scale.filter((s) => s.heap)) out.push(`At N=${x.n}:`, ...Object.entries(x.heap!).map(([k, h]) => `- ${k} (RSS ${ms(x.rssMiB[k as 'nsmgr'], 0)} MiB): ${heapLine(h)}`), '');
@@ -224,3 +224,16 @@ runBench(async () => {
   console.log(md);
   console.log(`\nwritten: ${join(out, 'results.json')}, results.md, chart.svg (${ms(r.durationS / 60)} min, loadavg ${loadavgNow()})`);
 });
+
+/** Where the CPU of setting up connections goes, per connection and process tree, for each run. */
+function setupCpuLines(rs: ScaleResult[]): string[] {
+  const lines = rs
+    .filter((x) => x.setupCpuMsPerConn)
+    .map((x) => {
+      const c = x.setupCpuMsPerConn;
+      const total = c.registry + c.nsmgr + c.forwarder + c.nse + c.nscs;
+      return `- N=${x.n} ${x.mode}: ${ms(total)} ms of CPU per connection — NSC processes ${ms(c.nscs)}, forwarder ${ms(c.forwarder)} (with its ip commands), nsmgr ${ms(c.nsmgr)}, NSE ${ms(c.nse)}, registry ${ms(c.registry)}`;
+    });
+  return lines.length ? ['Setup CPU (process trees, children included):', '', ...lines, ''] : [];
+}
+

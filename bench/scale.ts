@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { nscConfig } from '../src/components/nsc/index.js';
 import { summarizeHeap, type HeapSummary } from './heap.js';
 import {
-  addNs, argValue, benchDir, countAll, cpuPercent, delNs, descendants, execIn, fdCount, hasFlag, LogCounter, loadavgNow, machineInfo, memFigures,
-  memProbeEnv, ms, nonLoLinks, progress, rssMiB, runBench, sleep, startMesh, startNse, startNsm, stats, table, waitUntil, wallNow, type Mesh, type Ns,
+  addNs, argValue, CLK_TCK, benchDir, countAll, cpuPercent, delNs, descendants, execIn, fdCount, hasFlag, LogCounter, loadavgNow, machineInfo, memFigures,
+  memProbeEnv, ms, nonLoLinks, progress, rssMiB, runBench, sleep, startMesh, startNse, startNsm, stats, table, treeTicks, waitUntil, wallNow, type Mesh, type Ns,
   type Proc, type Stats,
 } from './lib.js';
 import { nscSample, rawPair, rawSample } from './usable.js';
@@ -61,6 +61,8 @@ export interface ScaleResult {
   healsSetup: number;
   healsRest: number;
   latency?: { product: Stats; raw: Stats; failures: number };
+  /** CPU time spent during setup per established connection, ms, by process tree (children included). */
+  setupCpuMsPerConn: { registry: number; nsmgr: number; forwarder: number; nse: number; nscs: number };
   cpuRestPct?: { mesh: number; registry: number; nsmgr: number; forwarder: number; nse: number; nscs: number };
   rssMiB: { registry: number; nsmgr: number; forwarder: number; nse: number; nscMax: number; nscMean: number };
   mem: Record<string, NodeJS.MemoryUsage | undefined>;
@@ -220,13 +222,21 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const nseNs = await addNs('nse');
   const nse = await startNse(mesh, nseNs, { ...probe, NSM_SERVICE_NAMES: SERVICE, NSM_CIDR_PREFIX: '10.80.0.0/16', NSM_NAME: 'nse-scale' });
   progress(`scale N=${o.n} ${o.mode === 'batch' ? `${o.perProc} at a time` : 'all at once'}: ${Math.ceil(o.n / o.perProc)} NSC processes (loadavg ${loadavgNow()})`);
+  const meshProcs = { registry: mesh.procs.registry.pid, nsmgr: mesh.procs.nsmgr.pid, forwarder: mesh.procs.forwarder.pid, nse: nse.pid };
+  const ticks0 = Object.fromEntries(Object.entries(meshProcs).map(([k, pid]) => [k, treeTicks(pid)]));
   const c = await startClients(mesh, o, probe);
   const established = countAll(c.logs, 'connection established');
+  const perConnMs = (ticks: number) => (ticks / CLK_TCK) * 1000 / Math.max(1, established);
+  const setupCpuMsPerConn = {
+    ...Object.fromEntries(Object.entries(meshProcs).map(([k, pid]) => [k, perConnMs(treeTicks(pid) - ticks0[k]!)])),
+    nscs: perConnMs(c.procs.reduce((sum, p) => sum + treeTicks(p.pid), 0)),
+  } as ScaleResult['setupCpuMsPerConn'];
   const retries = countAll(c.logs, 'request failed; retrying');
   const healsSetup = countAll(c.logs, 'heal detected');
   progress(`  ${established}/${o.n} up in ${ms(c.upMs / 1000)} s (${ms((established * 1000) / c.upMs)}/s)${c.ok ? '' : ' (TIMED OUT)'}; retries ${retries}; heals ${healsSetup}`);
   const pinging = await pingAll(c.nets);
   progress(`  pinging: ${pinging}/${o.n}`);
+  progress(`  setup CPU ms per connection: ${Object.entries(setupCpuMsPerConn).map(([k, v]) => `${k} ${ms(v)}`).join(', ')}`);
   let latency: ScaleResult['latency'];
   let rest: Awaited<ReturnType<typeof restAtN>> | undefined;
   if (!o.setupOnly) {
@@ -247,7 +257,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   await delNs(nseNs);
   return {
     n: o.n, mode: o.mode, procs: c.procs.length, upMs: c.upMs, setupTimedOut: !c.ok, established, connPerSec: (established * 1000) / c.upMs, pinging,
-    retries, healsSetup, healsRest: rest?.heals ?? NaN, latency, cpuRestPct: rest?.cpu, ...memory, teardown: td, raw,
+    retries, healsSetup, healsRest: rest?.heals ?? NaN, setupCpuMsPerConn, latency, cpuRestPct: rest?.cpu, ...memory, teardown: td, raw,
   };
 }
 
