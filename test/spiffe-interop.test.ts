@@ -9,11 +9,10 @@
  * Skipped with the reason printed when Go is not installed or the module proxy cannot be reached.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { createLogger } from '../src/core/log.js';
@@ -23,42 +22,17 @@ import { workloadApiSource } from '../src/security/workload-client.js';
 import { WorkloadApi } from '../src/security/workload-server.js';
 import { parseCertificates, verifySvidChain } from '../src/security/x509.js';
 import { TestWorkloadApi, svidResponse } from '../src/testing/workload-api.js';
+import { buildGoFixture } from './peers.js';
 
-const ROOT = resolve(new URL('../..', import.meta.url).pathname);
-const PEER_SRC = join(ROOT, 'test/fixtures/go-spiffe-peer');
-const NETWORK_TROUBLE = /dial tcp|proxy\.golang\.org|no such host|i\/o timeout|connection refused|TLS handshake|GOPROXY/;
-
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  return new Promise((r) => execFile(cmd, args, { cwd, timeout: 300_000 }, (err, stdout, stderr) => r({ code: err ? 1 : 0, out: `${stdout}${stderr}` })));
-}
-
-let built: Promise<{ bin?: string; skip?: string }> | undefined;
-
-/** Builds the Go peer once per content of its sources, into ~/.cache/nsm-ts. */
-function buildPeer(): Promise<{ bin?: string; skip?: string }> {
-  built ??= (async () => {
-    if ((await run('go', ['version'], ROOT)).code !== 0) return { skip: 'go is not installed' };
-    const hash = createHash('sha256');
-    for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(readFileSync(join(PEER_SRC, f)));
-    const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'nsm-ts');
-    const bin = join(dir, `go-spiffe-peer-${hash.digest('hex').slice(0, 16)}`);
-    if (existsSync(bin)) return { bin };
-    mkdirSync(dir, { recursive: true });
-    const r = await run('go', ['build', '-mod=readonly', '-buildvcs=false', '-o', bin, '.'], PEER_SRC);
-    if (r.code === 0) return { bin };
-    if (NETWORK_TROUBLE.test(r.out)) return { skip: `the Go module proxy cannot be reached: ${r.out.split('\n')[0]}` };
-    throw new Error(`building the Go peer failed:\n${r.out}`);
-  })();
-  return built;
-}
 
 async function peer(t: TestContext): Promise<string | undefined> {
-  const { bin, skip } = await buildPeer();
-  if (skip) {
-    process.stdout.write(`# skipping SPIFFE interop: ${skip}\n`);
-    t.skip(skip);
+  const built = await buildGoFixture('go-spiffe-peer');
+  if (!built.ok) {
+    process.stdout.write(`# skipping SPIFFE interop: ${built.skip}\n`);
+    t.skip(built.skip);
+    return undefined;
   }
-  return bin;
+  return built.bin['go-spiffe-peer'];
 }
 
 function start(t: TestContext, bin: string, args: string[]): { child: ChildProcess; lines: AsyncIterator<string>; stderr: () => string } {

@@ -15,10 +15,7 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash, sign, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { sign, type KeyObject } from 'node:crypto';
 import {
   authorizeClient,
   authorizeServer,
@@ -37,29 +34,8 @@ import {
 import type { X509Svid } from '../src/security/svid.js';
 import { es256TokenGenerator, verifyToken } from '../src/security/token.js';
 import { makeTestSvid, testX509Source } from '../src/testing/svid.js';
+import { buildGoFixture } from './peers.js';
 
-const ROOT = resolve(new URL('../..', import.meta.url).pathname);
-const SRC = join(ROOT, 'test/fixtures/upstream-rego');
-const NETWORK_TROUBLE = /dial tcp|proxy\.golang\.org|no such host|i\/o timeout|connection refused|TLS handshake|GOPROXY/;
-
-let built: { bin?: string; skip?: string } | undefined;
-
-/** Builds the harness once per content of its sources, into ~/.cache/nsm-ts (as test/spiffe-interop does). */
-function harness(): { bin?: string; skip?: string } {
-  if (built) return built;
-  if (spawnSync('go', ['version'], { stdio: 'ignore' }).status !== 0) return (built = { skip: 'go is not installed' });
-  const hash = createHash('sha256');
-  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(readFileSync(join(SRC, f)));
-  const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'nsm-ts');
-  const bin = join(dir, `upstream-rego-${hash.digest('hex').slice(0, 16)}`);
-  if (existsSync(bin)) return (built = { bin });
-  mkdirSync(dir, { recursive: true });
-  const r = spawnSync('nice', ['-n', '10', 'go', 'build', '-mod=readonly', '-buildvcs=false', '-o', bin, '.'], { cwd: SRC, encoding: 'utf8', timeout: 20 * 60_000 });
-  if (r.status === 0) return (built = { bin });
-  const out = `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}`;
-  if (NETWORK_TROUBLE.test(out)) return (built = { skip: `the Go module proxy cannot be reached: ${out.split('\n')[0]}` });
-  throw new Error(`building test/fixtures/upstream-rego failed:\n${out}`);
-}
 
 interface Query {
   readonly policy: string;
@@ -222,17 +198,18 @@ describe('nsm-ts policies agree with upstream sdk v1.18.0 rego', () => {
   const svids = ID.map((id) => makeTestSvid(id));
   const stranger = makeTestSvid(OTHER);
 
-  function requireHarness(t: TestContext): string | undefined {
-    const h = harness();
-    if (h.skip) {
+  async function requireHarness(t: TestContext): Promise<string | undefined> {
+    const h = await buildGoFixture('upstream-rego');
+    if (!h.ok) {
       process.stdout.write(`# skipping the upstream policy comparison: ${h.skip}\n`);
       t.skip(h.skip);
+      return undefined;
     }
-    return h.bin;
+    return h.bin['upstream-rego'];
   }
 
-  it('each policy, on every path variant, index and peer', (t) => {
-    const bin = requireHarness(t);
+  it('each policy, on every path variant, index and peer', async (t) => {
+    const bin = await requireHarness(t);
     if (!bin) return;
     const cases = [...pathCases(svids, stranger, Date.now()), ...registryCases(svids, Date.now())];
     const verdicts = upstream(bin, cases.map((c) => c.query));
@@ -250,8 +227,8 @@ describe('nsm-ts policies agree with upstream sdk v1.18.0 rego', () => {
     assert.deepEqual([...seen].sort(), DEVIATIONS.map((d) => d.name).sort(), 'every listed deviation shows up');
   });
 
-  it('tokens: upstream mints what nsm-ts mints, and each verifies the other’s', (t) => {
-    const bin = requireHarness(t);
+  it('tokens: upstream mints what nsm-ts mints, and each verifies the other’s', async (t) => {
+    const bin = await requireHarness(t);
     if (!bin) return;
     const own = makeTestSvid(ID[0], { ttlMs: 2 * 3600_000 });
     const peer = makeTestSvid(ID[1], { ttlMs: 3600_000 });
@@ -284,8 +261,8 @@ describe('nsm-ts policies agree with upstream sdk v1.18.0 rego', () => {
     // And OPA's verify_es256 accepts what nsm-ts signs: the 'good' rows of the first test, right peer.
   });
 
-  it('the server and client sets, as upstream authorize applies them', (t) => {
-    const bin = requireHarness(t);
+  it('the server and client sets, as upstream authorize applies them', async (t) => {
+    const bin = await requireHarness(t);
     if (!bin) return;
     const sets = setCases(svids, stranger, Date.now());
     const verdicts = upstream(bin, sets.flatMap((s) => s.queries));
