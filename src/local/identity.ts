@@ -14,7 +14,7 @@
  *   CA files in the run dir (root only: the key is 0600). `NSM_INSECURE=true` chooses plaintext,
  *   `SPIFFE_ENDPOINT_SOCKET` a Workload API (SPIRE); nothing falls back to plaintext by itself.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { parseBool } from '../components/config.js';
 import { realClock, type Clock } from '../core/clock.js';
 import { CancelledError, InvalidArgumentError, NsmError, PermissionDeniedError, UnavailableError, errorMessage } from '../core/errors.js';
@@ -62,6 +62,14 @@ function readCaFile(path: string, what: string): string {
 /** The mesh's CA from the run dir; undefined when there is none. Refuses a key others can read. */
 export function loadMeshCa(paths: RunPaths, clock: Clock = realClock): EmbeddedCa | undefined {
   const { cert, key } = paths.ca;
+  try {
+    readdirSync(paths.ca.dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'EACCES' || code === 'EPERM') throw new PermissionDeniedError(`cannot read the mesh's CA in ${paths.ca.dir}: it is root's (run as root)`, { cause: err });
+    throw err;
+  }
   if (!existsSync(cert) && !existsSync(key)) return undefined;
   if (!existsSync(cert) || !existsSync(key)) throw new NsmError(`the mesh's CA in ${paths.ca.dir} is incomplete (need root.pem and root.key); remove the directory (nsm down does) to start with a new CA`);
   const keyPem = readCaFile(key, 'CA key');

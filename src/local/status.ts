@@ -25,7 +25,8 @@ import { readState, type MeshState } from './state.js';
 
 export interface ComponentStatus {
   name: string;
-  state: 'up' | 'not serving' | 'restarting' | 'down';
+  /** `unchecked`: its process runs, but this status had no identity to ask it with (see `errors`). */
+  state: 'up' | 'not serving' | 'unchecked' | 'restarting' | 'down';
   health: HealthResult;
   pid: number | null;
   restarts: number;
@@ -172,7 +173,7 @@ async function componentStatus(paths: RunPaths, state: MeshState, name: Componen
   const answered = health !== 'UNREACHABLE';
   return {
     name,
-    state: running ? (health === 'SERVING' ? 'up' : 'not serving') : rec?.phase === 'backoff' && supervised ? 'restarting' : 'down',
+    state: running ? (!cli ? 'unchecked' : health === 'SERVING' ? 'up' : 'not serving') : rec?.phase === 'backoff' && supervised ? 'restarting' : 'down',
     health,
     pid: running ? rec!.pid : null,
     restarts: rec?.restarts ?? 0,
