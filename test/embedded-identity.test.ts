@@ -174,7 +174,10 @@ describe(`embedded identity of the local mesh (${REAL ? 'real components' : 'fak
     assert.equal(statSync(join(f.dir, 'ca')).mode & 0o777, 0o700);
     assert.equal(statSync(join(f.dir, 'ca', 'root.key')).mode & 0o777, 0o600);
 
-    let s = f.status();
+    let s = await eventually('every component answers', () => {
+      const st = f.status();
+      return st.components.every((c) => c.state === 'up') && st;
+    });
     assertComponentIdentities(s, t0);
     for (const c of Object.values(f.state()!.components)) {
       const env = environ(c!.pid);
@@ -217,14 +220,17 @@ describe(`embedded identity of the local mesh (${REAL ? 'real components' : 'fak
     f.cleanup();
   });
 
-  test('nsm up --insecure: loud, NSM_INSECURE=true everywhere, no Workload API or CA, status says insecure', { timeout: 120_000 }, () => {
+  test('nsm up --insecure: loud, NSM_INSECURE=true everywhere, no Workload API or CA, status says insecure', { timeout: 120_000 }, async () => {
     const f = new Fixture();
     fixtures.push(f);
     const up = must(['up', '--insecure', ...f.d]);
     assert.match(up.stderr, /WARNING: the mesh runs INSECURE \(nsm up --insecure\)/);
     assert.equal(existsSync(join(f.dir, 'agent.sock')), false);
     assert.equal(existsSync(join(f.dir, 'ca')), false);
-    const s = f.status();
+    const s = await eventually('every component answers', () => {
+      const st = f.status();
+      return st.components.every((c) => c.state === 'up') && st;
+    });
     assert.equal(s.security, 'insecure');
     assert.deepEqual(
       s.components.map((c) => [c.name, c.state, c.security, c.spiffeId]),

@@ -98,6 +98,9 @@ export interface MeshStatus {
   errors: string[];
 }
 
+/** Bound of each component's health check in `nsm status` (a loaded 2-core host can take a second for a TLS handshake). */
+export const STATUS_PROBE_TIMEOUT_MS = 3000;
+
 const uptime = (started: string | undefined) => (started ? Math.max(0, Math.round((Date.now() - Date.parse(started)) / 1000)) : null);
 
 const asStrings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : []);
@@ -168,7 +171,7 @@ export async function collectStatus(paths: RunPaths, node: string): Promise<Mesh
 async function componentStatus(paths: RunPaths, state: MeshState, name: ComponentName, supervised: boolean, cli: CommandSecurity | undefined): Promise<ComponentStatus> {
   const rec = state.components[name];
   const running = isRunning(rec);
-  const probe = running && cli ? await probeHealth(paths.sockets[name], cli.security, 1000) : { health: 'UNREACHABLE' as const };
+  const probe = running && cli ? await probeHealth(paths.sockets[name], cli.security, STATUS_PROBE_TIMEOUT_MS) : { health: 'UNREACHABLE' as const };
   const health = probe.health;
   const answered = health !== 'UNREACHABLE';
   return {
