@@ -58,6 +58,8 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(INSECURE);
+  // every hop is plaintext until the component's identity is wired in (W1: identity.insecure)
+  const insecure = true;
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/forwarder/${config.name}` });
   const inventory = await deps.dataplane.start().catch((err: unknown) => {
     log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
@@ -71,7 +73,7 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
   const binding = deps.netnsBinding ?? {
     trusted: trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined }),
   };
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(binding),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
@@ -86,7 +88,7 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
   if (config.nodeName) labels.nodeName = config.nodeName;
   const registration = startRegistration({
     nse: NetworkServiceEndpoint.fromPartial({ name: config.name, networkServiceNames: [config.nsName], networkServiceLabels: { [config.nsName]: { labels } }, url: config.listenOn }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }, { dialTimeout: config.dialTimeout }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }, { dialTimeout: config.dialTimeout }),
     log,
     clock,
   });

@@ -34,6 +34,8 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(INSECURE);
+  // every hop is plaintext until the component's identity is wired in (W1: identity.insecure)
+  const insecure = true;
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nse/${config.name}` });
   let tmp: string | undefined;
   let url = config.listenOn;
@@ -41,7 +43,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
     tmp = mkdtempSync(join(tmpdir(), `${config.name.replace(/[^A-Za-z0-9._-]/g, '_')}-`));
     url = `unix://${join(tmp, 'listen.on')}`;
   }
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     groupIpamServer(config.cidrPrefix, { policy: config.ipamPolicy }),
     mechanismsServer({ KERNEL: kernelMechanismServer({ inodeUrl: deps.netnsUrl }) }),
   ]);
@@ -59,7 +61,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       nsRegs.push(
         startNsRegistration({
           ns: NetworkService.fromPartial({ name, payload: config.payload.toUpperCase() }),
-          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
           log,
           clock,
         }),
@@ -75,7 +77,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       networkServiceLabels: Object.fromEntries(config.serviceNames.map((s) => [s, { labels }])),
       url,
     }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
     log,
     clock,
   });

@@ -43,6 +43,8 @@ export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(INSECURE);
+  // every hop is plaintext until the component's identity is wired in (W1: identity.insecure)
+  const insecure = true;
   const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsmgr/${config.name}` });
   const labels: Record<string, string> = {};
   if (config.nodeName) labels.nodeName = config.nodeName;
@@ -51,8 +53,8 @@ export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<
   const tcp = config.listenOn.find((u) => u.startsWith('tcp://'));
   const nsmgrUrl = tcp?.replace('tcp://:', 'tcp://127.0.0.1:').replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
 
-  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock, insecure, tokens }, { dialTimeout: config.dialTimeout });
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(deps.netnsBinding),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),

@@ -19,6 +19,7 @@ import { newContext } from '../../core/context.js';
 import { CancelledError, errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { linkSignals } from '../../core/signals.js';
+import type { TokenGenerator } from '../../core/token.js';
 import type { ChannelPool } from '../../core/transport.js';
 import { nsConnectClient, nseConnectClient } from '../connect/index.js';
 import { nsHealClient, nseHealClient } from '../heal/index.js';
@@ -38,6 +39,8 @@ export interface RegistryClientDeps {
   readonly log?: Logger;
   /** Lifetime of the client: refresh and heal stop when it aborts. */
   readonly signal?: AbortSignal;
+  /** A secure hop: Register/Unregister carry a token for the server and the registry path (registry/connect). */
+  readonly tokens?: TokenGenerator;
 }
 
 export interface RegistryClientOptions {
@@ -53,7 +56,7 @@ export function nseRegistryClient(deps: RegistryClientDeps, options: RegistryCli
   return registryChain('nse-registry-client', [
     nseHealClient(bg, retry),
     nseRefreshClient(bg, retry),
-    nseConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
+    nseConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock, tokens: deps.tokens }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 
@@ -62,7 +65,7 @@ export function nsRegistryClient(deps: RegistryClientDeps, options: RegistryClie
   const bg = { clock: deps.clock, log: deps.log, signal: deps.signal };
   return registryChain('ns-registry-client', [
     nsHealClient(bg, { retryMin: options.retryMin, retryMax: options.retryMax }),
-    nsConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
+    nsConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock, tokens: deps.tokens }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 
