@@ -5,16 +5,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Metadata as GrpcMetadata } from '@grpc/grpc-js';
 import { MD_REGISTRY_PATH } from '../../api/constants.js';
-import { NetworkServiceEndpoint, NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
-import { registryChain, type NsElement, type NseElement } from '../../core/chain.js';
+import {
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointRegistryDefinition,
+  NetworkServiceRegistryDefinition,
+  type NetworkServiceEndpointQuery,
+  type NetworkServiceEndpointResponse,
+} from '../../api/gen/registry.js';
+import { registryChain, registryPassThrough, type NsElement, type NseElement } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import { clientTokenMetadata } from '../../core/token.js';
 import { ChannelPool, grpcTarget, serve, type GrpcServer } from '../../core/transport.js';
 import { decodeRegistryPath } from '../../security/registry-path.js';
 import { channelCredentials } from '../../security/tls.js';
-import { decodeToken, tokenRequestFor } from '../../security/token.js';
+import { decodeToken, signToken, tokenRequestFor } from '../../security/token.js';
 import { capturedLog, testIdentity, type TestIdentity } from '../../testing/secure-hop.js';
+import { nseRegistryClient } from '../client/index.js';
 import { nseConnectClient } from '../connect/index.js';
 import { memoryRegistryStore } from '../memory/index.js';
 import { nsmgrRegistryChains } from '../nsmgr-chain.js';
@@ -38,6 +45,19 @@ describe('registry path and authorize over real gRPC and mTLS (NSE → nsmgr →
   const store = memoryRegistryStore();
   const registryLog = capturedLog('info');
   const nsmgrLog = capturedLog('info');
+  const tamper = { answer: false };
+  /** A man in the middle: the registry's own segment of the answered path re-signed with another key. */
+  const tamperer = registryPassThrough<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>('tamper', {
+    async register(item, ctx, next) {
+      const out = await next.register(item, ctx);
+      const path = ctx.state.get(REGISTRY_PATH)!;
+      if (tamper.answer) {
+        const forged = signToken({ sub: registryId.spiffeId, aud: [owner.spiffeId], exp: Math.floor(Date.now() / 1000) + 60 }, testIdentity(registryId.spiffeId).svid.privateKey);
+        ctx.state.set(REGISTRY_PATH, { index: path.index, segments: path.segments.map((s, i) => (i === path.index ? { token: forged } : s)) });
+      }
+      return out;
+    },
+  });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-reg-authz-'));
@@ -46,7 +66,7 @@ describe('registry path and authorize over real gRPC and mTLS (NSE → nsmgr →
     const nseStore = storeNseServer({ store });
     const nsStore = storeNsServer({ store });
     const secure = { insecure: false };
-    const nseChain: NseElement[] = [validateNseServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({}, secure), nseStore];
+    const nseChain: NseElement[] = [validateNseServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({}, secure), tamperer, nseStore];
     const nsChain: NsElement[] = [validateNsServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({}, secure), nsStore];
     servers.push(
       await serve([registryUrl], [
@@ -160,5 +180,20 @@ describe('registry path and authorize over real gRPC and mTLS (NSE → nsmgr →
     const forged = registryChain('forged', [nseConnectClient({ pool, url: registryUrl, tokens: testIdentity(owner.spiffeId).tokens }, { dialTimeout: 5000 })]);
     await assert.rejects(forged.register(nse('forged-1'), newContext()), (err: Error) => /policy prev_token_signed refused path segment 0/.test(err.message));
     assert.equal(await store.nse.get('forged-1'), undefined);
+  });
+
+  it('the NSE registry client checks the answered path: accepted as signed, refused when the server token is not the server key (next_token_signed)', async () => {
+    const pool = new ChannelPool(owner.security);
+    pools.push(pool);
+    const client = nseRegistryClient({ pool, url: registryUrl, tokens: owner.tokens });
+    const got = await client.register(nse('client-1'), newContext());
+    assert.deepEqual(got.pathIds, [owner.spiffeId, registryId.spiffeId]);
+    tamper.answer = true;
+    try {
+      await assert.rejects(client.register(nse('client-1'), newContext()), { name: 'PermissionDeniedError', policy: 'next_token_signed', segment: 1 });
+    } finally {
+      tamper.answer = false;
+    }
+    await client.unregister(nse('client-1'), newContext());
   });
 });
