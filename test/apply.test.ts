@@ -73,7 +73,7 @@ describe('nsm apply / delete', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-apply-'));
     url = `unix://${join(dir, 'registry.sock')}`;
-    registry = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '1m' }), { log: silentLogger });
+    registry = await startRegistry(registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '1m' }), { log: silentLogger });
     pool = new ChannelPool(INSECURE);
   });
 

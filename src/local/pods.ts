@@ -97,6 +97,7 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
   const statusFile = paths.podStatus(o.pod, component);
   const env: Record<string, string> = {
     ...baseEnv(),
+    NSM_INSECURE: 'true', // W1: plaintext until W3's embedded issuer
     NSM_CONNECT_TO: `unix://${paths.sockets.nsmgr}`,
     NODE_NAME: hostname,
     ...given,

@@ -88,7 +88,7 @@ export class Supervisor {
     const base = baseEnv();
     this.#slots = this.#opts.components.map((name) => ({
       name,
-      env: Object.freeze({ ...base, ...componentEnv(deps.paths, name, deps.hostname) }),
+      env: Object.freeze({ ...base, NSM_INSECURE: 'true', ...componentEnv(deps.paths, name, deps.hostname) }), // W1: plaintext until W3's embedded issuer
       startedAt: 0,
       restarts: 0,
       failures: 0,

@@ -10,8 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { realClock, type Clock } from '../../core/clock.js';
-import type { Logger } from '../../core/log.js';
-import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { groupIpamServer } from '../../networkservice/ipam/index.js';
 import { kernelMechanismServer } from '../../networkservice/mechanisms/kernel/index.js';
@@ -20,7 +18,8 @@ import { nseRegistryClient, nsRegistryClient, startNsRegistration, startRegistra
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { nseConfig } from './config.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { nseConfig };
 export type NseConfig = ReturnType<typeof nseConfig.parse>;
@@ -30,13 +29,21 @@ export interface RunningNse extends Running {
   readonly registered: Promise<unknown>;
 }
 
-export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl: string; clock?: Clock }): Promise<RunningNse> {
+export interface NseDeps extends IdentityDeps {
+  readonly netnsUrl: string;
+  readonly clock?: Clock;
+}
+
+export function startNse(config: NseConfig, deps: NseDeps): Promise<RunningNse> {
+  return withIdentity(config, deps, `nse/${config.name}`, (identity) => run(config, deps, identity));
+}
+
+async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promise<RunningNse> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool(INSECURE);
-  // every hop is plaintext until the component's identity is wired in (W1: identity.insecure)
-  const insecure = true;
-  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nse/${config.name}` });
+  const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
+  const tokens = identity.tokens;
   let tmp: string | undefined;
   let url = config.listenOn;
   if (!url) {
@@ -49,7 +56,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
   ]);
   let server;
   try {
-    server = await serve([url], ep.services, INSECURE);
+    server = await serve([url], ep.services, identity.security);
   } catch (err) {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     throw err;
