@@ -11,7 +11,13 @@ import { capturedLog, testIdentity } from '../../testing/secure-hop.js';
 import { beginServer } from '../begin/index.js';
 import { updatePathServer } from '../update-path/index.js';
 import { updateTokenServer } from '../update-token/index.js';
+import { timeoutServer } from '../timeout/index.js';
 import { authorizeServer } from './index.js';
+
+async function waitUntil(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(cond(), 'condition not reached');
+}
 
 const nsc = testIdentity('spiffe://authz.test/ns/pod-1/nsc');
 const nsmgr = testIdentity('spiffe://authz.test/nsmgr');
@@ -113,6 +119,29 @@ describe('authorize server (ES256 tokens, real certificates)', () => {
     const conn = await chain.request(request('close-forged'), fromNsc(nsc.tokens.issue(forNsmgr())));
     await assert.rejects(chain.close(conn, fromNsc(forger.tokens.issue(forNsmgr()))), denied('prev_token_signed', 0));
     assert.equal(after.closes, 0);
+  });
+
+  it('a Close from the hop itself (timeout, after a stalled hop: the stored token expired) runs as the original caller and cleans up', async () => {
+    const start = Date.now();
+    const clock = new FakeClock(start); // the timers'
+    const wall = new FakeClock(start); // what authorize reads: ahead of the timers when the hop was stopped
+    const after = count('after-authorize');
+    const log = capturedLog('info');
+    const chain = networkServiceChain('nsmgr', [
+      updatePathServer({ name: 'nsmgr' }),
+      beginServer({ clock }),
+      updateTokenServer({ tokens: nsmgr.tokens }),
+      authorizeServer({ clock: wall }, { insecure: false }),
+      timeoutServer({ clock }),
+      after,
+    ]);
+    await chain.request(request('timeout-1'), fromNsc(nscToken(start + 4000), log.log));
+    // the hop was stopped past the token's expiry: its timer fires late, the stored token has expired
+    await wall.advance(10_000);
+    await clock.advance(10_000);
+    await waitUntil(() => after.closes === 1);
+    assert.equal(refusalsLogged(log.lines()).length, 0, 'not refused: the event has the caller certificate');
+    assert.equal(log.lines().filter((l) => /Close with an expired token of segment 0/.test(String(l.msg))).length, 1);
   });
 
   it('passes everything through on an insecure hop (no policies, as before)', async () => {
