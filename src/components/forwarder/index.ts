@@ -62,6 +62,7 @@ async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Ident
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
   const tokens = identity.tokens;
   const inventory = await deps.dataplane.start().catch((err: unknown) => {
     log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
@@ -75,7 +76,7 @@ async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Ident
   const binding = deps.netnsBinding ?? {
     trusted: trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined }),
   };
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(binding),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
@@ -90,7 +91,7 @@ async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Ident
   if (config.nodeName) labels.nodeName = config.nodeName;
   const registration = startRegistration({
     nse: NetworkServiceEndpoint.fromPartial({ name: config.name, networkServiceNames: [config.nsName], networkServiceLabels: { [config.nsName]: { labels } }, url: config.listenOn }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }, { dialTimeout: config.dialTimeout }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }, { dialTimeout: config.dialTimeout }),
     log,
     clock,
   });

@@ -5,8 +5,9 @@
  * a few at a time, within a budget that grows with their number (teardown.ts; `stopBudgetMs()` tells the
  * process edge how long to wait).
  * Status (connections and heal events) goes to NSM_STATUS_FILE (status.ts).
- * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → client-url →
- * connect (to nsmgr).
+ * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → authorize →
+ * client-url → connect (to nsmgr); authorize checks the path nsmgr returns (as upstream's client chain,
+ * right before connect).
  */
 import { Connection, MonitorConnectionDefinition, type MonitorConnectionClient } from '../../api/gen/connection.js';
 import { networkServiceChain } from '../../core/chain.js';
@@ -15,6 +16,7 @@ import type { Running } from '../../core/lifecycle.js';
 import { forEachLimited } from '../../core/pool.js';
 import { ChannelPool, createClient } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
+import { authorizeClient } from '../../networkservice/authorize/index.js';
 import { beginClient } from '../../networkservice/begin/index.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
 import { clientUrl } from '../../networkservice/client-url/index.js';
@@ -56,6 +58,7 @@ async function run(config: NscConfig, deps: NscDeps, identity: Identity): Promis
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
   const stopping = new AbortController();
   const tokens = identity.tokens;
   const monitor = () => createClient(MonitorConnectionDefinition, pool.get(config.connectTo)) as MonitorConnectionClient;
@@ -73,6 +76,7 @@ async function run(config: NscConfig, deps: NscDeps, identity: Identity): Promis
     status.tracker(),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     kernelMechanismClient({ inodeUrl: deps.netnsUrl }),
+    authorizeClient({ pool, clock }, { insecure }),
     clientUrl(config.connectTo),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),
   ]);

@@ -42,6 +42,7 @@ async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promis
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
   const tokens = identity.tokens;
   let tmp: string | undefined;
   let url = config.listenOn;
@@ -49,7 +50,7 @@ async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promis
     tmp = mkdtempSync(join(tmpdir(), `${config.name.replace(/[^A-Za-z0-9._-]/g, '_')}-`));
     url = `unix://${join(tmp, 'listen.on')}`;
   }
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     groupIpamServer(config.cidrPrefix, { policy: config.ipamPolicy }),
     mechanismsServer({ KERNEL: kernelMechanismServer({ inodeUrl: deps.netnsUrl }) }),
   ]);
@@ -67,7 +68,7 @@ async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promis
       nsRegs.push(
         startNsRegistration({
           ns: NetworkService.fromPartial({ name, payload: config.payload.toUpperCase() }),
-          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
           log,
           clock,
         }),
@@ -83,7 +84,7 @@ async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promis
       networkServiceLabels: Object.fromEntries(config.serviceNames.map((s) => [s, { labels }])),
       url,
     }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
     log,
     clock,
   });

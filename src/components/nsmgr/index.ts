@@ -47,6 +47,7 @@ async function run(config: NsmgrConfig, deps: NsmgrDeps, identity: Identity): Pr
   const clock = deps.clock ?? realClock;
   const log = deps.log;
   const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
   const tokens = identity.tokens;
   const labels: Record<string, string> = {};
   if (config.nodeName) labels.nodeName = config.nodeName;
@@ -55,8 +56,8 @@ async function run(config: NsmgrConfig, deps: NsmgrDeps, identity: Identity): Pr
   const tcp = config.listenOn.find((u) => u.startsWith('tcp://'));
   const nsmgrUrl = tcp?.replace('tcp://:', 'tcp://127.0.0.1:').replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
 
-  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock, insecure, tokens }, { dialTimeout: config.dialTimeout });
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(deps.netnsBinding),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),

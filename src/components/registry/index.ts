@@ -1,7 +1,8 @@
 /**
  * `nsm registry`: the NetworkService and NetworkServiceEndpoint registries on one gRPC server (plus
  * grpc.health.v1), backed by a `RegistryStore` (memory unless one is given). The chains read like
- * upstream `sdk:pkg/registry/chains/memory`; authorization, tokens and interdomain proxying are not
+ * upstream `sdk:pkg/registry/chains/memory` (validate first, then update-path and authorize as upstream's
+ * grpcmetadata → updatepath → authorize, before anything is stored); interdomain proxying is not
  * implemented. `stop()` ends open Find watches, stops the server, cancels expiry timers and closes the
  * store if it created it.
  */
@@ -11,7 +12,9 @@ import { realClock, type Clock } from '../../core/clock.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import { serve } from '../../core/transport.js';
 import { NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
+import { authorizeRegistryServer } from '../../registry/authorize/index.js';
 import { expireNseServer } from '../../registry/expire/index.js';
+import { updatePathRegistryServer } from '../../registry/update-path/index.js';
 import { memoryRegistryStore } from '../../registry/memory/index.js';
 import { setPayloadNsServer } from '../../registry/set-payload/index.js';
 import { setRegistrationTimeNseServer } from '../../registry/set-registration-time/index.js';
@@ -52,13 +55,18 @@ async function run(config: RegistryStartConfig, deps: RegistryDeps, identity: Id
   const nseStore = storeNseServer({ store });
   const expire = expireNseServer({ clock, log }, { expirePeriod: config.expirePeriod });
 
+  const { insecure, tokens } = identity;
   const nsChain: NsElement[] = [
     validateNsServer(),
+    updatePathRegistryServer({ tokens }, { insecure }),
+    authorizeRegistryServer({ clock }, { insecure }),
     setPayloadNsServer(),
     nsStore,
   ];
   const nseChain: NseElement[] = [
     validateNseServer(),
+    updatePathRegistryServer({ tokens }, { insecure }),
+    authorizeRegistryServer({ clock }, { insecure }),
     expire,
     setRegistrationTimeNseServer({ clock }),
     nseStore,
