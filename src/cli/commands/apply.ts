@@ -19,7 +19,16 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
-import { NetworkServiceEndpoint as NseFns, NetworkService as NsFns } from '../../api/gen/registry.js';
+import {
+  NetworkServiceEndpoint as NseFns,
+  NetworkService as NsFns,
+  type NetworkService,
+  type NetworkServiceEndpoint,
+  type NetworkServiceEndpointQuery,
+  type NetworkServiceEndpointResponse,
+  type NetworkServiceQuery,
+  type NetworkServiceResponse,
+} from '../../api/gen/registry.js';
 import { registryChain } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { InvalidArgumentError, NotFoundError, NsmError, errorMessage } from '../../core/errors.js';
@@ -27,7 +36,9 @@ import { ChannelPool, parseUrl } from '../../core/transport.js';
 import { action, addRunDirOption, durationOption, meshContext } from '../../local/cli.js';
 import { commandSecurity } from '../../local/identity.js';
 import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from '../../local/paths.js';
+import { authorizeRegistryClient } from '../../registry/authorize/index.js';
 import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
+import { es256TokenGenerator } from '../../security/token.js';
 import { KIND_NETWORK_SERVICE, parseCustomResources, type CustomResource } from '../../registry/cr.js';
 import type { TransportSecurity } from '../../security/tls.js';
 
@@ -104,13 +115,27 @@ function readAll(files: readonly string[], io: ApplyIo): CustomResource[] {
   return out;
 }
 
-/** A registry session: NS and NSE client chains on one channel pool. */
+/**
+ * A registry session: NS and NSE client chains on one channel pool — [authorize, connect] as a
+ * component's registry client without heal and refresh. Over mTLS, Register/Unregister carry a path token
+ * signed with the command's SVID (its identity becomes the registrant of what it registers), and the
+ * path the registry answers is checked as upstream's clients do.
+ */
 function session(opts: ApplyOptions) {
   const pool = new ChannelPool(opts.security);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS;
   const dialTimeout = Math.min(timeoutMs, DEFAULT_APPLY_DIAL_TIMEOUT_MS);
-  const ns = registryChain('apply-ns', [nsConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
-  const nse = registryChain('apply-nse', [nseConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
+  const url = opts.registryUrl;
+  const tokens = opts.security.kind === 'mtls' ? es256TokenGenerator(opts.security.source) : undefined;
+  const insecure = !tokens;
+  const ns = registryChain('apply-ns', [
+    authorizeRegistryClient<NetworkService, NetworkServiceQuery, NetworkServiceResponse>({ pool, url }, { insecure }),
+    nsConnectClient({ pool, url, tokens }, { dialTimeout }),
+  ]);
+  const nse = registryChain('apply-nse', [
+    authorizeRegistryClient<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>({ pool, url }, { insecure }),
+    nseConnectClient({ pool, url, tokens }, { dialTimeout }),
+  ]);
   const ctx = () => newContext({ signal: opts.signal, deadline: Date.now() + timeoutMs });
 
   async function exists(cr: CustomResource): Promise<boolean> {
