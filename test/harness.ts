@@ -296,9 +296,9 @@ export function seedNscEnv(mesh: Mesh, extra: Record<string, string> = {}): Reco
   return { NSM_NAME: 'nsc-kernel-1', NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...extra };
 }
 
-/** `nsm apply -f netsvc.yaml` against the mesh's registry. */
+/** `nsm apply -f netsvc.yaml` against the mesh's registry (plaintext, as these meshes are: see nodeProc). */
 export async function applyNetsvc(mesh: Mesh): Promise<void> {
-  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry]);
+  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry], { env: { ...process.env, NSM_INSECURE: 'true' } });
 }
 
 /** The seed: service applied, NSE in its pod, NSC in its pod; resolves when nsm-1 answers pings. */
