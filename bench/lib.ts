@@ -247,7 +247,7 @@ export function startNsm(dir: string, name: string, args: string[], env: Record<
   // NSMB_NODE_ARGS: extra node flags for every component the bench starts (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`).
   const nodeArgs = (process.env.NSMB_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const argv = ns ? ['netns', 'exec', ns.name, process.execPath, ...nodeArgs, MAIN, ...args] : [...nodeArgs, MAIN, ...args];
-  const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'info', NSM_INSECURE: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   const exit = new Promise<void>((r) => child.once('exit', () => r()));

@@ -76,7 +76,7 @@ async function processSample(mesh: Mesh, i: number): Promise<{ started: number; 
   const ns = await addNs('p');
   const t0 = wallNow();
   const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, MAIN, 'nsc'], {
-    env: { ...process.env, NSM_LOG_LEVEL: 'info', NSM_NAME: `nscp-${i}`, NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NETWORK_SERVICES: SERVICE, NSM_LIVENESS_CHECK_ENABLED: 'false' },
+    env: { ...process.env, NSM_LOG_LEVEL: 'info', NSM_INSECURE: 'true', NSM_NAME: `nscp-${i}`, NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NETWORK_SERVICES: SERVICE, NSM_LIVENESS_CHECK_ENABLED: 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

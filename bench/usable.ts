@@ -69,6 +69,7 @@ export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.Writabl
   const ns = await addNs('c');
   const relay = await podRelay(mesh, ns);
   const config = nscConfig.parse({
+    NSM_INSECURE: 'true',
     NSM_NAME: `nscb-${i}`,
     NSM_CONNECT_TO: relay.url,
     NSM_NETWORK_SERVICES: service,

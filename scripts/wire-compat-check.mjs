@@ -145,13 +145,13 @@ async function startRegistry(opts) {
   if (opts.inProcess) {
     const mod = await import(pathToFileURL(join(root, 'dist/src/components/registry/index.js')).href);
     const { silentLogger } = await import(pathToFileURL(join(root, 'dist/src/core/log.js')).href);
-    const config = mod.registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: opts.expirePeriod });
+    const config = mod.registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: opts.expirePeriod });
     const reg = await mod.startRegistry(config, { log: silentLogger });
     return { url, stop: async () => (await reg.stop(), rmSync(dir, { recursive: true, force: true })) };
   }
   const main = join(root, 'dist/src/cli/main.js');
   const child = spawn(process.execPath, [main, 'registry'], {
-    env: { ...process.env, NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: opts.expirePeriod, NSM_LOG_LEVEL: 'INFO' },
+    env: { ...process.env, NSM_INSECURE: 'true', NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: opts.expirePeriod, NSM_LOG_LEVEL: 'INFO' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -36,7 +36,7 @@ const pkg = grpc.loadPackageDefinition(def);
 const work = mkdtempSync(join(tmpdir(), 'nsm-wire-ns-'));
 const sock = join(work, 'nse.sock');
 const nse = spawn(process.execPath, [join(root, 'dist/src/cli/main.js'), 'nse'], {
-  env: { ...process.env, NSM_NAME: 'nse-wire', NSM_LISTEN_ON: `unix://${sock}`, NSM_CONNECT_TO: `unix://${join(work, 'no-nsmgr.sock')}`, NSM_CIDR_PREFIX: '172.16.1.100/31', NSM_SERVICE_NAMES: 'wire', NSM_LOG_LEVEL: 'warn' },
+  env: { ...process.env, NSM_INSECURE: 'true', NSM_NAME: 'nse-wire', NSM_LISTEN_ON: `unix://${sock}`, NSM_CONNECT_TO: `unix://${join(work, 'no-nsmgr.sock')}`, NSM_CIDR_PREFIX: '172.16.1.100/31', NSM_SERVICE_NAMES: 'wire', NSM_LOG_LEVEL: 'warn' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 let failures = 0;

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { MAIN, netnsDelete, requireRoot, sh, waitFor } from './harness.js';
+import { MAIN, ROOT, netnsDelete, requireRoot, sh, waitFor } from './harness.js';
 
 function example(t: TestContext, runDir: string, extra: string[] = []) {
   const child = spawn(process.execPath, [MAIN, 'example', 'dataplane-interrupt', '--run-dir', runDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -35,6 +35,7 @@ async function assertNothingLeft(runDir: string) {
   }
   const socks = existsSync(runDir) ? readdirSync(runDir).filter((f) => f.endsWith('.sock')) : [];
   assert.deepEqual(socks, [], 'sockets left');
+  assert.equal(existsSync(join(runDir, 'ca')), false, 'the mesh CA is removed with the mesh');
 }
 
 const cleanupPods = async (runDir: string) => {
@@ -61,6 +62,7 @@ describe('nsm example dataplane-interrupt (real processes, real netns)', { concu
     const code = await ex.exit;
     assert.equal(code, 0, ex.out());
     assert.match(ex.out(), /every step passed/);
+    assert.match(ex.out(), /up \(supervisor pid \d+, mTLS, SVIDs from the mesh's Workload API\)/, 'secure by default');
     assert.match(ex.out(), /pinger said "(ping timeout|missing \d+ pings)"/);
     assert.match(ex.out(), /healed +\+\d+/);
     await assertNothingLeft(runDir);
@@ -72,12 +74,27 @@ describe('nsm example dataplane-interrupt (real processes, real netns)', { concu
     const ex = example(t, runDir, ['--keep']);
     assert.equal(await ex.exit, 0, ex.out());
     const status = JSON.parse(await sh(process.execPath, [MAIN, 'status', '-o', 'json', '--run-dir', runDir])) as {
-      connections: Array<{ service: string; path: string[] | string }>;
+      security: string;
+      components: Array<{ name: string; spiffeId: string | null }>;
+      connections: Array<{ service: string; path: string[] | string; segments: Array<{ sub: string | null; aud: string[] }> }>;
     };
     const conn = status.connections.find((c) => c.service === "dataplane-interrupt");
     assert.ok(conn, JSON.stringify(status.connections));
     const path = Array.isArray(conn.path) ? conn.path : conn.path.split(' -> ');
     assert.equal(path.length, 4, `path ${path.join(' -> ')}`);
+    // secure by default: each hop's token names who made it (sub) and, chained, whom it was for (aud)
+    assert.equal(status.security, 'mtls');
+    const node = hostname();
+    assert.deepEqual(
+      status.components.map((c) => c.spiffeId),
+      ['registry', 'nsmgr', 'forwarder'].map((c) => `spiffe://nsm.local/node/${node}/${c}`),
+    );
+    const subs = ['spiffe://nsm.local/ns/nsc-kernel/nsc', `spiffe://nsm.local/node/${node}/nsmgr`, `spiffe://nsm.local/node/${node}/forwarder`, 'spiffe://nsm.local/ns/nse-kernel/nse'];
+    assert.deepEqual(conn.segments.map((g) => g.sub), subs, JSON.stringify(conn.segments));
+    // aud: each hop mints for its TLS peer once the authorize elements (issue 13, W2) are in
+    if (existsSync(join(ROOT, 'dist/src/networkservice/authorize'))) {
+      for (let i = 0; i < 3; i++) assert.deepEqual(conn.segments[i].aud, [subs[i + 1]], `segment ${i} aud`);
+    }
     await cleanupPods(runDir);
     await assertNothingLeft(runDir);
   });

@@ -147,17 +147,21 @@ export interface Proc {
  * Starts `nsm <args>` (optionally inside netns `ns`) with `env`; output goes to a log file in `dir`.
  * Killed (SIGKILL after a SIGTERM grace) after the test.
  */
-export function nsm(t: TestContext, dir: string, name: string, args: string[], env: Record<string, string>, ns?: string): Proc {
+export function nsm(t: TestContext, dir: string, name: string, args: string[], env: Record<string, string | undefined>, ns?: string): Proc {
   return nodeProc(t, dir, name, [MAIN, ...args], env, ns);
 }
 
-/** `node <script> <args…>` (in netns `ns`, if given) as a Proc, with its output in `<dir>/<name>.log`. */
-export function nodeProc(t: TestContext, dir: string, name: string, scriptAndArgs: string[], env: Record<string, string>, ns?: string): Proc {
+/**
+ * `node <script> <args…>` (in netns `ns`, if given) as a Proc, with its output in `<dir>/<name>.log`.
+ * Components get NSM_INSECURE=true unless `env` says otherwise (`undefined` unsets a variable): the meshes
+ * of these tests have no SVIDs until the embedded issuer starts them (test/identity.test.ts runs with SVIDs).
+ */
+export function nodeProc(t: TestContext, dir: string, name: string, scriptAndArgs: string[], env: Record<string, string | undefined>, ns?: string): Proc {
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
   const cmd = ns ? 'ip' : process.execPath;
   const argv = ns ? ['netns', 'exec', ns, process.execPath, ...scriptAndArgs] : scriptAndArgs;
-  const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, argv, { env: { ...process.env, NSM_LOG_LEVEL: 'debug', NSM_INSECURE: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   const exit = new Promise<number | null>((r) => child.once('exit', (code, sig) => r(code ?? (sig ? 128 : null))));
@@ -292,9 +296,9 @@ export function seedNscEnv(mesh: Mesh, extra: Record<string, string> = {}): Reco
   return { NSM_NAME: 'nsc-kernel-1', NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...extra };
 }
 
-/** `nsm apply -f netsvc.yaml` against the mesh's registry. */
+/** `nsm apply -f netsvc.yaml` against the mesh's registry (plaintext, as these meshes are: see nodeProc). */
 export async function applyNetsvc(mesh: Mesh): Promise<void> {
-  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry]);
+  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry], { env: { ...process.env, NSM_INSECURE: 'true' } });
 }
 
 /** The seed: service applied, NSE in its pod, NSC in its pod; resolves when nsm-1 answers pings. */

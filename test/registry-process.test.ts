@@ -34,7 +34,7 @@ after(() => {
 
 function start(env: Record<string, string>): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [mainJs, 'registry'], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', NSM_INSECURE: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -3,10 +3,12 @@
  * validate the env once (exit 2 with a message naming the variable and the value), print the
  * effective config, start, stop cleanly on SIGTERM/SIGINT (exiting hard only when stop overruns the
  * budget the component gives, `Running.stopBudgetMs`, default 10 s), switch the log level on SIGUSR1 (trace) /
- * SIGUSR2 (configured level).
+ * SIGUSR2 (configured level). A signal during start aborts the `signal` given to `start` (a component that
+ * waits there, e.g. for its first SVID, gives up with a CancelledError and the process exits 0); otherwise
+ * the stop runs once start ends.
  */
 import type { ConfigSchema, EnvVar } from '../components/config.js';
-import { ConfigError, InvalidArgumentError, errorMessage } from '../core/errors.js';
+import { CancelledError, ConfigError, InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { DEFAULT_STOP_BUDGET_MS, type Running } from '../core/lifecycle.js';
 import { createLogger, parseLogLevel, type Logger } from '../core/log.js';
 
@@ -17,7 +19,8 @@ export const EXIT_CONFIG = 2;
 export async function runComponent<S extends Record<string, EnvVar<unknown>>>(opts: {
   schema: ConfigSchema<S>;
   env?: NodeJS.ProcessEnv;
-  start(config: ReturnType<ConfigSchema<S>['parse']>, log: Logger): Promise<Running>;
+  /** `signal` aborts when a stop signal arrives during start. */
+  start(config: ReturnType<ConfigSchema<S>['parse']>, log: Logger, signal: AbortSignal): Promise<Running>;
 }): Promise<void> {
   const env = opts.env ?? process.env;
   let config: ReturnType<ConfigSchema<S>['parse']>;
@@ -61,15 +64,22 @@ export async function runComponent<S extends Record<string, EnvVar<unknown>>>(op
     log.flush?.();
     process.exit(0);
   };
+  const starting = new AbortController();
   const onSignal = (signal: string) => {
-    if (running) void stop(signal);
-    else requested ??= signal;
+    if (running) return void stop(signal);
+    requested ??= signal;
+    starting.abort(new CancelledError(`${signal} during start`));
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => onSignal(sig));
 
   try {
-    running = await opts.start(config, log);
+    running = await opts.start(config, log, starting.signal);
   } catch (err) {
+    if (requested && err instanceof CancelledError) {
+      log.info({ signal: requested }, 'stopped during start');
+      log.flush?.();
+      process.exit(0);
+    }
     log.error({ err: errorMessage(err) }, 'start failed');
     process.stderr.write(`nsm ${opts.schema.component}: start failed: ${errorMessage(err)}\n`);
     if (err instanceof ConfigError || err instanceof InvalidArgumentError) process.exit(EXIT_CONFIG);

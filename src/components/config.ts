@@ -10,6 +10,7 @@ import { MAX_CONCURRENCY, MAX_QUEUE } from '../core/admission.js';
 import { ConfigError, InvalidArgumentError } from '../core/errors.js';
 import { parseLogLevel, type LogLevel } from '../core/log.js';
 import { parseUrl } from '../core/transport.js';
+import { ENDPOINT_ENV, parseWorkloadEndpoint } from '../security/workload-client.js';
 
 export interface EnvVar<T> {
   readonly name: string;
@@ -20,6 +21,11 @@ export interface EnvVar<T> {
   /** Allowed values, for the docs (e.g. `1ms–24h`); the parser enforces them. */
   readonly range?: string;
   parse(raw: string): T;
+  /**
+   * A rule across variables, run once every variable of the schema is parsed (e.g. SPIFFE_ENDPOINT_SOCKET
+   * is needed unless NSM_INSECURE=true); throws a ConfigError naming this variable.
+   */
+  check?(parsed: Readonly<Record<string, unknown>>): void;
 }
 
 type Parsed<S> = { readonly [K in keyof S]: S[K] extends EnvVar<infer T> ? T : never };
@@ -59,6 +65,7 @@ export function defineConfig<S extends Record<string, EnvVar<unknown>>>(componen
           throw new ConfigError(v.name, raw ?? '', err instanceof InvalidArgumentError ? err.reason : (err as Error).message);
         }
       }
+      for (const v of Object.values(vars)) v.check?.(out);
       return Object.freeze(out) as Parsed<S>;
     },
     describe(env) {
@@ -254,6 +261,55 @@ export function admissionVars(what: string) {
       default: String(DEFAULT_MAX_QUEUED_REQUESTS),
       min: 0,
       max: MAX_QUEUE,
+    }),
+  };
+}
+
+// ---- Identity ----------------------------------------------------------------------------------------
+
+/**
+ * Where the mesh's SPIFFE Workload API serves on a node (`nsm up`'s embedded issuer, in the run dir next
+ * to nsmgr's socket): a component started by hand on a node whose mesh is up (`ip netns exec POD nsm nsc`)
+ * finds it there without SPIFFE_ENDPOINT_SOCKET.
+ */
+export const DEFAULT_WORKLOAD_API_SOCKET = 'unix:///var/lib/networkservicemesh/agent.sock';
+
+/** True when `url` (unix://) names an existing unix socket. */
+export function unixSocketExists(url: string): boolean {
+  try {
+    return statSync(url.replace(/^unix:(\/\/)?/, '')).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** What `identityVars` parse into: the Workload API endpoint (undefined: none) and whether plaintext was chosen. */
+export interface IdentityConfig {
+  readonly spiffeEndpointSocket: string | undefined;
+  readonly insecure: boolean;
+}
+
+/**
+ * SPIFFE_ENDPOINT_SOCKET and NSM_INSECURE, the same on every component. Rules: NSM_INSECURE=true → plaintext
+ * gRPC and HS256 tokens, the socket is not used. Otherwise SPIFFE_ENDPOINT_SOCKET (`unix:///abs/path`; a
+ * malformed value is a ConfigError naming it); unset → `defaultSocket` when that socket exists (a mesh is
+ * up), else a ConfigError naming SPIFFE_ENDPOINT_SOCKET. `defaultSocket` is there for tests.
+ */
+export function identityVars(opts: { defaultSocket?: string } = {}) {
+  const fallback = opts.defaultSocket ?? DEFAULT_WORKLOAD_API_SOCKET;
+  const socket: EnvVar<string | undefined> = {
+    name: ENDPOINT_ENV,
+    description: `SPIFFE Workload API socket (unix:///absolute/path) this component takes its X.509-SVID from, as upstream; unset: ${fallback} if that socket exists (a mesh is up), else the component exits 2 — unless NSM_INSECURE=true`,
+    parse: (raw) => (raw.trim() === '' ? (unixSocketExists(fallback) ? fallback : undefined) : parseWorkloadEndpoint(raw.trim(), ENDPOINT_ENV)),
+    check(parsed) {
+      if (parsed.insecure === true || parsed.spiffeEndpointSocket !== undefined) return;
+      throw new ConfigError(ENDPOINT_ENV, '', `not set, and no SPIFFE Workload API socket at the mesh default ${fallback}; set it (e.g. unix:///run/spire/sockets/agent.sock), or NSM_INSECURE=true for plaintext`);
+    },
+  };
+  return {
+    spiffeEndpointSocket: socket,
+    insecure: env.bool('NSM_INSECURE', 'nsm-ts: true = plaintext gRPC and unverified HS256 path tokens, no SVID (a warning at start; nsm status shows it). Never chosen silently', {
+      default: 'false',
     }),
   };
 }

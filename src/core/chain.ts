@@ -81,7 +81,7 @@ function elementContexts(element: string): (ctx: CallContext) => CallContext {
       lastCaller = ctx.log;
       lastLog = log;
     }
-    return { signal: ctx.signal, deadline: ctx.deadline, state: ctx.state, log: lastLog!, metadata: ctx.metadata, events: ctx.events, peer: ctx.peer, peerIdentity: ctx.peerIdentity };
+    return { signal: ctx.signal, deadline: ctx.deadline, state: ctx.state, log: lastLog!, metadata: ctx.metadata, events: ctx.events, peer: ctx.peer, peerIdentity: ctx.peerIdentity, setResponseHeader: ctx.setResponseHeader };
   };
 }
 

@@ -38,6 +38,11 @@ export interface CallContext {
   readonly peer?: () => Promise<Peer | undefined>;
   /** Server side, over mTLS: the caller's verified SPIFFE ID and certificate; absent for plaintext and in-process calls. */
   readonly peerIdentity?: PeerIdentity;
+  /**
+   * Server side, at the gRPC edge: sets a response header of this call (sent with the response; the
+   * registry's `path` header). Absent for in-process calls.
+   */
+  readonly setResponseHeader?: (key: string, value: string) => void;
 }
 
 export function newContext(init: Partial<CallContext> = {}): CallContext {
@@ -50,6 +55,7 @@ export function newContext(init: Partial<CallContext> = {}): CallContext {
     events: init.events,
     peer: init.peer,
     peerIdentity: init.peerIdentity,
+    setResponseHeader: init.setResponseHeader,
   };
 }
 

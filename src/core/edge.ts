@@ -26,8 +26,16 @@ export function metadataRecord(md: Metadata | undefined): Record<string, string>
   return out;
 }
 
-function edgeContext(call: { signal: AbortSignal; metadata?: Metadata; peer?: string }, log: Logger): CallContext {
-  return newContext({ signal: call.signal, metadata: metadataRecord(call.metadata), log, peer: () => peerOf(call.peer), peerIdentity: peerIdentityOf(call.peer) });
+function edgeContext(call: { signal: AbortSignal; metadata?: Metadata; peer?: string; header?: Metadata }, log: Logger): CallContext {
+  const header = call.header;
+  return newContext({
+    signal: call.signal,
+    metadata: metadataRecord(call.metadata),
+    log,
+    peer: () => peerOf(call.peer),
+    peerIdentity: peerIdentityOf(call.peer),
+    setResponseHeader: header && ((key, value) => void header.set(key, value)),
+  });
 }
 
 async function mapped<T>(fn: () => Promise<T>): Promise<T> {

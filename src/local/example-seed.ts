@@ -16,10 +16,12 @@ import { fmtMs } from './example-steps.js';
 import type { ExampleOutcome, LastHeal } from './example-summary.js';
 import { busyboxBin, pingOk, ReplyCounter } from './example-traffic.js';
 import { findEndpoints } from './grpc.js';
+import { localMeshSecurity } from './identity.js';
 import { up, type MeshContext } from './mesh.js';
 import { ip, netnsExists } from './netns.js';
 import { readStatusFile, runPod } from './pods.js';
 import { readState } from './state.js';
+import { baseEnv } from './supervisor.js';
 
 export const NSE_POD = 'nse-kernel';
 export const NSC_POD = 'nsc-kernel';
@@ -135,7 +137,8 @@ export const commandOf = (step: SeedStep, run: SeedRun): string | undefined => (
 async function startMesh(run: SeedRun): Promise<string> {
   const r = await up({ ...run.ctx, say: () => undefined });
   run.meshStarted = !r.already;
-  return r.already ? 'already up: using it' : `up (supervisor pid ${r.supervisor.pid})`;
+  const mode = r.security === 'mtls' ? 'mTLS, SVIDs from the mesh\'s Workload API' : 'INSECURE (plaintext)';
+  return r.already ? `already up: using it (${mode})` : `up (supervisor pid ${r.supervisor.pid}, ${mode})`;
 }
 
 async function checkPodsFree(run: SeedRun): Promise<string> {
@@ -146,13 +149,14 @@ async function checkPodsFree(run: SeedRun): Promise<string> {
 }
 
 async function applyNetworkService(run: SeedRun): Promise<string> {
-  const out = await runNsm(run.entry, ['apply', '-f', run.netsvcYaml, '--registry-url', `unix://${run.ctx.paths.sockets.registry}`]);
+  const out = await runNsm(run.entry, ['apply', '-f', run.netsvcYaml, '--run-dir', run.ctx.paths.dir]);
   return out.trim();
 }
 
 async function deployNse(run: SeedRun): Promise<string> {
   await runPod(run.ctx, { component: 'nse', pod: NSE_POD, env: NSE_ENV, wait: true, timeoutMs: POD_READY_TIMEOUT_MS });
-  const nses = await findEndpoints(run.ctx.paths.sockets.registry, NSE_POD);
+  const cli = localMeshSecurity(run.ctx.paths, readState(run.ctx.paths), run.ctx.hostname);
+  const nses = await findEndpoints(run.ctx.paths.sockets.registry, cli.security, NSE_POD).finally(() => cli.close());
   return `endpoint ${NSE_POD} registered for ${nses[0]?.networkServiceNames.join(',') ?? 'dataplane-interrupt'}`;
 }
 
@@ -234,7 +238,8 @@ export async function seedOutcome(run: SeedRun): Promise<ExampleOutcome> {
 
 function runNsm(entry: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // the mesh's own identity (--run-dir), not whatever SPIFFE_ENDPOINT_SOCKET / NSM_* the shell has
+    const c = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv() });
     let out = '';
     let err = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -17,7 +17,17 @@ test('component env: upstream names, fixed sockets, same NSM_NAME per host', () 
     NSM_REGISTRY_URL: 'unix:///run/x/registry.sock',
     NSM_NAME: 'nsmgr-h1',
     NODE_NAME: 'h1',
+    SPIFFE_ENDPOINT_SOCKET: 'unix:///run/x/agent.sock',
   });
+  assert.deepEqual(
+    (['registry', 'nsmgr', 'forwarder'] as const).map((c) => [componentEnv(p, c, 'h1', 'insecure').NSM_INSECURE, componentEnv(p, c, 'h1', 'insecure').SPIFFE_ENDPOINT_SOCKET]),
+    [
+      ['true', undefined],
+      ['true', undefined],
+      ['true', undefined],
+    ],
+  );
+  assert.equal(componentEnv(p, 'registry', 'h1').NSM_INSECURE, undefined, 'secure by default');
   assert.equal(componentEnv(p, 'forwarder', 'h1').NSM_CONNECT_TO, 'unix:///run/x/nsm.io.sock');
   assert.equal(componentEnv(p, 'registry', 'h1').NSM_LISTEN_ON, 'unix:///run/x/registry.sock');
   assert.equal(resolveRunDir(undefined, {}), DEFAULT_RUN_DIR);
@@ -26,8 +36,8 @@ test('component env: upstream names, fixed sockets, same NSM_NAME per host', () 
   assert.equal(resolveRunDir(undefined, { NSM_RUN_DIR: '' }), DEFAULT_RUN_DIR);
 });
 
-test('base env drops inherited NSM_* except the log level', () => {
-  assert.deepEqual(baseEnv({ PATH: '/bin', NSM_NAME: 'x', NSM_LOG_LEVEL: 'DEBUG' }), { PATH: '/bin', NSM_LOG_LEVEL: 'DEBUG' });
+test('base env drops inherited NSM_* except the log level, and SPIFFE_ENDPOINT_SOCKET', () => {
+  assert.deepEqual(baseEnv({ PATH: '/bin', NSM_NAME: 'x', NSM_LOG_LEVEL: 'DEBUG', NSM_INSECURE: 'true', SPIFFE_ENDPOINT_SOCKET: 'unix:///x' }), { PATH: '/bin', NSM_LOG_LEVEL: 'DEBUG' });
 });
 
 test('-e pairs', () => {

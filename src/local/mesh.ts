@@ -6,6 +6,10 @@
  * `down` stops pods (NSCs first, so they Close their connections, then NSEs), then the supervisor, then
  * any component left over, deletes the netns the mesh created, removes sockets, and waits until no
  * nsm-ts link is left. Only processes recorded in `mesh.json` with a matching start time are signalled.
+ *
+ * Security: `up` is secure unless asked (`insecure: true`, `nsm up --insecure`): it creates the mesh's CA
+ * in the run dir on the first start (local/identity.ts), records `security` in `mesh.json`, and checks the
+ * components' health over mTLS with a CLI SVID. `down` removes the Workload API socket and the CA.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
@@ -13,10 +17,12 @@ import { InvalidArgumentError, NotFoundError, PermissionDeniedError, Unavailable
 import { socketAlive } from '../core/transport.js';
 import { sleep } from '../core/signals.js';
 import { checkHealth } from './grpc.js';
+import { loadOrCreateCa, localMeshSecurity, meshSecurityOf, removeCa } from './identity.js';
 import { deleteNetns, netnsExists, waitLinksGone } from './netns.js';
-import { COMPONENTS, type ComponentName, type RunPaths } from './paths.js';
+import { COMPONENTS, type ComponentName, type MeshSecurity, type RunPaths } from './paths.js';
 import { isRoot, isRunning, missingToolsMessage, NOT_ROOT_MESSAGE, recordFor, signalRecorded, socketOwner, tail, terminate, waitGone, type ProcRecord } from './proc.js';
 import { readState, updateState, type MeshState, type PodRecord } from './state.js';
+import type { TransportSecurity } from '../security/tls.js';
 import { removeStaleSocket } from './supervisor.js';
 
 export const DEFAULT_UP_TIMEOUT_MS = 20_000;
@@ -55,8 +61,24 @@ function isSocket(path: string): boolean {
   }
 }
 
-export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): Promise<{ already: boolean; supervisor: ProcRecord }> {
+export interface UpOptions {
+  readonly timeoutMs?: number;
+  /** Plaintext everywhere (every component gets NSM_INSECURE=true); only when asked for. */
+  readonly insecure?: boolean;
+}
+
+export interface UpResult {
+  readonly already: boolean;
+  readonly supervisor: ProcRecord;
+  readonly security: MeshSecurity;
+  /** This start created the mesh's CA (first start after `nsm down`). */
+  readonly caCreated: boolean;
+}
+
+export async function up(ctx: MeshContext, options: UpOptions = {}): Promise<UpResult> {
   const { paths, hostname, say } = ctx;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+  const security: MeshSecurity = options.insecure ? 'insecure' : 'mtls';
   requireRoot();
   requireTools();
   const longest = paths.sockets.forwarder;
@@ -65,7 +87,7 @@ export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): P
   mkdirSync(paths.pods, { recursive: true });
   const prev = readState(paths);
   const sup = runningSupervisor(prev);
-  if (sup) return { already: true, supervisor: sup };
+  if (sup) return { already: true, supervisor: sup, security: meshSecurityOf(prev), caCreated: false };
 
   // Components left by a supervisor that died: ours (recorded, same start time), so stop them.
   const orphans = Object.values(prev?.components ?? {}).filter((c) => isRunning(c));
@@ -83,11 +105,12 @@ export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): P
     }
   }
 
+  const caCreated = security === 'mtls' && loadOrCreateCa(paths).created;
   const logPath = paths.log('supervisor');
   const fd = openSync(logPath, 'a');
   let supervisor: ProcRecord;
   try {
-    const child = spawn(process.execPath, [ctx.entry, 'supervise', '--run-dir', paths.dir], {
+    const child = spawn(process.execPath, [ctx.entry, 'supervise', '--run-dir', paths.dir, ...(security === 'insecure' ? ['--insecure'] : [])], {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: process.env,
@@ -98,8 +121,24 @@ export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): P
   } finally {
     closeSync(fd);
   }
-  updateState(paths, hostname, (s) => ({ ...s, hostname, supervisor }));
+  updateState(paths, hostname, (s) => ({ ...s, hostname, security, supervisor }));
+  const probe = localMeshSecurity(paths, { ...emptyStateFor(paths, hostname), security }, hostname);
+  try {
+    await waitUp(ctx, supervisor, probe.security, timeoutMs);
+  } finally {
+    probe.close();
+  }
+  return { already: false, supervisor, security, caCreated };
+}
 
+function emptyStateFor(paths: RunPaths, hostname: string): MeshState {
+  return { version: 1, runDir: paths.dir, hostname, components: {}, pods: {} };
+}
+
+/** Waits until every component answers Health SERVING; rolls back and throws naming the component otherwise. */
+async function waitUp(ctx: MeshContext, supervisor: ProcRecord, security: TransportSecurity, timeoutMs: number): Promise<void> {
+  const { paths } = ctx;
+  const logPath = paths.log('supervisor');
   const deadline = Date.now() + timeoutMs;
   const pending = new Set<ComponentName>(COMPONENTS);
   while (pending.size > 0) {
@@ -107,7 +146,7 @@ export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): P
       await rollback(ctx, supervisor);
       throw new UnavailableError(`the supervisor (pid ${supervisor.pid}) exited during start; last lines of ${logPath}:\n${tail(logPath)}`);
     }
-    for (const name of [...pending]) if ((await checkHealth(paths.sockets[name], 500)) === 'SERVING') pending.delete(name);
+    for (const name of [...pending]) if ((await checkHealth(paths.sockets[name], security, 500)) === 'SERVING') pending.delete(name);
     if (pending.size === 0) break;
     const looping = COMPONENTS.map((c) => readState(paths)?.components[c]).find((c) => c && pending.has(c.name) && c.restarts >= CRASH_LOOP_RESTARTS);
     if (looping) {
@@ -126,11 +165,12 @@ export async function up(ctx: MeshContext, timeoutMs = DEFAULT_UP_TIMEOUT_MS): P
     }
     await sleep(150);
   }
-  return { already: false, supervisor };
 }
 
+/** Stops what `up` started; the mesh never came up, so its CA goes too. */
 async function rollback(ctx: MeshContext, supervisor: ProcRecord): Promise<void> {
   await stopSupervisor(ctx, supervisor);
+  removeCa(ctx.paths);
   updateState(ctx.paths, ctx.hostname, () => null);
 }
 
@@ -146,6 +186,7 @@ async function stopSupervisor(ctx: MeshContext, supervisor: ProcRecord | undefin
   const left = Object.values(readState(paths)?.components ?? {}).filter((c) => isRunning(c));
   if (left.length > 0) await terminate(left, POD_STOP_GRACE_MS);
   for (const name of COMPONENTS) await removeStaleSocket(paths.sockets[name]);
+  await removeStaleSocket(paths.agentSocket);
 }
 
 /** Stops one pod's processes (NSCs, then NSEs, then anything else) and deletes its netns if the mesh created it. */
@@ -167,8 +208,9 @@ export async function down(ctx: MeshContext): Promise<{ nothing: boolean; leftov
     Object.values(state?.components ?? {}).some((c) => isRunning(c)) ||
     pods.some(([, p]) => p.processes.some((x) => isRunning(x)) || (p.createdNetns && netnsExists(p.netns)));
   if (!running) {
-    for (const name of COMPONENTS) await removeStaleSocket(paths.sockets[name]);
+    for (const name of [...COMPONENTS.map((c) => paths.sockets[c]), paths.agentSocket]) await removeStaleSocket(name);
     if (state) updateState(paths, hostname, () => null);
+    removeCa(paths);
     return { nothing: true, leftovers: [] };
   }
   requireRoot();
@@ -201,5 +243,7 @@ export async function down(ctx: MeshContext): Promise<{ nothing: boolean; leftov
   const kept = pods.filter(([, p]) => !p.createdNetns).map(([, p]) => p.netns);
   const leftovers = await waitLinksGone(kept, deleted, 5000);
   updateState(paths, hostname, () => null);
+  // The trust of a mesh ends with it: the next `nsm up` makes a new root (see local/identity.ts).
+  removeCa(paths);
   return { nothing: false, leftovers };
 }

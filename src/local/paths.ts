@@ -7,6 +7,8 @@
  * <run-dir>/registry.sock        registry      (NSM_LISTEN_ON of `nsm registry`)
  * <run-dir>/nsm.io.sock          nsmgr         (NSM_LISTEN_ON of `nsm nsmgr`, NSM_CONNECT_TO of nsc/nse/forwarder)
  * <run-dir>/forwarder.sock       forwarder     (NSM_LISTEN_ON of `nsm forwarder`)
+ * <run-dir>/agent.sock           the mesh's SPIFFE Workload API (SPIFFE_ENDPOINT_SOCKET of every component and pod)
+ * <run-dir>/ca/root.pem, root.key  the embedded CA (key 0600, dir 0700); removed by `nsm down`
  * <run-dir>/mesh.json            state: supervisor, components, pods (written atomically)
  * <run-dir>/pods/<pod>-<c>.json  status file of a pod process (NSM_STATUS_FILE)
  * <run-dir>/logs/<name>.log      supervisor.log, registry.log, nsmgr.log, forwarder.log, <pod>-<c>.log
@@ -20,6 +22,12 @@ export const RUN_DIR_ENV = 'NSM_RUN_DIR';
 export const COMPONENTS = ['registry', 'nsmgr', 'forwarder'] as const;
 export type ComponentName = (typeof COMPONENTS)[number];
 
+/** Trust domain of the embedded issuer: IDs are `spiffe://nsm.local/node/<node>/<component>` and `…/ns/<pod>/<what>`. */
+export const EMBEDDED_TRUST_DOMAIN = 'nsm.local';
+
+/** How a mesh runs: mTLS with SVIDs from its own Workload API (the default), or plaintext (`nsm up --insecure`). */
+export type MeshSecurity = 'mtls' | 'insecure';
+
 export const POD_COMPONENTS = ['nsc', 'nse'] as const;
 export type PodComponent = (typeof POD_COMPONENTS)[number];
 
@@ -30,6 +38,9 @@ export interface RunPaths {
   readonly logs: string;
   readonly pods: string;
   readonly sockets: Readonly<Record<ComponentName, string>>;
+  /** The mesh's SPIFFE Workload API (served by the supervisor when the mesh is secure). */
+  readonly agentSocket: string;
+  readonly ca: { readonly dir: string; readonly cert: string; readonly key: string };
   log(name: string): string;
   podStatus(pod: string, component: string): string;
 }
@@ -54,13 +65,27 @@ export function runPaths(dir: string): RunPaths {
       nsmgr: join(dir, 'nsm.io.sock'),
       forwarder: join(dir, 'forwarder.sock'),
     }),
+    agentSocket: join(dir, 'agent.sock'),
+    ca: Object.freeze({ dir: join(dir, 'ca'), cert: join(dir, 'ca', 'root.pem'), key: join(dir, 'ca', 'root.key') }),
     log: (name: string) => join(logs, `${name}.log`),
     podStatus: (pod: string, component: string) => join(pods, `${pod}-${component}.json`),
   });
 }
 
+/**
+ * How a component or pod process gets its identity: `SPIFFE_ENDPOINT_SOCKET` of the mesh's Workload API, or
+ * `NSM_INSECURE=true` when the mesh runs plaintext.
+ */
+export function identityEnv(paths: RunPaths, security: MeshSecurity): Record<string, string> {
+  return security === 'insecure' ? { NSM_INSECURE: 'true' } : { SPIFFE_ENDPOINT_SOCKET: `unix://${paths.agentSocket}` };
+}
+
 /** The env each node component gets from the supervisor; computed once, so a restart keeps the same env. */
-export function componentEnv(paths: RunPaths, name: ComponentName, hostname: string): Record<string, string> {
+export function componentEnv(paths: RunPaths, name: ComponentName, hostname: string, security: MeshSecurity = 'mtls'): Record<string, string> {
+  return { ...nodeEnv(paths, name, hostname), ...identityEnv(paths, security) };
+}
+
+function nodeEnv(paths: RunPaths, name: ComponentName, hostname: string): Record<string, string> {
   const sock = (c: ComponentName) => `unix://${paths.sockets[c]}`;
   switch (name) {
     case 'registry':

@@ -6,19 +6,24 @@
  *
  * Env of a pod process: the `-e` values, plus, unless given: `NSM_CONNECT_TO=unix://<run-dir>/nsm.io.sock`,
  * `NSM_NAME=<--name or pod>`, `POD_NAME=<pod>`, `NODE_NAME=<hostname>`,
- * `NSM_STATUS_FILE=<run-dir>/pods/<pod>-<component>.json` (the NSC writes its connection/heal status there).
+ * `NSM_STATUS_FILE=<run-dir>/pods/<pod>-<component>.json` (the NSC writes its connection/heal status there),
+ * and the mesh's identity: `SPIFFE_ENDPOINT_SOCKET=unix://<run-dir>/agent.sock` (the Workload API attests
+ * the process by its netns: `spiffe://nsm.local/ns/<pod>/<nsc|nse>`) when the mesh is secure, or
+ * `NSM_INSECURE=true` when it runs insecure — unless `-e` gives either variable.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../core/errors.js';
 import { sleep } from '../core/signals.js';
 import { findEndpoints } from './grpc.js';
+import { localMeshSecurity, meshSecurityOf } from './identity.js';
 import { requireRoot, requireTools, runningSupervisor, stopPodProcesses, type MeshContext } from './mesh.js';
 import { addNetns, deleteNetns, netnsExists, netnsInode, processNetnsInode } from './netns.js';
-import { POD_COMPONENTS, POD_NAME_RE, type PodComponent } from './paths.js';
+import { identityEnv, POD_COMPONENTS, POD_NAME_RE, type PodComponent } from './paths.js';
 import { isRunning, recordFor, tail } from './proc.js';
 import { baseEnv } from './supervisor.js';
 import { readState, updateState, type PodProcessRecord } from './state.js';
+import type { TransportSecurity } from '../security/tls.js';
 
 export const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
 
@@ -95,10 +100,12 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
   const given = o.env ?? {};
   const name = o.name ?? given.NSM_NAME ?? o.pod;
   const statusFile = paths.podStatus(o.pod, component);
+  const identity = given.SPIFFE_ENDPOINT_SOCKET !== undefined || given.NSM_INSECURE !== undefined ? {} : identityEnv(paths, meshSecurityOf(state));
   const env: Record<string, string> = {
     ...baseEnv(),
     NSM_CONNECT_TO: `unix://${paths.sockets.nsmgr}`,
     NODE_NAME: hostname,
+    ...identity,
     ...given,
     NSM_NAME: name,
     POD_NAME: o.pod,
@@ -146,6 +153,15 @@ function exitedError(rec: PodProcessRecord, pod: string): Error {
 
 /** nsc: its status file says connected; nse: the registry knows its name. */
 async function waitReady(ctx: MeshContext, rec: PodProcessRecord, pod: string, timeoutMs: number): Promise<void> {
+  const cli = rec.component === 'nse' ? localMeshSecurity(ctx.paths, readState(ctx.paths), ctx.hostname) : undefined;
+  try {
+    await pollReady(ctx, rec, pod, timeoutMs, cli?.security);
+  } finally {
+    cli?.close();
+  }
+}
+
+async function pollReady(ctx: MeshContext, rec: PodProcessRecord, pod: string, timeoutMs: number, security: TransportSecurity | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!isRunning(rec)) throw exitedError(rec, pod);
@@ -153,7 +169,7 @@ async function waitReady(ctx: MeshContext, rec: PodProcessRecord, pod: string, t
       if (statusSaysReady(readStatusFile(rec.statusFile))) return;
     } else {
       try {
-        if ((await findEndpoints(ctx.paths.sockets.registry, rec.name, 1000)).some((e) => e.name === rec.name)) return;
+        if ((await findEndpoints(ctx.paths.sockets.registry, security!, rec.name, 1000)).some((e) => e.name === rec.name)) return;
       } catch {
         /* registry restarting; retry */
       }

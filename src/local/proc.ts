@@ -148,6 +148,7 @@ export function socketOwner(path: string): { pid: number; command: string } | un
 /** System tools the local mesh uses, with the Debian package that provides each. */
 export const SYSTEM_TOOLS: Readonly<Record<string, string>> = {
   ip: 'iproute2',
+  ss: 'iproute2',
   nsenter: 'util-linux',
   ping: 'iputils-ping',
   busybox: 'busybox',

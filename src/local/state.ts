@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, s
 import { dirname } from 'node:path';
 import { NsmError } from '../core/errors.js';
 import { procStartTime, type ProcRecord } from './proc.js';
-import type { ComponentName, PodComponent, RunPaths } from './paths.js';
+import type { ComponentName, MeshSecurity, PodComponent, RunPaths } from './paths.js';
 
 export interface ComponentRecord extends ProcRecord {
   readonly name: ComponentName;
@@ -40,6 +40,10 @@ export interface MeshState {
   readonly runDir: string;
   readonly hostname: string;
   readonly supervisor?: ProcRecord;
+  /** `mtls` (SVIDs from the mesh's own Workload API) or `insecure` (`nsm up --insecure`); absent: written by a plaintext-only nsm. */
+  readonly security?: MeshSecurity;
+  /** The Workload API socket components and pods get as SPIFFE_ENDPOINT_SOCKET (secure meshes). */
+  readonly agentSocket?: string;
   readonly components: Readonly<Partial<Record<ComponentName, ComponentRecord>>>;
   readonly pods: Readonly<Record<string, PodRecord>>;
 }

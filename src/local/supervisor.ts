@@ -6,6 +6,14 @@
  * `mesh.json` (pid + start time, restarts, last exit) and logged; component output is appended to
  * `logs/<name>.log`. `stop()` stops the components in reverse order (SIGTERM, SIGKILL after a grace)
  * and removes sockets they left.
+ *
+ * Identity: a secure mesh (the default) runs the mesh's own SPIFFE Workload API in this process, at
+ * `<run dir>/agent.sock`, with the CA of the run dir (local/identity.ts). It knows every component's pid
+ * and start time right after spawn, so the identity policy gives exactly those processes
+ * `spiffe://nsm.local/node/<node>/<component>` and a pod's processes `…/ns/<pod>/<what>`. Components get
+ * `SPIFFE_ENDPOINT_SOCKET` for it; an insecure mesh (`nsm up --insecure`) runs no Workload API and gives
+ * them `NSM_INSECURE=true`. The supervisor's own health checks use an SVID it issues itself
+ * (`node/<node>/supervisor`). The Workload API stops after the components, and its socket is removed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { backoff } from '../core/delay.js';
@@ -13,8 +21,14 @@ import { closeSync, lstatSync, mkdirSync, openSync, unlinkSync, writeSync } from
 import type { Logger } from '../core/log.js';
 import { socketAlive } from '../core/transport.js';
 import { sleep } from '../core/signals.js';
+import type { GrpcServer } from '../core/transport.js';
+import type { MeshKnowledge } from '../security/identity-policy.js';
+import { namedNetnsPods } from '../security/named-netns.js';
+import { INSECURE, mtls, type TransportSecurity } from '../security/tls.js';
+import { WorkloadApi, type WorkloadApiOptions } from '../security/workload-server.js';
 import { waitServing } from './grpc.js';
-import { COMPONENTS, componentEnv, type ComponentName, type RunPaths } from './paths.js';
+import { CaSource, loadOrCreateCa, nodeSpiffeId } from './identity.js';
+import { COMPONENTS, componentEnv, EMBEDDED_TRUST_DOMAIN, type ComponentName, type MeshSecurity, type RunPaths } from './paths.js';
 import { isRunning, recordFor, type ProcRecord } from './proc.js';
 import { updateState, type ComponentRecord } from './state.js';
 
@@ -33,12 +47,18 @@ export function restartDelay(failures: number, b: BackoffOptions = DEFAULT_BACKO
   return failures <= 0 ? 0 : backoff(failures, b.initialMs, b.maxMs);
 }
 
-/** The env a component inherits: the supervisor's, minus NSM_* (except NSM_LOG_LEVEL) so a stray shell var cannot redirect it. */
+/** SVID lifetime of the supervisor's own health-check identity. */
+export const SUPERVISOR_SVID_TTL_MS = 3600_000;
+
+/**
+ * The env a component inherits: the supervisor's, minus NSM_* (except NSM_LOG_LEVEL) and
+ * SPIFFE_ENDPOINT_SOCKET, so a stray shell var cannot redirect it.
+ */
 export function baseEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) continue;
-    if (k.startsWith('NSM_') && k !== 'NSM_LOG_LEVEL') continue;
+    if ((k.startsWith('NSM_') && k !== 'NSM_LOG_LEVEL') || k === 'SPIFFE_ENDPOINT_SOCKET') continue;
     out[k] = v;
   }
   return out;
@@ -50,9 +70,12 @@ export interface SupervisorDeps {
   /** Script of the `nsm` program (components run as `node <entry> <name>`). */
   readonly entry: string;
   readonly log: Logger;
+  /** `mtls`: run the Workload API and give components SPIFFE_ENDPOINT_SOCKET; `insecure`: NSM_INSECURE=true. */
+  readonly security: MeshSecurity;
 }
 
 export interface SupervisorOptions {
+  readonly workloadApi?: WorkloadApiOptions;
   readonly backoff?: BackoffOptions;
   readonly stopGraceMs?: number;
   readonly startWaitMs?: number;
@@ -76,6 +99,9 @@ export class Supervisor {
   readonly #opts: Required<SupervisorOptions>;
   readonly #slots: Slot[];
   #stopping = false;
+  #api?: GrpcServer;
+  #probeSource?: CaSource;
+  #probe: TransportSecurity = INSECURE;
 
   constructor(deps: SupervisorDeps, options: SupervisorOptions = {}) {
     this.#deps = deps;
@@ -84,29 +110,54 @@ export class Supervisor {
       stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
       startWaitMs: options.startWaitMs ?? DEFAULT_START_WAIT_MS,
       components: options.components ?? COMPONENTS,
+      workloadApi: options.workloadApi ?? {},
     });
     const base = baseEnv();
     this.#slots = this.#opts.components.map((name) => ({
       name,
-      env: Object.freeze({ ...base, ...componentEnv(deps.paths, name, deps.hostname) }),
+      env: Object.freeze({ ...base, ...componentEnv(deps.paths, name, deps.hostname, deps.security) }),
       startedAt: 0,
       restarts: 0,
       failures: 0,
     }));
   }
 
-  /** Records the supervisor and starts the components in order, each after the previous one serves. */
+  /** Records the supervisor, starts the Workload API (secure mesh) and the components in order, each after the previous one serves. */
   async start(): Promise<void> {
-    const { paths, hostname } = this.#deps;
+    const { paths, hostname, security } = this.#deps;
     mkdirSync(paths.logs, { recursive: true });
     mkdirSync(paths.pods, { recursive: true });
-    updateState(paths, hostname, (s) => ({ ...s, hostname, supervisor: recordFor(process.pid), components: {} }));
+    if (security === 'mtls') await this.#startWorkloadApi();
+    else this.#deps.log.warn('NSM_INSECURE=true for every component: plaintext gRPC, unverified tokens (nsm up --insecure)');
+    const agentSocket = security === 'mtls' ? { agentSocket: paths.agentSocket } : {};
+    updateState(paths, hostname, (s) => {
+      const { agentSocket: _old, ...rest } = s;
+      return { ...rest, hostname, security, ...agentSocket, supervisor: recordFor(process.pid), components: {} };
+    });
     for (const slot of this.#slots) {
       if (this.#stopping) return;
       this.#spawn(slot);
-      const ok = await waitServing(paths.sockets[slot.name], this.#opts.startWaitMs, () => this.#stopping);
+      const ok = await waitServing(paths.sockets[slot.name], this.#probe, this.#opts.startWaitMs, () => this.#stopping);
       if (!ok && !this.#stopping) this.#deps.log.warn({ component: slot.name }, 'component not serving yet; starting the next one anyway');
     }
+  }
+
+  /** The CA of the run dir (created on the first start), the Workload API on agent.sock, and the supervisor's own SVID. */
+  async #startWorkloadApi(): Promise<void> {
+    const { paths, hostname, log } = this.#deps;
+    const { ca, created } = loadOrCreateCa(paths);
+    log.info({ caDir: paths.ca.dir, trustDomain: ca.trustDomain, created }, created ? 'created the mesh CA' : 'using the mesh CA of the run dir');
+    const api = new WorkloadApi({ issuer: ca, bundles: () => ca.bundles, knowledge: () => this.#knowledge(), log }, this.#opts.workloadApi);
+    this.#api = await api.listen(paths.agentSocket);
+    this.#probeSource = new CaSource(ca, nodeSpiffeId(hostname, 'supervisor'), { ttlMs: SUPERVISOR_SVID_TTL_MS });
+    this.#probe = mtls(this.#probeSource, { log });
+    log.info({ socket: paths.agentSocket }, 'SPIFFE Workload API serving (SPIFFE_ENDPOINT_SOCKET of components and pods)');
+  }
+
+  /** What the identity policy needs, read at every attestation: the components running now, the named netns (pods). */
+  async #knowledge(): Promise<MeshKnowledge> {
+    const components = this.#slots.filter((s) => s.child && s.rec).map((s) => ({ pid: s.rec!.pid, startTime: s.rec!.startTime, name: s.name }));
+    return { trustDomain: EMBEDDED_TRUST_DOMAIN, node: this.#deps.hostname, components, pods: await namedNetnsPods() };
   }
 
   #spawn(slot: Slot): void {
@@ -203,6 +254,11 @@ export class Supervisor {
       }
     }
     for (const slot of this.#slots) await removeStaleSocket(paths.sockets[slot.name]);
+    if (this.#api) {
+      await this.#api.stop({ force: true });
+      await removeStaleSocket(paths.agentSocket);
+    }
+    this.#probeSource?.close();
     updateState(paths, hostname, (s) => {
       const { supervisor: _sup, ...rest } = s;
       return { ...rest, components: {} };

@@ -21,7 +21,7 @@ describe('nsmgr registry chain', () => {
     const pool = new ChannelPool(INSECURE);
     const registry = await startTestRegistry(registryUrl);
     const chains = nsmgrRegistryChains(
-      { registryUrl, pool, nsmgrUrl: 'tcp://10.0.0.1:5001', labels: { nodeName: 'node-1', podName: 'nsmgr-1', clusterName: 'c' }, log: silentLogger },
+      { registryUrl, pool, nsmgrUrl: 'tcp://10.0.0.1:5001', labels: { nodeName: 'node-1', podName: 'nsmgr-1', clusterName: 'c' }, log: silentLogger, insecure: true },
       { maxExpiration: 30_000 },
     );
     const nsmgr = await serve(

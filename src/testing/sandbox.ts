@@ -203,7 +203,7 @@ class SandboxMesh implements Sandbox {
     this.#options = options;
     const level = parseLogLevel(process.env.NSM_SANDBOX_LOG ?? '');
     this.#log = options.log ?? (level ? createLogger('sandbox', level) : silentLogger);
-    this.#common = { NSM_MAX_TOKEN_LIFETIME: options.tokenLifetime ?? '10m' };
+    this.#common = { NSM_MAX_TOKEN_LIFETIME: options.tokenLifetime ?? '10m', NSM_INSECURE: 'true' };
   }
 
   /** Starts the registry, then nsmgr and forwarder of each node (on its own fake data plane). */

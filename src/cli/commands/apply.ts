@@ -9,22 +9,38 @@
  * Every file is read and validated before anything is registered; a bad document is an
  * InvalidArgumentError naming the file, the document and the field.
  *
+ * Identity: `NSM_INSECURE=true` → plaintext; `SPIFFE_ENDPOINT_SOCKET` → an SVID from that Workload API
+ * (SPIRE); otherwise the local mesh of the run dir: a `node/<node>/cli` SVID from its CA when it is secure
+ * (root only), plaintext when it runs insecure (local/identity.ts `commandSecurity`).
+ *
  * NetworkServices do not expire. NetworkServiceEndpoints registered this way DO expire (the registry's
  * expiry, 1 min by default) because nothing refreshes them: `apply` of an NSE is meant for tests and
  * manual use; real endpoints register themselves and keep their registration alive.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
-import { NetworkServiceEndpoint as NseFns, NetworkService as NsFns } from '../../api/gen/registry.js';
+import {
+  NetworkServiceEndpoint as NseFns,
+  NetworkService as NsFns,
+  type NetworkService,
+  type NetworkServiceEndpoint,
+  type NetworkServiceEndpointQuery,
+  type NetworkServiceEndpointResponse,
+  type NetworkServiceQuery,
+  type NetworkServiceResponse,
+} from '../../api/gen/registry.js';
 import { registryChain } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { InvalidArgumentError, NotFoundError, NsmError, errorMessage } from '../../core/errors.js';
 import { ChannelPool, parseUrl } from '../../core/transport.js';
-import { action, durationOption } from '../../local/cli.js';
+import { action, addRunDirOption, durationOption, meshContext } from '../../local/cli.js';
+import { commandSecurity } from '../../local/identity.js';
 import { DEFAULT_RUN_DIR, RUN_DIR_ENV, resolveRunDir, runPaths } from '../../local/paths.js';
+import { authorizeRegistryClient } from '../../registry/authorize/index.js';
 import { nsConnectClient, nseConnectClient } from '../../registry/connect/index.js';
+import { es256TokenGenerator } from '../../security/token.js';
 import { KIND_NETWORK_SERVICE, parseCustomResources, type CustomResource } from '../../registry/cr.js';
-import { INSECURE } from '../../security/tls.js';
+import type { TransportSecurity } from '../../security/tls.js';
 
 /** The local mesh's registry socket in the default run dir. */
 export const DEFAULT_REGISTRY_URL = `unix://${runPaths(DEFAULT_RUN_DIR).sockets.registry}`;
@@ -33,10 +49,10 @@ export const DEFAULT_APPLY_TIMEOUT_MS = 10_000;
 /** Dial bound of one apply/delete (a registry that is not there fails fast). */
 export const DEFAULT_APPLY_DIAL_TIMEOUT_MS = 3_000;
 
-/** `--registry-url`, else `NSM_REGISTRY_URL`, else `unix://<NSM_RUN_DIR or default run dir>/registry.sock`. */
-export function resolveRegistryUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
-  const url = flag?.trim() || env[REGISTRY_URL_ENV]?.trim() || `unix://${runPaths(resolveRunDir(undefined, env)).sockets.registry}`;
-  parseUrl(url, flag?.trim() ? '--registry-url' : env[REGISTRY_URL_ENV]?.trim() ? REGISTRY_URL_ENV : RUN_DIR_ENV);
+/** `--registry-url`, else `NSM_REGISTRY_URL`, else `unix://<--run-dir, NSM_RUN_DIR or the default run dir>/registry.sock`. */
+export function resolveRegistryUrl(flag?: string, env: NodeJS.ProcessEnv = process.env, runDir?: string): string {
+  const url = flag?.trim() || env[REGISTRY_URL_ENV]?.trim() || `unix://${runPaths(resolveRunDir(runDir, env)).sockets.registry}`;
+  parseUrl(url, flag?.trim() ? '--registry-url' : env[REGISTRY_URL_ENV]?.trim() ? REGISTRY_URL_ENV : runDir ? '--run-dir' : RUN_DIR_ENV);
   return url;
 }
 
@@ -50,6 +66,8 @@ export interface ApplyIo {
 export interface ApplyOptions {
   readonly files: readonly string[];
   readonly registryUrl: string;
+  /** mTLS with an SVID, or INSECURE (see `commandSecurity`). */
+  readonly security: TransportSecurity;
   readonly timeoutMs?: number;
   readonly io: ApplyIo;
   readonly signal?: AbortSignal;
@@ -97,13 +115,27 @@ function readAll(files: readonly string[], io: ApplyIo): CustomResource[] {
   return out;
 }
 
-/** A registry session: NS and NSE client chains on one channel pool. */
+/**
+ * A registry session: NS and NSE client chains on one channel pool — [authorize, connect] as a
+ * component's registry client without heal and refresh. Over mTLS, Register/Unregister carry a path token
+ * signed with the command's SVID (its identity becomes the registrant of what it registers), and the
+ * path the registry answers is checked as upstream's clients do.
+ */
 function session(opts: ApplyOptions) {
-  const pool = new ChannelPool(INSECURE);
+  const pool = new ChannelPool(opts.security);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS;
   const dialTimeout = Math.min(timeoutMs, DEFAULT_APPLY_DIAL_TIMEOUT_MS);
-  const ns = registryChain('apply-ns', [nsConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
-  const nse = registryChain('apply-nse', [nseConnectClient({ pool, url: opts.registryUrl }, { dialTimeout })]);
+  const url = opts.registryUrl;
+  const tokens = opts.security.kind === 'mtls' ? es256TokenGenerator(opts.security.source) : undefined;
+  const insecure = !tokens;
+  const ns = registryChain('apply-ns', [
+    authorizeRegistryClient<NetworkService, NetworkServiceQuery, NetworkServiceResponse>({ pool, url }, { insecure }),
+    nsConnectClient({ pool, url, tokens }, { dialTimeout }),
+  ]);
+  const nse = registryChain('apply-nse', [
+    authorizeRegistryClient<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>({ pool, url }, { insecure }),
+    nseConnectClient({ pool, url, tokens }, { dialTimeout }),
+  ]);
   const ctx = () => newContext({ signal: opts.signal, deadline: Date.now() + timeoutMs });
 
   async function exists(cr: CustomResource): Promise<boolean> {
@@ -184,6 +216,17 @@ export async function runDelete(opts: DeleteOptions): Promise<void> {
   }
 }
 
+/** Runs `fn` with the command's transport security (released after). */
+async function withSecurity(runDir: string | undefined, env: NodeJS.ProcessEnv, fn: (security: TransportSecurity) => Promise<void>): Promise<void> {
+  const ctx = meshContext(runDir);
+  const sec = await commandSecurity({ paths: ctx.paths, node: ctx.hostname, env });
+  try {
+    await fn(sec.security);
+  } finally {
+    sec.close();
+  }
+}
+
 const processIo: ApplyIo = {
   out: (l) => void process.stdout.write(`${l}\n`),
   err: (l) => void process.stderr.write(`${l}\n`),
@@ -192,6 +235,7 @@ const processIo: ApplyIo = {
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 interface CommandOpts {
+  runDir?: string;
   filename: string[];
   registryUrl?: string;
   timeout: string;
@@ -200,7 +244,7 @@ interface CommandOpts {
 
 export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.ProcessEnv = process.env): void {
   const common = (cmd: Command) =>
-    cmd
+    addRunDirOption(cmd)
       .requiredOption('-f, --filename <file>', 'YAML file with NetworkService / NetworkServiceEndpoint resources (repeatable; - for stdin)', collect, [])
       .option('--registry-url <url>', `registry to talk to; env ${REGISTRY_URL_ENV}; default unix://<run dir>/registry.sock (${DEFAULT_REGISTRY_URL})`)
       .option('--timeout <duration>', 'bound of each registry call', `${DEFAULT_APPLY_TIMEOUT_MS / 1000}s`);
@@ -212,7 +256,9 @@ export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.
       .addHelpText('after', '\nNetworkServiceEndpoints registered this way expire (registry default 1m) unless refreshed: for tests and manual use.'),
   ).action(
     action('apply', async (opts: CommandOpts) => {
-      await runApply({ files: opts.filename, registryUrl: resolveRegistryUrl(opts.registryUrl, env), timeoutMs: durationOption('--timeout', opts.timeout), io });
+      const registryUrl = resolveRegistryUrl(opts.registryUrl, env, opts.runDir);
+      const timeoutMs = durationOption('--timeout', opts.timeout);
+      await withSecurity(opts.runDir, env, (security) => runApply({ files: opts.filename, registryUrl, security, timeoutMs, io }));
     }),
   );
 
@@ -220,13 +266,9 @@ export function register(program: Command, io: ApplyIo = processIo, env: NodeJS.
     .option('--ignore-not-found', 'do not fail for resources that are not registered')
     .action(
       action('delete', async (opts: CommandOpts) => {
-        await runDelete({
-          files: opts.filename,
-          registryUrl: resolveRegistryUrl(opts.registryUrl, env),
-          timeoutMs: durationOption('--timeout', opts.timeout),
-          ignoreNotFound: opts.ignoreNotFound,
-          io,
-        });
+        const registryUrl = resolveRegistryUrl(opts.registryUrl, env, opts.runDir);
+        const timeoutMs = durationOption('--timeout', opts.timeout);
+        await withSecurity(opts.runDir, env, (security) => runDelete({ files: opts.filename, registryUrl, security, timeoutMs, ignoreNotFound: opts.ignoreNotFound, io }));
       }),
     );
 }

@@ -14,10 +14,10 @@ export function register(program: Command): void {
       const [{ startForwarder }, { linuxDataPlane }] = await Promise.all([import('../../components/forwarder/index.js'), import('../../dataplane/linux/index.js')]);
       await runComponent({
         schema: forwarderConfig,
-        start: async (config, log) => {
+        start: async (config, log, signal) => {
           requireRoot('forwarder');
           // the forwarder's links carry its name: another forwarder on this machine never collects them
-          return startForwarder(config, { log, dataplane: linuxDataPlane({ log }, { scope: config.name }) });
+          return startForwarder(config, { log, signal, dataplane: linuxDataPlane({ log }, { scope: config.name }) });
         },
       });
     });

@@ -14,9 +14,10 @@ export function register(program: Command): void {
     .action(() =>
       runComponent({
         schema: nscConfig,
-        start: async (config, log) =>
+        start: async (config, log, signal) =>
           startNsc(config, {
             log,
+            signal,
             netnsUrl: await ownNetnsUrl(),
             // One probe for every connection of this process: one kernel watch and one fping for its netns.
             probe: linuxProbe(

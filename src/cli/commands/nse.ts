@@ -11,6 +11,6 @@ export function register(program: Command): void {
     .addHelpText('after', envHelp(nseConfig))
     .action(async () => {
       const [{ startNse }, { ownNetnsUrl }] = await Promise.all([import('../../components/nse/index.js'), import('../../dataplane/linux/netns.js')]);
-      await runComponent({ schema: nseConfig, start: async (config, log) => startNse(config, { log, netnsUrl: await ownNetnsUrl() }) });
+      await runComponent({ schema: nseConfig, start: async (config, log, signal) => startNse(config, { log, signal, netnsUrl: await ownNetnsUrl() }) });
     });
 }

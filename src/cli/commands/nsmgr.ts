@@ -11,6 +11,6 @@ export function register(program: Command): void {
     .addHelpText('after', envHelp(nsmgrConfig))
     .action(async () => {
       const { startNsmgr } = await import('../../components/nsmgr/index.js');
-      await runComponent({ schema: nsmgrConfig, start: (config, log) => startNsmgr(config, { log }) });
+      await runComponent({ schema: nsmgrConfig, start: (config, log, signal) => startNsmgr(config, { log, signal }) });
     });
 }

@@ -12,6 +12,6 @@ export function register(program: Command): void {
     .action(async () => {
       // Loaded on use: the Kubernetes client alone costs ~70 MiB of RSS in every other command.
       const { startRegistryK8s } = await import('../../components/registry-k8s/index.js');
-      await runComponent({ schema: registryK8sConfig, start: (config, log) => startRegistryK8s(config, { log, env: process.env }) });
+      await runComponent({ schema: registryK8sConfig, start: (config, log, signal) => startRegistryK8s(config, { log, signal, env: process.env }) });
     });
 }

@@ -11,6 +11,6 @@ export function register(program: Command): void {
     .addHelpText('after', envHelp(registryConfig))
     .action(async () => {
       const { startRegistry } = await import('../../components/registry/index.js');
-      await runComponent({ schema: registryConfig, start: (config, log) => startRegistry(config, { log }) });
+      await runComponent({ schema: registryConfig, start: (config, log, signal) => startRegistry(config, { log, signal }) });
     });
 }

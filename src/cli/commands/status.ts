@@ -14,7 +14,7 @@ export function register(program: Command): void {
     action('status', async (opts: { runDir?: string; output: string }) => {
       if (opts.output !== 'table' && opts.output !== 'json') throw new InvalidArgumentError('--output', opts.output, 'expected table or json');
       const ctx = meshContext(opts.runDir);
-      const s = await collectStatus(ctx.paths);
+      const s = await collectStatus(ctx.paths, ctx.hostname);
       process.stdout.write(opts.output === 'json' ? `${JSON.stringify(s, null, 2)}\n` : `${formatStatus(s)}\n`);
     }),
   );

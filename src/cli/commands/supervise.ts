@@ -8,8 +8,8 @@ import { readState } from '../../local/state.js';
 import { Supervisor } from '../../local/supervisor.js';
 
 export function register(program: Command): void {
-  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder and restart them when they die (used by nsm up)')).action(
-    async (opts: { runDir?: string }) => {
+  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder and restart them when they die (used by nsm up)').option('--insecure', 'no Workload API; components get NSM_INSECURE=true', false)).action(
+    async (opts: { runDir?: string; insecure: boolean }) => {
       const ctx = meshContext(opts.runDir);
       const log = createLogger('supervisor', parseLogLevel(process.env.NSM_LOG_LEVEL ?? 'info') ?? 'info', process.stdout);
       const other = readState(ctx.paths)?.supervisor;
@@ -17,7 +17,7 @@ export function register(program: Command): void {
         process.stderr.write(`nsm supervise: another supervisor runs for ${ctx.paths.dir} (pid ${other.pid})\n`);
         process.exit(1);
       }
-      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log });
+      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log, security: opts.insecure ? 'insecure' : 'mtls' });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -33,7 +33,13 @@ export function register(program: Command): void {
       };
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, () => stop(s));
       log.info({ runDir: ctx.paths.dir, entry: ctx.entry }, 'supervisor starting');
-      await sup.start();
+      try {
+        await sup.start();
+      } catch (err) {
+        log.error({ err: errorMessage(err) }, 'supervisor cannot start');
+        await sup.stop();
+        process.exit(1);
+      }
       log.info('supervisor started all components');
       // Keeps running: child processes and timers hold the event loop.
     },

@@ -1,5 +1,5 @@
 /** `nsm forwarder` configuration: the env vars of upstream forwarders (cmd-forwarder-vpp) that apply to a kernel forwarder. */
-import { admissionVars, defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
+import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
 
 /** Bounds of NSM_ORPHAN_GC_INTERVAL (ms). */
 export const ORPHAN_GC_INTERVAL_MIN = 1_000;
@@ -22,6 +22,7 @@ export const forwarderConfig = defineConfig('forwarder', {
     min: ORPHAN_GC_INTERVAL_MIN,
     max: ORPHAN_GC_INTERVAL_MAX,
   }),
+  ...identityVars(),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'nodeName label of the registration', { default: '' }),
 });

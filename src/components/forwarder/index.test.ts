@@ -26,7 +26,7 @@ describe('forwarder orphan GC', () => {
     await before.ensure(spec('orphan', 2));
     const dataplane = before.restarted();
     const clock = new FakeClock();
-    const config = forwarderConfig.parse({ NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s' });
+    const config = forwarderConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s' });
     const fwd = await startForwarder(config, { log: silentLogger, dataplane, clock });
     t.after(() => fwd.stop());
 
@@ -46,7 +46,7 @@ describe('forwarder orphan GC', () => {
     const other = new FakeDataPlane();
     const dataplane = other.restarted();
     const clock = new FakeClock();
-    const config = forwarderConfig.parse({ NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s', NSM_ORPHAN_GC_INTERVAL: '5s' });
+    const config = forwarderConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}`, NSM_ORPHAN_GRACE: '10s', NSM_ORPHAN_GC_INTERVAL: '5s' });
     const fwd = await startForwarder(config, { log: silentLogger, dataplane, clock });
     t.after(() => fwd.stop());
     await dataplane.ensure(spec('kept', 1));
@@ -62,9 +62,9 @@ describe('forwarder orphan GC', () => {
   it('NSM_ORPHAN_GC_INTERVAL is bounded (1s-1h)', () => {
     // (the default listen socket's directory need not exist on a test machine)
     const listen = { NSM_LISTEN_ON: `unix://${join(tmpdir(), 'fwd.sock')}` };
-    assert.throws(() => forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '500ms' }), /NSM_ORPHAN_GC_INTERVAL/);
-    assert.throws(() => forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '2h' }), /NSM_ORPHAN_GC_INTERVAL/);
-    assert.equal(forwarderConfig.parse({ ...listen, NSM_ORPHAN_GC_INTERVAL: '1h' }).orphanGcInterval, 3_600_000);
+    assert.throws(() => forwarderConfig.parse({ NSM_INSECURE: 'true', ...listen, NSM_ORPHAN_GC_INTERVAL: '500ms' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.throws(() => forwarderConfig.parse({ NSM_INSECURE: 'true', ...listen, NSM_ORPHAN_GC_INTERVAL: '2h' }), /NSM_ORPHAN_GC_INTERVAL/);
+    assert.equal(forwarderConfig.parse({ NSM_INSECURE: 'true', ...listen, NSM_ORPHAN_GC_INTERVAL: '1h' }).orphanGcInterval, 3_600_000);
   });
 });
 

@@ -16,7 +16,6 @@ import { realClock, type Clock } from '../../core/clock.js';
 import { registryChain } from '../../core/chain.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { startOrphanGc } from '../../dataplane/gc.js';
 import type { DataPlane } from '../../dataplane/types.js';
@@ -37,7 +36,8 @@ import { nseRegistryClient, startRegistration } from '../../registry/client/inde
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { forwarderConfig } from './config.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { forwarderConfig };
 export type ForwarderConfig = ReturnType<typeof forwarderConfig.parse>;
@@ -46,7 +46,7 @@ export interface RunningForwarder extends Running {
   readonly addresses: readonly string[];
 }
 
-export interface ForwarderDeps {
+export interface ForwarderDeps extends IdentityDeps {
   readonly log: Logger;
   readonly dataplane: DataPlane;
   readonly clock?: Clock;
@@ -54,11 +54,16 @@ export interface ForwarderDeps {
   readonly netnsBinding?: NetnsBindingOptions;
 }
 
-export async function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Promise<RunningForwarder> {
+export function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Promise<RunningForwarder> {
+  return withIdentity(config, deps, `forwarder/${config.name}`, (identity) => run(config, deps, identity));
+}
+
+async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Identity): Promise<RunningForwarder> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool(INSECURE);
-  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/forwarder/${config.name}` });
+  const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
+  const tokens = identity.tokens;
   const inventory = await deps.dataplane.start().catch((err: unknown) => {
     log.warn({ err: errorMessage(err) }, 'could not list owned links at start');
     return [];
@@ -71,7 +76,7 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
   const binding = deps.netnsBinding ?? {
     trusted: trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined }),
   };
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(binding),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
@@ -80,13 +85,13 @@ export async function startForwarder(config: ForwarderConfig, deps: ForwarderDep
     endpointGoneServer(),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), ...(binding.trustEndpoints ? [] : [endpointNetnsBinding()]), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
   ]);
-  const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)), INSECURE);
+  const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)), identity.security);
 
   const labels = { ...config.labels };
   if (config.nodeName) labels.nodeName = config.nodeName;
   const registration = startRegistration({
     nse: NetworkServiceEndpoint.fromPartial({ name: config.name, networkServiceNames: [config.nsName], networkServiceLabels: { [config.nsName]: { labels } }, url: config.listenOn }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }, { dialTimeout: config.dialTimeout }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }, { dialTimeout: config.dialTimeout }),
     log,
     clock,
   });

@@ -1,5 +1,5 @@
 /** `nsm nsc` configuration: upstream cmd-nsc env vars and defaults, plus the heal knobs of nsm-ts. */
-import { defineConfig, env, parseList, DEFAULT_NSM_SOCKET } from '../config.js';
+import { defineConfig, env, identityVars, parseList, DEFAULT_NSM_SOCKET } from '../config.js';
 import { parseNsUrl } from '../../api/nsurl.js';
 
 export const nscConfig = defineConfig('nsc', {
@@ -45,6 +45,7 @@ export const nscConfig = defineConfig('nsc', {
     default: 'false',
   }),
   statusFile: env.string('NSM_STATUS_FILE', 'nsm-ts: where to write connection and heal status as JSON (read by nsm status); empty = nowhere', { default: '' }),
+  ...identityVars(),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'becomes the nodeName label of the connection', { default: '' }),
   podName: env.string('POD_NAME', 'becomes the podName label of the connection', { default: '' }),

@@ -5,18 +5,18 @@
  * a few at a time, within a budget that grows with their number (teardown.ts; `stopBudgetMs()` tells the
  * process edge how long to wait).
  * Status (connections and heal events) goes to NSM_STATUS_FILE (status.ts).
- * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → client-url →
- * connect (to nsmgr).
+ * Chain: update-path → begin → refresh → heal → track → client-info → kernel mechanism → authorize →
+ * client-url → connect (to nsmgr); authorize checks the path nsmgr returns (as upstream's client chain,
+ * right before connect).
  */
 import { Connection, MonitorConnectionDefinition, type MonitorConnectionClient } from '../../api/gen/connection.js';
 import { networkServiceChain } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import type { Running } from '../../core/lifecycle.js';
-import type { Logger } from '../../core/log.js';
-import { hs256TokenGenerator } from '../../core/token.js';
 import { forEachLimited } from '../../core/pool.js';
 import { ChannelPool, createClient } from '../../core/transport.js';
 import type { DataPlaneProbe } from '../../dataplane/probe.js';
+import { authorizeClient } from '../../networkservice/authorize/index.js';
 import { beginClient } from '../../networkservice/begin/index.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
 import { clientUrl } from '../../networkservice/client-url/index.js';
@@ -29,7 +29,8 @@ import { nscConfig } from './config.js';
 import { buildRequest, establish } from './establish.js';
 import { StatusBoard } from './status.js';
 import { STOP_MARGIN_MS, closeAll, stopBudgetMs } from './teardown.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { nscConfig };
 export { buildRequest, stopBudgetMs };
@@ -43,12 +44,23 @@ export interface RunningNsc extends Running {
   readonly healEvents: HealEvent[];
 }
 
-export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl: string; probe?: DataPlaneProbe; clock?: Clock }): Promise<RunningNsc> {
+export interface NscDeps extends IdentityDeps {
+  readonly netnsUrl: string;
+  readonly probe?: DataPlaneProbe;
+  readonly clock?: Clock;
+}
+
+export function startNsc(config: NscConfig, deps: NscDeps): Promise<RunningNsc> {
+  return withIdentity(config, deps, `nsc/${config.name}`, (identity) => run(config, deps, identity));
+}
+
+async function run(config: NscConfig, deps: NscDeps, identity: Identity): Promise<RunningNsc> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool(INSECURE);
+  const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
   const stopping = new AbortController();
-  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsc/${config.name}` });
+  const tokens = identity.tokens;
   const monitor = () => createClient(MonitorConnectionDefinition, pool.get(config.connectTo)) as MonitorConnectionClient;
   const status = new StatusBoard({ name: config.name, file: config.statusFile || undefined, clock, log });
 
@@ -64,6 +76,7 @@ export async function startNsc(config: NscConfig, deps: { log: Logger; netnsUrl:
     status.tracker(),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     kernelMechanismClient({ inodeUrl: deps.netnsUrl }),
+    authorizeClient({ pool, clock }, { insecure }),
     clientUrl(config.connectTo),
     connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout }),
   ]);

@@ -1,5 +1,5 @@
 /** `nsm nse` configuration: upstream cmd-nse-icmp-responder env vars and defaults. */
-import { defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
+import { defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
 import { parseCidrGroups } from '../../networkservice/ipam/index.js';
 
 export const nseConfig = defineConfig('nse', {
@@ -32,6 +32,7 @@ export const nseConfig = defineConfig('nse', {
   idleTimeout: env.duration('NSM_IDLE_TIMEOUT', 'exit after no connection for this long (0 = never)', { default: '0' }),
   registerService: env.bool('NSM_REGISTER_SERVICE', 'register each service name as a NetworkService at start', { default: 'true' }),
   unregisterItself: env.bool('NSM_UNREGISTER_ITSELF', 'unregister the endpoint on exit', { default: 'false' }),
+  ...identityVars(),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'nodeName label', { default: '' }),
   podName: env.string('POD_NAME', 'podName label', { default: '' }),

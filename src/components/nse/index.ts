@@ -10,8 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
 import { realClock, type Clock } from '../../core/clock.js';
-import type { Logger } from '../../core/log.js';
-import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { groupIpamServer } from '../../networkservice/ipam/index.js';
 import { kernelMechanismServer } from '../../networkservice/mechanisms/kernel/index.js';
@@ -20,7 +18,8 @@ import { nseRegistryClient, nsRegistryClient, startNsRegistration, startRegistra
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { nseConfig } from './config.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { nseConfig };
 export type NseConfig = ReturnType<typeof nseConfig.parse>;
@@ -30,24 +29,34 @@ export interface RunningNse extends Running {
   readonly registered: Promise<unknown>;
 }
 
-export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl: string; clock?: Clock }): Promise<RunningNse> {
+export interface NseDeps extends IdentityDeps {
+  readonly netnsUrl: string;
+  readonly clock?: Clock;
+}
+
+export function startNse(config: NseConfig, deps: NseDeps): Promise<RunningNse> {
+  return withIdentity(config, deps, `nse/${config.name}`, (identity) => run(config, deps, identity));
+}
+
+async function run(config: NseConfig, deps: NseDeps, identity: Identity): Promise<RunningNse> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool(INSECURE);
-  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nse/${config.name}` });
+  const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
+  const tokens = identity.tokens;
   let tmp: string | undefined;
   let url = config.listenOn;
   if (!url) {
     tmp = mkdtempSync(join(tmpdir(), `${config.name.replace(/[^A-Za-z0-9._-]/g, '_')}-`));
     url = `unix://${join(tmp, 'listen.on')}`;
   }
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     groupIpamServer(config.cidrPrefix, { policy: config.ipamPolicy }),
     mechanismsServer({ KERNEL: kernelMechanismServer({ inodeUrl: deps.netnsUrl }) }),
   ]);
   let server;
   try {
-    server = await serve([url], ep.services, INSECURE);
+    server = await serve([url], ep.services, identity.security);
   } catch (err) {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -59,7 +68,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       nsRegs.push(
         startNsRegistration({
           ns: NetworkService.fromPartial({ name, payload: config.payload.toUpperCase() }),
-          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+          client: (signal) => nsRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
           log,
           clock,
         }),
@@ -75,7 +84,7 @@ export async function startNse(config: NseConfig, deps: { log: Logger; netnsUrl:
       networkServiceLabels: Object.fromEntries(config.serviceNames.map((s) => [s, { labels }])),
       url,
     }),
-    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal }),
+    client: (signal) => nseRegistryClient({ pool, url: config.connectTo, clock, log, signal, tokens: insecure ? undefined : tokens }),
     log,
     clock,
   });

@@ -1,5 +1,5 @@
 /** `nsm nsmgr` configuration: upstream cmd-nsmgr env vars and defaults. */
-import { admissionVars, defineConfig, env, DEFAULT_NSM_SOCKET } from '../config.js';
+import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
 
 export const nsmgrConfig = defineConfig('nsmgr', {
   name: env.string('NSM_NAME', 'nsmgr name (path segment name)', { default: 'nmgr' }),
@@ -12,6 +12,7 @@ export const nsmgrConfig = defineConfig('nsmgr', {
   dialTimeout: env.duration('NSM_DIAL_TIMEOUT', 'timeout to dial forwarders, endpoints and the registry', { default: '750ms', min: 1 }),
   forwarderServiceName: env.string('NSM_FORWARDER_NETWORK_SERVICE_NAME', 'service name forwarders register under', { default: 'forwarder' }),
   ...admissionVars('nsm-ts: Requests from clients nsmgr works on at once'),
+  ...identityVars(),
   logLevel: env.logLevel(),
   nodeName: env.string('NODE_NAME', 'nodeName label added to connections and registrations', { default: '' }),
   podName: env.string('POD_NAME', 'podName label', { default: '' }),

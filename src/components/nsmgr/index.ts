@@ -13,7 +13,6 @@ import { admitted, networkServiceAdmission } from '../../core/admission.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
 import type { Logger } from '../../core/log.js';
-import { hs256TokenGenerator } from '../../core/token.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { clientInfo } from '../../networkservice/client-info/index.js';
 import { connectServer } from '../../networkservice/connect/index.js';
@@ -23,7 +22,8 @@ import { nsmgrRegistryChains } from '../../registry/nsmgr-chain.js';
 import { endpoint } from '../endpoint.js';
 import type { Running } from '../../core/lifecycle.js';
 import { nsmgrConfig } from './config.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { nsmgrConfig };
 export type NsmgrConfig = ReturnType<typeof nsmgrConfig.parse>;
@@ -32,18 +32,23 @@ export interface RunningNsmgr extends Running {
   readonly addresses: readonly string[];
 }
 
-export interface NsmgrDeps {
+export interface NsmgrDeps extends IdentityDeps {
   readonly log: Logger;
   readonly clock?: Clock;
   /** Who may name a netns other than its own; default: nobody (each client only its own). */
   readonly netnsBinding?: NetnsBindingOptions;
 }
 
-export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<RunningNsmgr> {
+export function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<RunningNsmgr> {
+  return withIdentity(config, deps, `nsmgr/${config.name}`, (identity) => run(config, deps, identity));
+}
+
+async function run(config: NsmgrConfig, deps: NsmgrDeps, identity: Identity): Promise<RunningNsmgr> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
-  const pool = new ChannelPool(INSECURE);
-  const tokens = hs256TokenGenerator({ maxTokenLifetime: config.maxTokenLifetime, subject: `nsm-ts/nsmgr/${config.name}` });
+  const pool = new ChannelPool(identity.security);
+  const insecure = identity.insecure;
+  const tokens = identity.tokens;
   const labels: Record<string, string> = {};
   if (config.nodeName) labels.nodeName = config.nodeName;
   if (config.podName) labels.podName = config.podName;
@@ -51,8 +56,8 @@ export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<
   const tcp = config.listenOn.find((u) => u.startsWith('tcp://'));
   const nsmgrUrl = tcp?.replace('tcp://:', 'tcp://127.0.0.1:').replace('tcp://0.0.0.0:', 'tcp://127.0.0.1:');
 
-  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock }, { dialTimeout: config.dialTimeout });
-  const ep = endpoint({ name: config.name, log, clock, tokens, pool }, [
+  const registry = nsmgrRegistryChains({ registryUrl: config.registryUrl, pool, nsmgrUrl, labels, log, clock, insecure, tokens }, { dialTimeout: config.dialTimeout });
+  const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(deps.netnsBinding),
     clientInfo({ nodeName: config.nodeName, podName: config.podName, clusterName: config.clusterName }),
     discoverForwarderServer({ nsRegistry: registry.ns, nseRegistry: registry.nse }, { forwarderServiceName: config.forwarderServiceName, nsmgrUrl }),
@@ -63,7 +68,7 @@ export async function startNsmgr(config: NsmgrConfig, deps: NsmgrDeps): Promise<
     ...admitted(ep.services, admission),
     { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registry.ns, log) },
     { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registry.nse, log) },
-  ], INSECURE);
+  ], identity.security);
   log.info({ listen: server.addresses, registry: config.registryUrl, maxConcurrentRequests: config.maxConcurrentRequests }, 'nsmgr serving');
   return {
     addresses: server.addresses,

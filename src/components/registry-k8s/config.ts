@@ -3,7 +3,7 @@
  * plus where the Kubernetes API is: `NSM_KUBECONFIG`, else `KUBECONFIG`, else the pod's service account
  * (in-cluster), else ~/.kube/config.
  */
-import { defineConfig, env } from '../config.js';
+import { defineConfig, env, identityVars } from '../config.js';
 import { REGISTRY_COMMON_VARS } from '../registry/config.js';
 
 export const registryK8sConfig = defineConfig('registry-k8s', {
@@ -26,6 +26,7 @@ export const registryK8sConfig = defineConfig('registry-k8s', {
   kubeconfig: env.string('NSM_KUBECONFIG', 'kubeconfig file; empty: KUBECONFIG, else in-cluster service account, else ~/.kube/config'),
   maxTokenLifetime: REGISTRY_COMMON_VARS.maxTokenLifetime,
   proxyRegistryUrl: REGISTRY_COMMON_VARS.proxyRegistryUrl,
+  ...identityVars(),
   kubeletQps: env.int('NSM_KUBELET_QPS', 'upstream client rate limit; accepted for compatibility, not applied', { default: '205', min: 1 }),
 });
 

@@ -13,7 +13,7 @@ import { startRegistryK8s } from './index.js';
 
 describe('registry-k8s config', () => {
   it('defaults follow upstream cmd-registry-k8s', () => {
-    const c = registryK8sConfig.parse({});
+    const c = registryK8sConfig.parse({ NSM_INSECURE: 'true' });
     assert.equal(c.namespace, 'default');
     assert.equal(c.expirePeriod, 60_000);
     assert.deepEqual(c.listenOn, ['unix:///listen.on.socket']);
@@ -21,7 +21,7 @@ describe('registry-k8s config', () => {
   });
 
   it('rejects a bad namespace naming the variable', () => {
-    assert.throws(() => registryK8sConfig.parse({ NSM_NAMESPACE: 'Bad_NS' }), (err: Error & { variable?: string }) => err.name === 'ConfigError' && err.variable === 'NSM_NAMESPACE');
+    assert.throws(() => registryK8sConfig.parse({ NSM_INSECURE: 'true', NSM_NAMESPACE: 'Bad_NS' }), (err: Error & { variable?: string }) => err.name === 'ConfigError' && err.variable === 'NSM_NAMESPACE');
   });
 });
 
@@ -32,7 +32,7 @@ describe('nsm registry-k8s on the test API server, not a real cluster', () => {
     const sock = join(dir, 'registry.sock');
     const kc = new KubeConfig();
     kc.loadFromString(api.kubeconfig());
-    const config = registryK8sConfig.parse({ NSM_LISTEN_ON: `unix://${sock}`, NSM_NAMESPACE: 'nsm-system' });
+    const config = registryK8sConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${sock}`, NSM_NAMESPACE: 'nsm-system' });
     const registry = await startRegistryK8s(config, { log: silentLogger, kubeConfig: kc });
     const channel = createChannel(`unix://${sock}`);
     try {

@@ -6,23 +6,23 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../../core/clock.js';
-import type { Logger } from '../../core/log.js';
 import { k8sRegistryStore, loadKubeConfig } from '../../registry/k8s/index.js';
-import { startRegistry, type RunningRegistry } from '../registry/index.js';
+import { startRegistry, type RegistryStartConfig, type RunningRegistry } from '../registry/index.js';
+import type { IdentityDeps } from '../identity.js';
 import type { RegistryK8sConfig } from './config.js';
 
 export { registryK8sConfig, type RegistryK8sConfig } from './config.js';
 
 export async function startRegistryK8s(
-  config: Pick<RegistryK8sConfig, 'listenOn' | 'expirePeriod' | 'namespace' | 'kubeconfig'>,
-  deps: { log: Logger; clock?: Clock; kubeConfig?: KubeConfig; env?: Readonly<Record<string, string | undefined>> },
+  config: RegistryStartConfig & Pick<RegistryK8sConfig, 'namespace' | 'kubeconfig'>,
+  deps: IdentityDeps & { clock?: Clock; kubeConfig?: KubeConfig; env?: Readonly<Record<string, string | undefined>> },
 ): Promise<RunningRegistry> {
   const kc = deps.kubeConfig ?? loadKubeConfig(config.kubeconfig || deps.env?.KUBECONFIG || undefined);
   deps.log.info({ server: kc.getCurrentCluster()?.server, namespace: config.namespace }, 'registry-k8s: using the Kubernetes API');
   const store = k8sRegistryStore(kc, { namespace: config.namespace, log: deps.log });
   let registry: RunningRegistry;
   try {
-    registry = await startRegistry(config, { log: deps.log, store, clock: deps.clock });
+    registry = await startRegistry(config, { log: deps.log, store, clock: deps.clock, identity: deps.identity, signal: deps.signal });
   } catch (err) {
     await store.close();
     throw err;

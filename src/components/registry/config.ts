@@ -2,7 +2,7 @@
  * `nsm registry` configuration: the env vars of upstream cmd-registry-memory (same names; defaults as
  * upstream except `NSM_EXPIRE_PERIOD`, which nsm-ts honours, see its description).
  */
-import { defineConfig, env } from '../config.js';
+import { defineConfig, env, identityVars } from '../config.js';
 
 /** The variables both registries (memory and Kubernetes) take with the same meaning. */
 export const REGISTRY_COMMON_VARS = {
@@ -31,6 +31,7 @@ export const registryConfig = defineConfig('registry', {
   logLevel: REGISTRY_COMMON_VARS.logLevel,
   maxTokenLifetime: REGISTRY_COMMON_VARS.maxTokenLifetime,
   proxyRegistryUrl: REGISTRY_COMMON_VARS.proxyRegistryUrl,
+  ...identityVars(),
 });
 
 export type RegistryConfig = ReturnType<typeof registryConfig.parse>;

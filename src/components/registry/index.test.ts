@@ -44,7 +44,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 describe('registry config', () => {
   it('defaults follow upstream cmd-registry-memory (expire period 1m, honoured)', () => {
-    const c = registryConfig.parse({});
+    const c = registryConfig.parse({ NSM_INSECURE: 'true' });
     assert.deepEqual(c.listenOn, ['unix:///listen.on.socket']);
     assert.equal(c.expirePeriod, 60_000);
     assert.equal(c.maxTokenLifetime, 600_000);
@@ -53,8 +53,8 @@ describe('registry config', () => {
   });
 
   it('accepts tcp, unix and comma lists', () => {
-    assert.deepEqual(registryConfig.parse({ NSM_LISTEN_ON: 'tcp://:5002,unix:///tmp/r.sock' }).listenOn, ['tcp://:5002', 'unix:///tmp/r.sock']);
-    assert.equal(registryConfig.parse({ NSM_PROXY_REGISTRY_URL: 'nsmgr-proxy:5004' }).proxyRegistryUrl, 'tcp://nsmgr-proxy:5004');
+    assert.deepEqual(registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: 'tcp://:5002,unix:///tmp/r.sock' }).listenOn, ['tcp://:5002', 'unix:///tmp/r.sock']);
+    assert.equal(registryConfig.parse({ NSM_INSECURE: 'true', NSM_PROXY_REGISTRY_URL: 'nsmgr-proxy:5004' }).proxyRegistryUrl, 'tcp://nsmgr-proxy:5004');
   });
 
   for (const [name, value] of [
@@ -70,7 +70,7 @@ describe('registry config', () => {
   ]) {
     it(`${name}=${value} is a ConfigError naming ${name}`, () => {
       assert.throws(
-        () => registryConfig.parse({ [name]: value }),
+        () => registryConfig.parse({ NSM_INSECURE: 'true', [name]: value }),
         (err: unknown) => err instanceof ConfigError && err.variable === name && err.message.includes(name),
       );
     });
@@ -90,7 +90,7 @@ describe('registry component over real gRPC (unix socket)', () => {
     dir = mkdtempSync(join(tmpdir(), 'nsm-reg-'));
     sock = join(dir, 'registry.sock');
     store = memoryRegistryStore();
-    const config = registryConfig.parse({ NSM_LISTEN_ON: `unix://${sock}`, NSM_EXPIRE_PERIOD: '300ms' });
+    const config = registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${sock}`, NSM_EXPIRE_PERIOD: '300ms' });
     registry = await startRegistry(config, { log: silentLogger, store });
     channel = createChannel(`unix://${sock}`);
     nseClient = createClient(NetworkServiceEndpointRegistryDefinition, channel);
@@ -201,7 +201,7 @@ describe('registry component over real gRPC (unix socket)', () => {
   it('stop ends open watches promptly', async () => {
     const dir2 = mkdtempSync(join(tmpdir(), 'nsm-reg-'));
     const sock2 = join(dir2, 'r.sock');
-    const reg2 = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: `unix://${sock2}` }), { log: silentLogger });
+    const reg2 = await startRegistry(registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${sock2}` }), { log: silentLogger });
     const ch = createChannel(`unix://${sock2}`);
     try {
       const client = createClient(NetworkServiceEndpointRegistryDefinition, ch);

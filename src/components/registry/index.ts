@@ -1,7 +1,8 @@
 /**
  * `nsm registry`: the NetworkService and NetworkServiceEndpoint registries on one gRPC server (plus
  * grpc.health.v1), backed by a `RegistryStore` (memory unless one is given). The chains read like
- * upstream `sdk:pkg/registry/chains/memory`; authorization, tokens and interdomain proxying are not
+ * upstream `sdk:pkg/registry/chains/memory` (validate first, then update-path and authorize as upstream's
+ * grpcmetadata → updatepath → authorize, before anything is stored); interdomain proxying is not
  * implemented. `stop()` ends open Find watches, stops the server, cancels expiry timers and closes the
  * store if it created it.
  */
@@ -9,10 +10,11 @@ import type { NsElement, NseElement } from '../../core/chain.js';
 import { registryChain } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { nseRegistryService, nsRegistryService } from '../../core/edge.js';
-import type { Logger } from '../../core/log.js';
 import { serve } from '../../core/transport.js';
 import { NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../../api/gen/registry.js';
+import { authorizeRegistryServer } from '../../registry/authorize/index.js';
 import { expireNseServer } from '../../registry/expire/index.js';
+import { updatePathRegistryServer } from '../../registry/update-path/index.js';
 import { memoryRegistryStore } from '../../registry/memory/index.js';
 import { setPayloadNsServer } from '../../registry/set-payload/index.js';
 import { setRegistrationTimeNseServer } from '../../registry/set-registration-time/index.js';
@@ -20,7 +22,8 @@ import type { RegistryStore } from '../../registry/store.js';
 import { storeNseServer, storeNsServer } from '../../registry/store/index.js';
 import { validateNseServer, validateNsServer } from '../../registry/validate/index.js';
 import type { RegistryConfig } from './config.js';
-import { INSECURE } from '../../security/tls.js';
+import { withIdentity, type IdentityDeps } from '../identity.js';
+import type { Identity } from '../../security/identity.js';
 
 export { registryConfig, type RegistryConfig } from './config.js';
 
@@ -30,10 +33,19 @@ export interface RunningRegistry {
   readonly addresses: string[];
 }
 
-export async function startRegistry(
-  config: Pick<RegistryConfig, 'listenOn' | 'expirePeriod'>,
-  deps: { log: Logger; store?: RegistryStore; clock?: Clock },
-): Promise<RunningRegistry> {
+export interface RegistryDeps extends IdentityDeps {
+  readonly store?: RegistryStore;
+  readonly clock?: Clock;
+}
+
+/** The registry settings `startRegistry` reads (both registries share them). */
+export type RegistryStartConfig = Pick<RegistryConfig, 'listenOn' | 'expirePeriod' | 'insecure' | 'spiffeEndpointSocket' | 'maxTokenLifetime'>;
+
+export function startRegistry(config: RegistryStartConfig, deps: RegistryDeps): Promise<RunningRegistry> {
+  return withIdentity(config, deps, 'registry', (identity) => run(config, deps, identity));
+}
+
+async function run(config: RegistryStartConfig, deps: RegistryDeps, identity: Identity): Promise<RunningRegistry> {
   const log = deps.log;
   const clock = deps.clock ?? realClock;
   const store = deps.store ?? memoryRegistryStore();
@@ -43,13 +55,18 @@ export async function startRegistry(
   const nseStore = storeNseServer({ store });
   const expire = expireNseServer({ clock, log }, { expirePeriod: config.expirePeriod });
 
+  const { insecure, tokens } = identity;
   const nsChain: NsElement[] = [
     validateNsServer(),
+    updatePathRegistryServer({ tokens }, { insecure }),
+    authorizeRegistryServer({ clock }, { insecure }),
     setPayloadNsServer(),
     nsStore,
   ];
   const nseChain: NseElement[] = [
     validateNseServer(),
+    updatePathRegistryServer({ tokens }, { insecure }),
+    authorizeRegistryServer({ clock }, { insecure }),
     expire,
     setRegistrationTimeNseServer({ clock }),
     nseStore,
@@ -60,7 +77,7 @@ export async function startRegistry(
     server = await serve(config.listenOn, [
       { definition: NetworkServiceRegistryDefinition, implementation: nsRegistryService(registryChain('registry-ns', nsChain), log) },
       { definition: NetworkServiceEndpointRegistryDefinition, implementation: nseRegistryService(registryChain('registry-nse', nseChain), log) },
-    ], INSECURE);
+    ], identity.security);
   } catch (err) {
     expire.stop();
     if (ownStore) await store.close();

@@ -2,7 +2,8 @@
 /**
  * Test entry for the local-mesh commands while `src/cli/program.ts` does not wire them yet: registers
  * up/down/status/run/stop-pod/supervise, plus each component command from `src/cli/commands/<name>.js`
- * when it exists, else a fake (`NSM_TEST_FAKE=registry,nsmgr,…` or `all` forces fakes); `NSMT_CRASH=nsmgr,…`
+ * when it exists, else a fake (`NSM_TEST_FAKE=registry,nsmgr,…` or `all` forces fakes; `NSMT_FAKE`, which
+ * the supervisor passes on to components, does the same); `NSMT_CRASH=nsmgr,…`
  * makes those exit with code 3 at once (crash-loop tests).
  */
 import { existsSync } from 'node:fs';
@@ -13,10 +14,10 @@ type Registrar = { register(program: Command): void };
 
 async function main(): Promise<void> {
   const program = new Command('nsm');
-  for (const name of ['up', 'down', 'status', 'run', 'stop-pod', 'supervise']) {
+  for (const name of ['up', 'down', 'status', 'run', 'stop-pod', 'supervise', 'health', 'apply']) {
     ((await import(`../../cli/commands/${name}.js`)) as Registrar).register(program);
   }
-  const forced = (process.env.NSM_TEST_FAKE ?? '').split(',').map((s) => s.trim());
+  const forced = `${process.env.NSM_TEST_FAKE ?? ''},${process.env.NSMT_FAKE ?? ''}`.split(',').map((s) => s.trim());
   for (const name of ['registry', 'nsmgr', 'forwarder', 'nse', 'nsc']) {
     const file = new URL(`../../cli/commands/${name}.js`, import.meta.url);
     if ((process.env.NSMT_CRASH ?? '').split(',').includes(name)) {

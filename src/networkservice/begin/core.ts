@@ -12,6 +12,7 @@ import { realClock, type Clock } from '../../core/clock.js';
 import { newContext, timeLeft, withContext, type CallContext, type EventFactory } from '../../core/context.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, PermissionDeniedError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import type { PeerIdentity } from '../../security/tls.js';
 import { linkSignals, throwIfAborted } from '../../core/signals.js';
 import { StateStore } from '../../core/state.js';
 import { KeyedSerializer } from './serializer.js';
@@ -88,6 +89,8 @@ class Entry {
   returned?: Connection;
   next!: NetworkServiceHandler;
   metadata: Readonly<Record<string, string>> = {};
+  /** The caller's mTLS identity on the last Request: events (a timeout's Close) run as that caller, as upstream's stored context does. */
+  peerIdentity?: PeerIdentity;
   budget = 0;
   events!: EventFactory;
   constructor(
@@ -189,6 +192,7 @@ class Entries {
     const sent = this.kind === 'client' && entry.established ? { ...req, connection: merge(entry.returned!, req.connection!, entry.request!.connection!) } : req;
     entry.next = next;
     entry.metadata = ctx.metadata;
+    entry.peerIdentity = ctx.peerIdentity;
     const left = timeLeft(ctx, this.config.eventTimeout, this.clock.now());
     entry.budget = left > 0 ? left : this.config.eventTimeout;
     let out: Connection;
@@ -291,7 +295,7 @@ class Entries {
     return withContext(ctx, { state: entry.state, events: entry.events, log: entry.log });
   }
 
-  /** The context of an event: the stored metadata and state, bounded by the time the original call had. */
+  /** The context of an event: the stored metadata, caller identity and state, bounded by the time the original call had. */
   #eventContext(entry: Entry, signal?: AbortSignal): { ctx: CallContext; dispose: () => void } {
     const linked = linkSignals([signal], entry.budget);
     const ctx = newContext({
@@ -300,6 +304,7 @@ class Entries {
       state: entry.state,
       log: entry.log,
       metadata: entry.metadata,
+      peerIdentity: entry.peerIdentity,
       events: entry.events,
     });
     return { ctx, dispose: linked.dispose };

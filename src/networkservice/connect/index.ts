@@ -6,7 +6,9 @@
  *   back to the URL already in use), dials it through the `ChannelPool` (`dialTimeout`), and runs the
  *   configured **client chain** (e.g. `[updatePathClient, beginClient, trimPath…]`; `begin` client passes
  *   through here since the server `begin` already serializes) whose tail makes the real gRPC call with
- *   metadata `nsm-client-token` / `nsm-client-token-expires` from the TokenGenerator. gRPC errors are mapped
+ *   metadata `nsm-client-token` / `nsm-client-token-expires` from the TokenGenerator, minted after the
+ *   dial for the server the channel's mTLS handshake found (`aud` its SPIFFE ID, `exp` at most its
+ *   certificate's NotAfter; no audience on a plaintext channel). gRPC errors are mapped
  *   with `fromClientError`. On success it records `CONNECTED_URL` (read by monitor passthrough, trim-path
  *   and Close) and continues the server chain with the returned connection; if the rest of the server
  *   chain fails, the remote connection is Closed again (errors ignored). A first Request whose caller
@@ -29,13 +31,13 @@ import { errorMessage, fromClientError, InvalidArgumentError, NotFoundError } fr
 import { linkSignals } from '../../core/signals.js';
 import type { TokenGenerator } from '../../core/token.js';
 import { createClient, type ChannelPool } from '../../core/transport.js';
-import { tokenMetadata } from './metadata.js';
+import { serverTokenRequest, tokenMetadata } from './metadata.js';
 import { CLIENT_URL } from '../client-url/index.js';
 import { CONNECTED_URL } from './state.js';
 
 export { CONNECTED_URL } from './state.js';
 export { monitorClientFactory } from './monitor-client.js';
-export { tokenMetadata } from './metadata.js';
+export { serverTokenRequest, tokenMetadata } from './metadata.js';
 
 /** Upstream sdk default dial timeout (cmd-nsmgr and the forwarder use 750 ms via NSM_DIAL_TIMEOUT). */
 export const DEFAULT_DIAL_TIMEOUT_MS = 15_000;
@@ -73,7 +75,7 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
       async request(req: NetworkServiceRequest, ctx: CallContext): Promise<Connection> {
         const c = await client(ctx);
         try {
-          return await c.request(req, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens) });
+          return await c.request(req, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens, serverTokenRequest(deps.pool, url)) });
         } catch (err) {
           throw fromClientError(err, `Request to ${url}`);
         }
@@ -81,7 +83,7 @@ export function connectServer(deps: ConnectDeps, options: ConnectOptions = {}): 
       async close(conn: Connection, ctx: CallContext): Promise<void> {
         const c = await client(ctx);
         try {
-          await c.close(conn, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens) });
+          await c.close(conn, { signal: ctx.signal, metadata: await tokenMetadata(deps.tokens, serverTokenRequest(deps.pool, url)) });
         } catch (err) {
           throw fromClientError(err, `Close on ${url}`);
         }

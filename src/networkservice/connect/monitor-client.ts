@@ -7,7 +7,7 @@ import { MonitorConnectionDefinition, type ConnectionEvent, type MonitorConnecti
 import { fromClientError } from '../../core/errors.js';
 import type { TokenGenerator } from '../../core/token.js';
 import { createClient, type ChannelPool } from '../../core/transport.js';
-import { tokenMetadata } from './metadata.js';
+import { serverTokenRequest, tokenMetadata } from './metadata.js';
 
 type DeepPartialSelector = Parameters<MonitorConnectionClient['monitorConnections']>[0];
 
@@ -17,7 +17,8 @@ export function monitorClientFactory(deps: { pool: ChannelPool; tokens: TokenGen
     return {
       monitorConnections(selector: DeepPartialSelector, options: CallOptions = {}): AsyncIterable<ConnectionEvent> {
         return (async function* () {
-          const metadata = await tokenMetadata(deps.tokens);
+          // MonitorConnections has no policy upstream; the audience is known once the channel has shaken hands
+          const metadata = await tokenMetadata(deps.tokens, serverTokenRequest(deps.pool, url));
           try {
             yield* client.monitorConnections(selector as MonitorScopeSelector, { ...options, metadata });
           } catch (err) {

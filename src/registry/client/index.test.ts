@@ -114,7 +114,7 @@ describe('registration over real gRPC', () => {
     return { has: async (n) => r.nses.has(n), registers: () => r.calls.nseRegister, stop: () => r.stop() };
   };
   const realRegistry = async (url: string): Promise<Reg> => {
-    const r = await startRegistry(registryConfig.parse({ NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '600ms' }), { log: silentLogger });
+    const r = await startRegistry(registryConfig.parse({ NSM_INSECURE: 'true', NSM_LISTEN_ON: url, NSM_EXPIRE_PERIOD: '600ms' }), { log: silentLogger });
     const pool = new ChannelPool(INSECURE);
     const direct = registryChain('direct', [nseConnectClient({ pool, url })]);
     return {

@@ -2,16 +2,23 @@
  * Registry client side: the client chains NSEs and forwarders register through, and a tiny
  * `startRegistration` helper that owns one registration's lifetime.
  *
- * - `nseRegistryClient` = [`heal`, `refresh`, `connect`]: keeps an NSE registered (re-Register at 2/3 of
+ * - `nseRegistryClient` = [`heal`, `refresh`, `authorize`, `connect`]: keeps an NSE registered (re-Register at 2/3 of
  *   its expiry, and as soon as the registry is back after its watch broke). `nsRegistryClient` =
- *   [`heal`, `connect`] (NetworkServices do not expire). Background work stops when `deps.signal` aborts.
+ *   [`heal`, `authorize`, `connect`] (NetworkServices do not expire). Background work stops when `deps.signal` aborts.
  *   Mirrors upstream `sdk/pkg/registry/chains/client` (`NewNetworkServiceEndpointRegistryClient`,
  *   `NewNetworkServiceRegistryClient`).
  * - `startRegistration` registers once (retrying with bounded backoff until it succeeds or is stopped),
  *   after which the chain's `refresh`/`heal` keep it alive; `stop()` ends all of it and, unless told
  *   otherwise, unregisters. Used by NSEs and forwarders (and for `NSM_REGISTER_SERVICE=true`).
  */
-import type { NetworkService, NetworkServiceEndpoint } from '../../api/gen/registry.js';
+import type {
+  NetworkService,
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+  NetworkServiceQuery,
+  NetworkServiceResponse,
+} from '../../api/gen/registry.js';
 import { NetworkService as NsFns, NetworkServiceEndpoint as NseFns } from '../../api/gen/registry.js';
 import { elementLog, registryChain, type NseHandler, type NsHandler, type RegistryHandler } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
@@ -19,7 +26,9 @@ import { newContext } from '../../core/context.js';
 import { CancelledError, errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { linkSignals } from '../../core/signals.js';
+import type { TokenGenerator } from '../../core/token.js';
 import type { ChannelPool } from '../../core/transport.js';
+import { authorizeRegistryClient } from '../authorize/index.js';
 import { nsConnectClient, nseConnectClient } from '../connect/index.js';
 import { nsHealClient, nseHealClient } from '../heal/index.js';
 import { Backoff, DEFAULT_RETRY_MAX_MS, DEFAULT_RETRY_MIN_MS, clockDelay } from '../refresh/backoff.js';
@@ -38,6 +47,11 @@ export interface RegistryClientDeps {
   readonly log?: Logger;
   /** Lifetime of the client: refresh and heal stop when it aborts. */
   readonly signal?: AbortSignal;
+  /**
+   * A secure hop: Register/Unregister carry a token for the server and the registry path (registry/connect),
+   * and the path the server answers is checked (registry/authorize client). Absent on an insecure hop.
+   */
+  readonly tokens?: TokenGenerator;
 }
 
 export interface RegistryClientOptions {
@@ -46,23 +60,25 @@ export interface RegistryClientOptions {
   readonly retryMax?: number;
 }
 
-/** NSE registry client chain: heal → refresh → connect. */
+/** NSE registry client chain: heal → refresh → authorize (secure hops) → connect. */
 export function nseRegistryClient(deps: RegistryClientDeps, options: RegistryClientOptions = {}): NseHandler {
   const bg = { clock: deps.clock, log: deps.log, signal: deps.signal };
   const retry = { retryMin: options.retryMin, retryMax: options.retryMax };
   return registryChain('nse-registry-client', [
     nseHealClient(bg, retry),
     nseRefreshClient(bg, retry),
-    nseConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
+    authorizeRegistryClient<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>({ pool: deps.pool, url: deps.url, clock: deps.clock }, { insecure: !deps.tokens }),
+    nseConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock, tokens: deps.tokens }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 
-/** NS registry client chain: heal → connect. */
+/** NS registry client chain: heal → authorize (secure hops) → connect. */
 export function nsRegistryClient(deps: RegistryClientDeps, options: RegistryClientOptions = {}): NsHandler {
   const bg = { clock: deps.clock, log: deps.log, signal: deps.signal };
   return registryChain('ns-registry-client', [
     nsHealClient(bg, { retryMin: options.retryMin, retryMax: options.retryMax }),
-    nsConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock }, { dialTimeout: options.dialTimeout }),
+    authorizeRegistryClient<NetworkService, NetworkServiceQuery, NetworkServiceResponse>({ pool: deps.pool, url: deps.url, clock: deps.clock }, { insecure: !deps.tokens }),
+    nsConnectClient({ pool: deps.pool, url: deps.url, clock: deps.clock, tokens: deps.tokens }, { dialTimeout: options.dialTimeout }),
   ]);
 }
 

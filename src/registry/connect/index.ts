@@ -8,6 +8,11 @@
  * - Find streams are passed through as `AsyncIterable`s; the gRPC stream is cancelled when the context's
  *   signal aborts (the iterable then just ends) or when the consumer stops iterating.
  * - gRPC errors are mapped with `fromClientError`.
+ * - With `tokens` (a secure hop), Register and Unregister carry `nsm-client-token`/`-expires` minted for
+ *   the server the channel's mTLS handshake found, and the registry path in metadata `path` (the call's
+ *   `REGISTRY_PATH`, set by `update-path` on nsmgr; an empty path from a client); the `path` response
+ *   header the server answers with replaces `REGISTRY_PATH`, so it flows back to this hop's caller.
+ *   Without `tokens` (insecure) no metadata is sent, as before.
  *
  * Client variants (`nsConnectClient`, `nseConnectClient`) end a registry client chain (NSE, forwarder,
  * `nsm apply`); server variants (`nsConnectServer`, `nseConnectServer`) end nsmgr's registry server chain
@@ -27,9 +32,15 @@ import {
 import type { NsElement, NseElement, RegistryElement } from '../../core/chain.js';
 import { realClock, type Clock } from '../../core/clock.js';
 import { timeLeft, type CallContext } from '../../core/context.js';
-import { CancelledError, UnavailableError, fromClientError } from '../../core/errors.js';
+import { CancelledError, UnavailableError, errorMessage, fromClientError } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
+import { Metadata, type CallOptions } from 'nice-grpc';
+import { MD_REGISTRY_PATH } from '../../api/constants.js';
+import { clientTokenMetadata, type TokenGenerator } from '../../core/token.js';
 import { createClient, parseUrl, type ChannelPool } from '../../core/transport.js';
+import { serverTokenRequest } from '../../networkservice/connect/metadata.js';
+import { decodeRegistryPath, encodeRegistryPath } from '../../security/registry-path.js';
+import { EMPTY_REGISTRY_PATH, REGISTRY_PATH } from '../update-path/index.js';
 
 /** Upstream registry client dial timeout (`sdk:pkg/registry/chains/client`). */
 export const DEFAULT_DIAL_TIMEOUT_MS = 300;
@@ -42,6 +53,8 @@ export interface ConnectDeps {
   readonly url: string;
   /** Reads the time a context's deadline is compared with. */
   readonly clock?: Clock;
+  /** A secure hop: send the per-RPC token and the registry path (see above). Absent on an insecure hop. */
+  readonly tokens?: TokenGenerator;
 }
 
 export interface ConnectOptions {
@@ -66,9 +79,32 @@ function resolveConfig(deps: ConnectDeps, options: ConnectOptions): ConnectConfi
 
 /** The three remote calls of one registry service, uniform over NS and NSE. */
 interface Remote<T, Q, R> {
-  register(item: T, opts: { signal: AbortSignal }): Promise<T>;
-  find(query: Q, opts: { signal: AbortSignal }): AsyncIterable<R>;
-  unregister(item: T, opts: { signal: AbortSignal }): Promise<unknown>;
+  register(item: T, opts: CallOptions): Promise<T>;
+  find(query: Q, opts: CallOptions): AsyncIterable<R>;
+  unregister(item: T, opts: CallOptions): Promise<unknown>;
+}
+
+/**
+ * Call options of a Register/Unregister: the signal, and on a secure hop the token for the server and the
+ * path, with the answered `path` header put back into the call's state.
+ */
+async function pathCallOptions(deps: ConnectDeps, ctx: CallContext, signal: AbortSignal): Promise<CallOptions> {
+  if (!deps.tokens) return { signal };
+  const issued = await deps.tokens.generate(serverTokenRequest(deps.pool, deps.url));
+  const path = ctx.state.get(REGISTRY_PATH) ?? EMPTY_REGISTRY_PATH;
+  return {
+    signal,
+    metadata: Metadata({ ...clientTokenMetadata(issued), [MD_REGISTRY_PATH]: encodeRegistryPath(path) }),
+    onHeader(header) {
+      try {
+        const answered = decodeRegistryPath(header.get(MD_REGISTRY_PATH));
+        if (answered) ctx.state.set(REGISTRY_PATH, answered);
+      } catch (err) {
+        // the caller's authorize sees the path without the downstream's answer and judges it
+        ctx.log.warn({ url: deps.url, err: errorMessage(err) }, 'ignoring a malformed path response header');
+      }
+    },
+  };
 }
 
 function connectElement<T, Q, R>(
@@ -101,9 +137,9 @@ function connectElement<T, Q, R>(
 
   return {
     name,
-    register: (item, ctx) => unary('Register', ctx, (r, signal) => r.register(item, { signal })),
+    register: (item, ctx) => unary('Register', ctx, async (r, signal) => r.register(item, await pathCallOptions(deps, ctx, signal))),
     unregister: async (item, ctx) => {
-      await unary('Unregister', ctx, (r, signal) => r.unregister(item, { signal }));
+      await unary('Unregister', ctx, async (r, signal) => r.unregister(item, await pathCallOptions(deps, ctx, signal)));
     },
     async *find(query, ctx) {
       try {
