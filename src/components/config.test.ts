@@ -225,6 +225,14 @@ describe('identity variables (SPIFFE_ENDPOINT_SOCKET, NSM_INSECURE)', () => {
     assert.equal(DEFAULT_WORKLOAD_API_SOCKET, 'unix:///var/lib/networkservicemesh/agent.sock');
   });
 
+  it('NSM_MAX_TOKEN_LIFETIME below 1s (what the token generators refuse) is a ConfigError naming it on every component', () => {
+    for (const schema of [registryConfig, registryK8sConfig, nsmgrConfig, forwarderConfig, nseConfig, nscConfig]) {
+      const base = { NSM_INSECURE: 'true', NSM_NETWORK_SERVICES: 'kernel://s/nsm-1', NSM_LISTEN_ON: 'unix:///tmp/x.sock' };
+      assert.throws(() => schema.parse({ ...base, NSM_MAX_TOKEN_LIFETIME: '500ms' }), isConfigError('NSM_MAX_TOKEN_LIFETIME'), schema.component);
+      assert.equal(schema.parse({ ...base, NSM_MAX_TOKEN_LIFETIME: '1s' }).maxTokenLifetime, 1000, schema.component);
+    }
+  });
+
   it('unixSocketExists: a listening socket yes; a file, a directory, nothing no', async (t) => {
     const { dir, url } = await listeningSocket(t);
     assert.equal(unixSocketExists(url), true);
