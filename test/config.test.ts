@@ -49,6 +49,14 @@ const BAD: Array<{ component: string; env: Record<string, string>; variable: str
   { component: 'nsmgr', env: { NSM_LISTEN_ON: 'http://x' }, variable: 'NSM_LISTEN_ON', value: 'http://x' },
   { component: 'registry', env: { NSM_LISTEN_ON: 'ftp://x' }, variable: 'NSM_LISTEN_ON', value: 'ftp://x' },
   { component: 'nsc', env: {}, variable: 'NSM_NETWORK_SERVICES', value: '' },
+  // identity (issue 13): a malformed Workload API socket, whatever NSM_INSECURE says
+  { component: 'registry', env: { SPIFFE_ENDPOINT_SOCKET: 'tcp://127.0.0.1:8081' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: 'tcp://127.0.0.1:8081' },
+  { component: 'registry-k8s', env: { SPIFFE_ENDPOINT_SOCKET: '/run/spire/sockets/agent.sock' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: '/run/spire/sockets/agent.sock' },
+  { component: 'nsmgr', env: { NSM_LISTEN_ON: 'unix:///tmp/nsmt-unused.sock', SPIFFE_ENDPOINT_SOCKET: 'unix://host/agent.sock', NSM_INSECURE: 'true' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: 'unix://host/agent.sock' },
+  { component: 'forwarder', env: { NSM_LISTEN_ON: 'unix:///tmp/nsmt-unused.sock', SPIFFE_ENDPOINT_SOCKET: 'unix:relative.sock' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: 'unix:relative.sock' },
+  { component: 'nse', env: { SPIFFE_ENDPOINT_SOCKET: 'agent.sock' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: 'agent.sock' },
+  { component: 'nsc', env: { ...SERVICES, SPIFFE_ENDPOINT_SOCKET: 'unix:///x/agent.sock#f' }, variable: 'SPIFFE_ENDPOINT_SOCKET', value: 'unix:///x/agent.sock#f' },
+  { component: 'nsc', env: { ...SERVICES, NSM_INSECURE: 'perhaps' }, variable: 'NSM_INSECURE', value: 'perhaps' },
 ];
 
 describe('nsm <component> with a bad env: exit 2, naming the variable and the value', () => {

@@ -147,7 +147,7 @@ export interface Proc {
  * Starts `nsm <args>` (optionally inside netns `ns`) with `env`; output goes to a log file in `dir`.
  * Killed (SIGKILL after a SIGTERM grace) after the test.
  */
-export function nsm(t: TestContext, dir: string, name: string, args: string[], env: Record<string, string | undefined>, ns?: string): Proc {
+export function nsm(t: TestContext, dir: string, name: string, args: string[], env: ProcEnv, ns?: string): Proc {
   return nodeProc(t, dir, name, [MAIN, ...args], env, ns);
 }
 
@@ -156,7 +156,7 @@ export function nsm(t: TestContext, dir: string, name: string, args: string[], e
  * Components get NSM_INSECURE=true unless `env` says otherwise (`undefined` unsets a variable): the meshes
  * of these tests have no SVIDs until the embedded issuer starts them (test/identity.test.ts runs with SVIDs).
  */
-export function nodeProc(t: TestContext, dir: string, name: string, scriptAndArgs: string[], env: Record<string, string | undefined>, ns?: string): Proc {
+export function nodeProc(t: TestContext, dir: string, name: string, scriptAndArgs: string[], env: ProcEnv, ns?: string): Proc {
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
   const cmd = ns ? 'ip' : process.execPath;
@@ -199,12 +199,15 @@ export interface Mesh {
   registry: Proc;
   nsmgr: Proc;
   forwarder: Proc;
-  env(component: 'registry' | 'nsmgr' | 'forwarder'): Record<string, string>;
+  env(component: 'registry' | 'nsmgr' | 'forwarder'): ProcEnv;
   /** SIGKILL a component and start it again with the same env; resolves when it is ready. */
   restart(component: 'registry' | 'nsmgr' | 'forwarder', signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startMesh(t: TestContext, opts: { registryEnv?: Record<string, string>; nsmgrEnv?: Record<string, string>; forwarderEnv?: Record<string, string> } = {}): Promise<Mesh> {
+/** Env of a test process: `undefined` unsets a variable (e.g. the NSM_INSECURE=true that `nodeProc` sets by default). */
+export type ProcEnv = Record<string, string | undefined>;
+
+export async function startMesh(t: TestContext, opts: { registryEnv?: ProcEnv; nsmgrEnv?: ProcEnv; forwarderEnv?: ProcEnv } = {}): Promise<Mesh> {
   const dir = tempDir(t, 'nsmt-mesh-');
   const sock = { registry: `unix://${dir}/registry.sock`, nsmgr: `unix://${dir}/nsm.io.sock`, forwarder: `unix://${dir}/forwarder.sock` };
   const envs = {

@@ -1,8 +1,17 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { ConfigError } from '../core/errors.js';
-import { defineConfig, env, formatDuration, parseBool, parseDuration, parseLabels, parseList } from './config.js';
+import { DEFAULT_WORKLOAD_API_SOCKET, defineConfig, env, formatDuration, identityVars, parseBool, parseDuration, parseLabels, parseList, unixSocketExists } from './config.js';
+import { forwarderConfig } from './forwarder/config.js';
+import { nscConfig } from './nsc/config.js';
+import { nseConfig } from './nse/config.js';
+import { nsmgrConfig } from './nsmgr/config.js';
+import { registryK8sConfig } from './registry-k8s/config.js';
+import { registryConfig } from './registry/config.js';
 
 describe('parseDuration (Go durations, in ms)', () => {
   for (const [raw, ms] of [
@@ -138,5 +147,99 @@ describe('defineConfig', () => {
     assert.equal(md[4], '| `NSM_SERVICES` | (required) | the services |');
     assert.equal(md[5], '| `NSM_LABELS` |  | labels |');
     assert.equal(md[6], '| `NSM_DEBUG` | `false` | debug \\| on |', 'a | in a description must not break the table');
+  });
+});
+
+/** A real unix socket listening at `<tmp>/agent.sock` (what a mesh's Workload API leaves on disk), removed after the test. */
+async function listeningSocket(t: TestContext): Promise<{ dir: string; url: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'nsm-cfg-'));
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(join(dir, 'agent.sock'), resolve));
+  t.after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, url: `unix://${join(dir, 'agent.sock')}` };
+}
+
+describe('identity variables (SPIFFE_ENDPOINT_SOCKET, NSM_INSECURE)', () => {
+  const isConfigError = (variable: string) => (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.includes(variable);
+
+  it('unset, the default socket present: the default, secure', async (t) => {
+    const { url } = await listeningSocket(t);
+    const s = defineConfig('id', identityVars({ defaultSocket: url }));
+    assert.deepEqual({ ...s.parse({}) }, { spiffeEndpointSocket: url, insecure: false });
+  });
+
+  it('unset, no default socket: a ConfigError naming SPIFFE_ENDPOINT_SOCKET and the default it looked for', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsm-cfg-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const missing = `unix://${join(dir, 'agent.sock')}`;
+    const s = defineConfig('id', identityVars({ defaultSocket: missing }));
+    assert.throws(() => s.parse({}), isConfigError('SPIFFE_ENDPOINT_SOCKET'));
+    assert.throws(() => s.parse({}), (err: Error) => err.message.includes(missing) && err.message.includes('NSM_INSECURE=true'));
+    assert.throws(() => s.parse({ NSM_INSECURE: 'false' }), isConfigError('SPIFFE_ENDPOINT_SOCKET'));
+    // a regular file where the socket should be is no Workload API
+    writeFileSync(join(dir, 'agent.sock'), '');
+    assert.throws(() => s.parse({}), isConfigError('SPIFFE_ENDPOINT_SOCKET'));
+  });
+
+  it('unset with NSM_INSECURE=true: plaintext, no socket needed', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsm-cfg-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const s = defineConfig('id', identityVars({ defaultSocket: `unix://${join(dir, 'agent.sock')}` }));
+    for (const v of ['true', 'TRUE', '1']) assert.deepEqual({ ...s.parse({ NSM_INSECURE: v }) }, { spiffeEndpointSocket: undefined, insecure: true }, v);
+  });
+
+  it('set: taken as given (unix:/abs normalized to unix:///abs), whether the socket exists yet or not', () => {
+    const s = defineConfig('id', identityVars({ defaultSocket: 'unix:///nonexistent-nsm-dir/agent.sock' }));
+    assert.equal(s.parse({ SPIFFE_ENDPOINT_SOCKET: 'unix:///run/spire/sockets/agent.sock' }).spiffeEndpointSocket, 'unix:///run/spire/sockets/agent.sock');
+    assert.equal(s.parse({ SPIFFE_ENDPOINT_SOCKET: 'unix:/run/spire/sockets/agent.sock' }).spiffeEndpointSocket, 'unix:///run/spire/sockets/agent.sock');
+    assert.equal(s.parse({ SPIFFE_ENDPOINT_SOCKET: ' unix:///x/agent.sock ', NSM_INSECURE: 'true' }).insecure, true);
+  });
+
+  for (const [name, value] of [
+    ['SPIFFE_ENDPOINT_SOCKET', 'tcp://127.0.0.1:8081'],
+    ['SPIFFE_ENDPOINT_SOCKET', '/run/spire/sockets/agent.sock'],
+    ['SPIFFE_ENDPOINT_SOCKET', 'unix://host/agent.sock'],
+    ['SPIFFE_ENDPOINT_SOCKET', 'unix:relative/agent.sock'],
+    ['SPIFFE_ENDPOINT_SOCKET', 'unix:///x/agent.sock?x=1'],
+    ['SPIFFE_ENDPOINT_SOCKET', `unix:///${'a'.repeat(120)}`],
+    ['SPIFFE_ENDPOINT_SOCKET', 'not a uri'],
+    ['NSM_INSECURE', 'maybe'],
+    ['NSM_INSECURE', ' '],
+  ]) {
+    it(`${name}=${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} is a ConfigError naming ${name} (even when insecure)`, () => {
+      const s = defineConfig('id', identityVars());
+      const extra = name === 'NSM_INSECURE' ? {} : { NSM_INSECURE: 'true' };
+      assert.throws(() => s.parse({ ...extra, [name]: value }), isConfigError(name));
+    });
+  }
+
+  it('every component has both variables, with the mesh default socket', () => {
+    for (const schema of [registryConfig, registryK8sConfig, nsmgrConfig, forwarderConfig, nseConfig, nscConfig]) {
+      const names = Object.values(schema.vars as Record<string, { name: string }>).map((v) => v.name);
+      assert.ok(names.includes('SPIFFE_ENDPOINT_SOCKET') && names.includes('NSM_INSECURE'), schema.component);
+      assert.match(schema.markdown(), new RegExp(`SPIFFE_ENDPOINT_SOCKET\` \\|[^|]*\\| [^|]*${DEFAULT_WORKLOAD_API_SOCKET.replace(/\//g, '\\/')}`), schema.component);
+    }
+    assert.equal(DEFAULT_WORKLOAD_API_SOCKET, 'unix:///var/lib/networkservicemesh/agent.sock');
+  });
+
+  it('NSM_MAX_TOKEN_LIFETIME below 1s (what the token generators refuse) is a ConfigError naming it on every component', () => {
+    for (const schema of [registryConfig, registryK8sConfig, nsmgrConfig, forwarderConfig, nseConfig, nscConfig]) {
+      const base = { NSM_INSECURE: 'true', NSM_NETWORK_SERVICES: 'kernel://s/nsm-1', NSM_LISTEN_ON: 'unix:///tmp/x.sock' };
+      assert.throws(() => schema.parse({ ...base, NSM_MAX_TOKEN_LIFETIME: '500ms' }), isConfigError('NSM_MAX_TOKEN_LIFETIME'), schema.component);
+      assert.equal(schema.parse({ ...base, NSM_MAX_TOKEN_LIFETIME: '1s' }).maxTokenLifetime, 1000, schema.component);
+    }
+  });
+
+  it('unixSocketExists: a listening socket yes; a file, a directory, nothing no', async (t) => {
+    const { dir, url } = await listeningSocket(t);
+    assert.equal(unixSocketExists(url), true);
+    assert.equal(unixSocketExists(url.replace('unix://', 'unix:')), true);
+    writeFileSync(join(dir, 'file'), '');
+    assert.equal(unixSocketExists(`unix://${join(dir, 'file')}`), false);
+    assert.equal(unixSocketExists(`unix://${dir}`), false);
+    assert.equal(unixSocketExists(`unix://${join(dir, 'none')}`), false);
   });
 });

@@ -10,7 +10,11 @@ import { MAX_CONCURRENCY, MAX_QUEUE } from '../core/admission.js';
 import { ConfigError, InvalidArgumentError } from '../core/errors.js';
 import { parseLogLevel, type LogLevel } from '../core/log.js';
 import { parseUrl } from '../core/transport.js';
+import { MIN_TOKEN_LIFETIME_MS } from '../security/token.js';
 import { ENDPOINT_ENV, parseWorkloadEndpoint } from '../security/workload-client.js';
+
+/** Lower bound of NSM_MAX_TOKEN_LIFETIME: both token generators refuse shorter lifetimes. */
+export { MIN_TOKEN_LIFETIME_MS };
 
 export interface EnvVar<T> {
   readonly name: string;

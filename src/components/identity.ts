@@ -7,7 +7,7 @@
 import type { Running } from '../core/lifecycle.js';
 import type { Logger } from '../core/log.js';
 import { startIdentity, type Identity } from '../security/identity.js';
-import type { IdentityConfig } from './config.js';
+import { DEFAULT_WORKLOAD_API_SOCKET, type IdentityConfig } from './config.js';
 
 export interface IdentityDeps {
   readonly log: Logger;
@@ -23,6 +23,9 @@ export async function componentIdentity(
   subject: string,
 ): Promise<{ identity: Identity; release(): void }> {
   if (deps.identity) return { identity: deps.identity, release: () => undefined };
+  if (!config.insecure && config.spiffeEndpointSocket === DEFAULT_WORKLOAD_API_SOCKET) {
+    deps.log.info({ endpoint: DEFAULT_WORKLOAD_API_SOCKET }, "SPIFFE_ENDPOINT_SOCKET: the Workload API socket of the mesh on this node (the default when unset)");
+  }
   const identity = await startIdentity({
     insecure: config.insecure,
     endpoint: config.spiffeEndpointSocket,

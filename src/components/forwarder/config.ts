@@ -1,5 +1,5 @@
 /** `nsm forwarder` configuration: the env vars of upstream forwarders (cmd-forwarder-vpp) that apply to a kernel forwarder. */
-import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
+import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET, MIN_TOKEN_LIFETIME_MS } from '../config.js';
 
 /** Bounds of NSM_ORPHAN_GC_INTERVAL (ms). */
 export const ORPHAN_GC_INTERVAL_MIN = 1_000;
@@ -11,7 +11,7 @@ export const forwarderConfig = defineConfig('forwarder', {
   listenOn: env.url('NSM_LISTEN_ON', 'where the forwarder serves', { default: 'unix:///var/lib/networkservicemesh/forwarder.sock', listen: true }),
   labels: env.labels('NSM_LABELS', 'labels of the forwarder registration', { default: 'p2p:true' }),
   nsName: env.string('NSM_NSNAME', 'service name the forwarder registers under', { default: 'forwarder' }),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m' }),
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m', min: MIN_TOKEN_LIFETIME_MS }),
   dialTimeout: env.duration('NSM_DIAL_TIMEOUT', 'timeout to dial endpoints and nsmgr', { default: '750ms', min: 1 }),
   orphanGrace: env.duration('NSM_ORPHAN_GRACE', 'nsm-ts: links owned by nsm-ts that no connection re-requests within this time after start are removed', {
     default: '60s',

@@ -1,5 +1,5 @@
 /** `nsm nsc` configuration: upstream cmd-nsc env vars and defaults, plus the heal knobs of nsm-ts. */
-import { defineConfig, env, identityVars, parseList, DEFAULT_NSM_SOCKET } from '../config.js';
+import { defineConfig, env, identityVars, parseList, DEFAULT_NSM_SOCKET, MIN_TOKEN_LIFETIME_MS } from '../config.js';
 import { parseNsUrl } from '../../api/nsurl.js';
 
 export const nscConfig = defineConfig('nsc', {
@@ -15,7 +15,7 @@ export const nscConfig = defineConfig('nsc', {
     'nsm-ts: at most this many first Requests of this client in flight at once (upstream cmd-nsc makes them one after another); each attempt\'s NSM_REQUEST_TIMEOUT starts when it is sent',
     { default: '4', min: 1, max: 64 },
   ),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens; refresh runs before they expire', { default: '10m' }),
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens; refresh runs before they expire', { default: '10m', min: MIN_TOKEN_LIFETIME_MS }),
   networkServices: {
     ...env.list('NSM_NETWORK_SERVICES', 'comma list of NSURLs [kernel://]service[@domain][/ifname][?label=value&…]', { required: true }),
     parse: (raw: string) => {

@@ -1,12 +1,12 @@
 /** `nsm nse` configuration: upstream cmd-nse-icmp-responder env vars and defaults. */
-import { defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
+import { defineConfig, env, identityVars, DEFAULT_NSM_SOCKET, MIN_TOKEN_LIFETIME_MS } from '../config.js';
 import { parseCidrGroups } from '../../networkservice/ipam/index.js';
 
 export const nseConfig = defineConfig('nse', {
   name: env.string('NSM_NAME', 'endpoint name (registered; path segment name)', { default: 'icmp-server' }),
   connectTo: env.url('NSM_CONNECT_TO', 'nsmgr URL (registration)', { default: DEFAULT_NSM_SOCKET }),
   listenOn: env.url('NSM_LISTEN_ON', 'nsm-ts: where the endpoint serves; default a fresh unix socket under a temp dir (as upstream)', { default: '', listen: true }),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m' }),
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m', min: MIN_TOKEN_LIFETIME_MS }),
   serviceNames: {
     ...env.list('NSM_SERVICE_NAMES', 'comma list of the network services this endpoint provides', { default: 'icmp-responder' }),
     parse: (raw: string) => {

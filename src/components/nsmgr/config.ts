@@ -1,5 +1,5 @@
 /** `nsm nsmgr` configuration: upstream cmd-nsmgr env vars and defaults. */
-import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET } from '../config.js';
+import { admissionVars, defineConfig, env, identityVars, DEFAULT_NSM_SOCKET, MIN_TOKEN_LIFETIME_MS } from '../config.js';
 
 export const nsmgrConfig = defineConfig('nsmgr', {
   name: env.string('NSM_NAME', 'nsmgr name (path segment name)', { default: 'nmgr' }),
@@ -8,7 +8,7 @@ export const nsmgrConfig = defineConfig('nsmgr', {
     listen: true,
   }),
   registryUrl: env.url('NSM_REGISTRY_URL', 'registry URL', { default: 'tcp://localhost:5001' }),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m' }),
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'lifetime of the path tokens', { default: '10m', min: MIN_TOKEN_LIFETIME_MS }),
   dialTimeout: env.duration('NSM_DIAL_TIMEOUT', 'timeout to dial forwarders, endpoints and the registry', { default: '750ms', min: 1 }),
   forwarderServiceName: env.string('NSM_FORWARDER_NETWORK_SERVICE_NAME', 'service name forwarders register under', { default: 'forwarder' }),
   ...admissionVars('nsm-ts: Requests from clients nsmgr works on at once'),

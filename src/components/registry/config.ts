@@ -2,7 +2,7 @@
  * `nsm registry` configuration: the env vars of upstream cmd-registry-memory (same names; defaults as
  * upstream except `NSM_EXPIRE_PERIOD`, which nsm-ts honours, see its description).
  */
-import { defineConfig, env, identityVars } from '../config.js';
+import { defineConfig, env, identityVars, MIN_TOKEN_LIFETIME_MS } from '../config.js';
 
 /** The variables both registries (memory and Kubernetes) take with the same meaning. */
 export const REGISTRY_COMMON_VARS = {
@@ -13,7 +13,7 @@ export const REGISTRY_COMMON_VARS = {
   logLevel: env.logLevel(),
   maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
     default: '10m',
-    min: 1,
+    min: MIN_TOKEN_LIFETIME_MS,
   }),
   proxyRegistryUrl: env.url(
     'NSM_PROXY_REGISTRY_URL',
