@@ -59,14 +59,14 @@ async function run(config: RegistryStartConfig, deps: RegistryDeps, identity: Id
   const nsChain: NsElement[] = [
     validateNsServer(),
     updatePathRegistryServer({ tokens }, { insecure }),
-    authorizeRegistryServer({ clock }, { insecure }),
+    authorizeRegistryServer({ clock, registrants: async (name, signal) => (await store.ns.get(name, { signal }))?.pathIds }, { insecure }),
     setPayloadNsServer(),
     nsStore,
   ];
   const nseChain: NseElement[] = [
     validateNseServer(),
     updatePathRegistryServer({ tokens }, { insecure }),
-    authorizeRegistryServer({ clock }, { insecure }),
+    authorizeRegistryServer({ clock, registrants: async (name, signal) => (await store.nse.get(name, { signal }))?.pathIds }, { insecure }),
     expire,
     setRegistrationTimeNseServer({ clock }),
     nseStore,

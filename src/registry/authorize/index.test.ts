@@ -66,7 +66,7 @@ describe('registry path and authorize over real gRPC and mTLS (NSE → nsmgr →
     const nseStore = storeNseServer({ store });
     const nsStore = storeNsServer({ store });
     const secure = { insecure: false };
-    const nseChain: NseElement[] = [validateNseServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({}, secure), tamperer, nseStore];
+    const nseChain: NseElement[] = [validateNseServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({ registrants: async (name) => (await store.nse.get(name))?.pathIds }, secure), tamperer, nseStore];
     const nsChain: NsElement[] = [validateNsServer(), updatePathRegistryServer({ tokens: registryId.tokens }, secure), authorizeRegistryServer({}, secure), nsStore];
     servers.push(
       await serve([registryUrl], [
@@ -195,5 +195,19 @@ describe('registry path and authorize over real gRPC and mTLS (NSE → nsmgr →
       tamper.answer = false;
     }
     await client.unregister(nse('client-1'), newContext());
+  });
+
+  it('the registry reads the registrant from its store: a name whose registration expired is free; one recorded without path_ids has no registrant', async () => {
+    await clientOf(owner, registryUrl).register(nse('free-1'), newContext());
+    await assert.rejects(clientOf(other, registryUrl).register(nse('free-1'), newContext()), { name: 'PermissionDeniedError' });
+    await store.nse.delete('free-1'); // what expiry does
+    const got = await clientOf(other, registryUrl).register(nse('free-1'), newContext());
+    assert.deepEqual(got.pathIds, [other.spiffeId, registryId.spiffeId]);
+    await clientOf(other, registryUrl).unregister(nse('free-1'), newContext());
+
+    await store.nse.put(nse('applied-1')); // e.g. a custom resource applied by hand
+    await clientOf(other, registryUrl).register(nse('applied-1'), newContext());
+    await assert.rejects(clientOf(owner, registryUrl).unregister(nse('applied-1'), newContext()), { name: 'PermissionDeniedError' }, 'now it has one');
+    await clientOf(other, registryUrl).unregister(nse('applied-1'), newContext());
   });
 });
