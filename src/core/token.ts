@@ -14,6 +14,7 @@ import { MD_CLIENT_TOKEN, MD_CLIENT_TOKEN_EXPIRES } from '../api/constants.js';
 import { MAX_TOKEN_LENGTH } from '../api/limits.js';
 import { realClock, type Clock } from './clock.js';
 import { InvalidArgumentError } from './errors.js';
+import type { X509Svid } from '../security/svid.js';
 
 export interface IssuedToken {
   readonly token: string;
@@ -26,6 +27,11 @@ export interface TokenRequest {
   readonly audience?: string;
   /** NotAfter of the peer's certificate: the token expires no later than it. */
   readonly peerNotAfter?: Date;
+  /**
+   * Sign with this one of our SVIDs instead of the current one: the SVID we presented on the connection
+   * the token is for, whose certificate the peer verifies it with (it may have rotated since).
+   */
+  readonly signer?: X509Svid;
 }
 
 export interface TokenGenerator {

@@ -287,6 +287,9 @@ export const TCP_KEEPALIVE_OPTIONS = {
  */
 export const DEFAULT_DIAL_GRACE_MS = 10_000;
 
+/** Fraction of the server certificate's lifetime after which a pooled channel is renewed for new calls. */
+export const RENEW_AT = 0.75;
+
 /** Credentials of channels made by `openChannel`, to read the server's identity back. */
 const channelCredentialsOf = new WeakMap<Channel, MtlsChannelCredentials>();
 
@@ -328,11 +331,39 @@ export class ChannelPool {
   get(url: string): Channel {
     const target = grpcTarget(url);
     let ch = this.#channels.get(target);
+    if (ch && this.#stale(ch)) {
+      // new calls go on a new connection; calls and streams already on the old one finish there (a
+      // grpc-js channel closes its connection gracefully: HTTP/2 GOAWAY, open streams go on)
+      ch.close();
+      ch = undefined;
+    }
     if (!ch) {
       ch = openChannel(url, this.#security);
       this.#channels.set(target, ch);
     }
     return ch;
+  }
+
+  /**
+   * An mTLS channel whose handshake no longer fits the tokens sent on it: our SVID has rotated since (a
+   * token is signed with the current key only on a connection that presented it), or the server's
+   * certificate of that handshake is past RENEW_AT of its lifetime (it rotates about half-way, and a
+   * token never outlives the certificate of its peer). Plaintext channels never are.
+   */
+  #stale(ch: Channel): boolean {
+    if (this.#security.kind !== 'mtls') return false;
+    const hs = serverIdentityOf(ch);
+    if (!hs) return false;
+    let current;
+    try {
+      current = this.#security.source.current().svid;
+    } catch {
+      return false;
+    }
+    if (hs.presented && hs.presented !== current && hs.presented.leaf.fingerprint256 !== current.leaf.fingerprint256) return true;
+    const from = Date.parse(hs.certificate.validFrom);
+    const to = Date.parse(hs.certificate.validTo);
+    return Number.isFinite(from) && Number.isFinite(to) && Date.now() > from + RENEW_AT * (to - from);
   }
 
   /** The identity of the server at `url` as of the latest handshake of its pooled channel (see `serverIdentityOf`). */

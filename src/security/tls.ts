@@ -36,7 +36,10 @@ import { ChannelCredentials, credentials as grpcCredentials, type CallCredential
 import { InvalidArgumentError, PermissionDeniedError, UnavailableError, errorMessage } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { certInfo, spiffeIdOf } from './x509.js';
-import { trustDomainOf, type X509Material, type X509Source } from './svid.js';
+import { trustDomainOf, type X509Material, type X509Source, type X509Svid } from './svid.js';
+
+/** How many of our latest SVIDs are remembered to tell which one a connection presented. */
+const RECENT_SVIDS = 4;
 
 /** The lowest TLS version either side accepts. */
 export const MIN_TLS_VERSION = 'TLSv1.2';
@@ -51,6 +54,11 @@ export interface PeerIdentity {
   readonly spiffeId: string;
   /** The peer's leaf certificate (its public key verifies the peer's path tokens). */
   readonly certificate: X509Certificate;
+  /**
+   * Our own SVID as presented to this peer in the same handshake: the key the peer verifies our tokens
+   * with for as long as this connection lives (an SVID rotated since is not what the peer holds).
+   */
+  readonly presented?: X509Svid;
 }
 
 /** Plaintext, chosen explicitly (`NSM_INSECURE=true`). */
@@ -79,6 +87,7 @@ export class Mtls {
   readonly log: Logger;
   readonly handshakeTimeoutMs: number;
   readonly #contexts = new WeakMap<X509Material, Contexts>();
+  readonly #recent: X509Svid[] = [];
 
   constructor(
     readonly source: X509Source,
@@ -97,8 +106,18 @@ export class Mtls {
     if (!c) {
       c = contextsFor(material);
       this.#contexts.set(material, c);
+      if (!this.#recent.includes(material.svid)) {
+        this.#recent.unshift(material.svid);
+        this.#recent.length = Math.min(this.#recent.length, RECENT_SVIDS);
+      }
     }
     return c;
+  }
+
+  /** Which of our recent SVIDs has the certificate `cert` (what a server socket presented); undefined when none. */
+  presentedSvid(cert: X509Certificate | undefined): X509Svid | undefined {
+    if (!cert) return undefined;
+    return this.#recent.find((s) => s.leaf.fingerprint256 === cert.fingerprint256);
   }
 
   /** Our trust domain and the options of a server's TLS context, as of the current material. */
@@ -107,11 +126,12 @@ export class Mtls {
     return { trustDomain: c.trustDomain, options: c.server };
   }
 
-  /** Our trust domain and the client TLS context, as of the current material. */
-  clientContext(): { trustDomain: string; context: SecureContext } {
-    const c = this.#of(this.source.current());
+  /** Our trust domain, the client TLS context and the SVID it presents, as of the current material. */
+  clientContext(): { trustDomain: string; context: SecureContext; svid: X509Svid } {
+    const material = this.source.current();
+    const c = this.#of(material);
     c.client ??= createSecureContext(c.server);
-    return { trustDomain: c.trustDomain, context: c.client };
+    return { trustDomain: c.trustDomain, context: c.client, svid: material.svid };
   }
 }
 
@@ -225,7 +245,7 @@ export function mtlsListener(sec: Mtls, accept: (socket: TLSSocket, peer: PeerId
     } catch (err) {
       return refuse(socket, errorMessage(err));
     }
-    accept(socket, peer);
+    accept(socket, { ...peer, presented: sec.presentedSvid(socket.getX509Certificate()) });
   });
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => refuse(socket, handshakeFailure(err)));
   const unsubscribe = sec.source.onUpdate(() => {
@@ -321,7 +341,7 @@ export class MtlsChannelCredentials extends ChannelCredentials {
       tls.once('close', closed);
       tls.once('secureConnect', () => {
         try {
-          this.#server = verifiedPeer(tls, ctx.trustDomain, this.#expectServerId);
+          this.#server = { ...verifiedPeer(tls, ctx.trustDomain, this.#expectServerId), presented: ctx.svid };
         } catch (err) {
           return fail(err as Error);
         }

@@ -170,3 +170,21 @@ describe('token cost', () => {
     assert.ok(verifyPerS > 1000, `verify ${verifyPerS}/s`);
   });
 });
+
+describe('signer: the SVID a connection presented', () => {
+  it('signs with an earlier SVID of its own source when asked, never with one it did not give; exp capped by the current SVID', () => {
+    const first = makeTestSvid('spiffe://signer.test/nsmgr');
+    const source = testX509Source(first);
+    const tokens = es256TokenGenerator(source);
+    tokens.issue();
+    const second = makeTestSvid('spiffe://signer.test/nsmgr', { ttlMs: 120_000 });
+    source.rotate(second);
+    const old = tokens.issue({ signer: first });
+    assert.doesNotThrow(() => verifyToken(old.token, first.leaf), 'signed with the presented (earlier) SVID');
+    assert.ok(old.expires.getTime() <= second.notAfter.getTime());
+    const stranger = makeTestSvid('spiffe://signer.test/nsmgr');
+    const t = tokens.issue({ signer: stranger });
+    assert.throws(() => verifyToken(t.token, stranger.leaf), { problem: 'bad-signature' }, 'a signer the source never gave is not used');
+    assert.doesNotThrow(() => verifyToken(t.token, second.leaf));
+  });
+});

@@ -19,7 +19,7 @@ import { realClock, type Clock } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type IssuedToken, type TokenGenerator, type TokenRequest } from '../core/token.js';
 import { parseSpiffeId } from './spiffe-id.js';
-import type { X509Source } from './svid.js';
+import type { X509Source, X509Svid } from './svid.js';
 import { certInfo, spiffeIdOf } from './x509.js';
 
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS };
@@ -138,6 +138,15 @@ export function tokenRequestFor(cert: X509Certificate): TokenRequest {
   return { audience: spiffeIdOf(cert, 'peer certificate'), peerNotAfter: certInfo(cert, 'peer certificate').notAfter };
 }
 
+/**
+ * A token for the peer of an mTLS connection (security/tls.ts `PeerIdentity`): `tokenRequestFor` its
+ * certificate, signed with the SVID we presented on that connection when it is known.
+ */
+export function tokenRequestForPeer(peer: { readonly certificate: X509Certificate; readonly presented?: X509Svid }): TokenRequest {
+  const req = tokenRequestFor(peer.certificate);
+  return peer.presented ? { ...req, signer: peer.presented } : req;
+}
+
 export interface Es256TokenOptions {
   /** Upper bound of a token's lifetime (ms), upstream `NSM_MAX_TOKEN_LIFETIME`. Default 10 minutes. */
   readonly maxTokenLifetime?: number;
@@ -168,14 +177,20 @@ export function es256TokenGenerator(source: X509Source, options: Es256TokenOptio
   }
   const clock = options.clock ?? realClock;
   const checkedKeys = new WeakSet<KeyObject>();
+  // the SVIDs this source has given: the only ones a request's `signer` may name
+  const own = new WeakSet<X509Svid>();
+  source.onUpdate((m) => void own.add(m.svid));
   const issue = (opts: TokenRequest = {}): IssuedToken => {
     checkRequest(opts);
-    const { svid } = source.current();
+    const current = source.current().svid;
+    own.add(current);
+    // the SVID presented on the token's connection, when it is one this source gave (else the current one)
+    const svid = opts.signer && own.has(opts.signer) && opts.signer.spiffeId === current.spiffeId ? opts.signer : current;
     if (!checkedKeys.has(svid.privateKey)) {
       if (!isP256(svid.privateKey)) throw new InvalidArgumentError('svid.privateKey', svid.privateKey.asymmetricKeyType, 'path tokens are ES256: the SVID key must be EC P-256');
       checkedKeys.add(svid.privateKey);
     }
-    const expMs = Math.min(clock.now() + lifetime, svid.notAfter.getTime(), opts.peerNotAfter?.getTime() ?? Infinity);
+    const expMs = Math.min(clock.now() + lifetime, current.notAfter.getTime(), opts.peerNotAfter?.getTime() ?? Infinity);
     const exp = Math.floor(expMs / 1000);
     const token = signToken({ sub: svid.spiffeId, aud: opts.audience ? [opts.audience] : undefined, exp }, svid.privateKey);
     return { token, expires: new Date(exp * 1000) };

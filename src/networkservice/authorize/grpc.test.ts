@@ -9,11 +9,12 @@ import { networkServiceChain, passThrough } from '../../core/chain.js';
 import { newContext } from '../../core/context.js';
 import { networkServiceService } from '../../core/edge.js';
 import { ChannelPool, serve, type GrpcServer } from '../../core/transport.js';
-import { decodeToken, signToken } from '../../security/token.js';
+import { decodeToken, signToken, verifyToken } from '../../security/token.js';
 import { checkRequest } from '../../testing/check-request.js';
 import { count } from '../../testing/count.js';
 import { defaultRequest } from '../../testing/requests.js';
 import { capturedLog, testIdentity, type TestIdentity } from '../../testing/secure-hop.js';
+import { makeTestSvid } from '../../testing/svid.js';
 import { beginClient, beginServer } from '../begin/index.js';
 import { clientUrl } from '../client-url/index.js';
 import { connectServer } from '../connect/index.js';
@@ -113,5 +114,32 @@ describe('authorize over real gRPC and mTLS (NSC chain → nsmgr)', () => {
       tamper.nextToken = false;
     }
     assert.equal(working.closes, closes + 1, 'the refused connection was closed at the server');
+  });
+
+  it('SVID rotation on both sides: tokens are signed with the SVID each connection presented; new calls renew the connection', async () => {
+    const pool = new ChannelPool(nsc.security);
+    pools.push(pool);
+    const chain = networkServiceChain('nsc', [
+      updatePathClient({ name: 'nsc' }),
+      beginClient(),
+      authorizeClient({ pool }, { insecure: false }),
+      clientUrl(url),
+      connectServer({ pool, tokens: nsc.tokens }, { dialTimeout: 5000 }),
+    ]);
+    const conn = await chain.request(defaultRequest({ id: 'grpc-rotate' }), newContext());
+    const before = pool.serverIdentity(url)!;
+    // the server rotates first: the client's connection still holds its old certificate
+    nsmgr.source.rotate(makeTestSvid(nsmgr.spiffeId));
+    const refreshed = await chain.request({ connection: conn, mechanismPreferences: [] }, newContext());
+    assert.equal(pool.serverIdentity(url)!.certificate.fingerprint256, before.certificate.fingerprint256, 'the same connection');
+    assert.doesNotThrow(() => verifyToken(refreshed.path!.pathSegments[1].token, before.certificate), "nsmgr's token signed with the SVID it presented on that connection");
+    // then the client: its next call goes on a new connection that presents its new SVID
+    nsc.source.rotate(makeTestSvid(nsc.spiffeId));
+    const again = await chain.request({ connection: refreshed, mechanismPreferences: [] }, newContext());
+    const after = pool.serverIdentity(url)!;
+    assert.notEqual(after.certificate.fingerprint256, before.certificate.fingerprint256, 'a new handshake: the server presents its new SVID');
+    assert.equal(after.presented, nsc.source.current().svid, 'and the client its new one');
+    assert.doesNotThrow(() => verifyToken(again.path!.pathSegments[0].token, nsc.source.current().svid.leaf), "the NSC's token signed with its new key");
+    await chain.close(again, newContext());
   });
 });

@@ -2,7 +2,7 @@
 import { Metadata } from 'nice-grpc';
 import { clientTokenMetadata, type TokenGenerator, type TokenRequest } from '../../core/token.js';
 import type { ChannelPool } from '../../core/transport.js';
-import { tokenRequestFor } from '../../security/token.js';
+import { tokenRequestForPeer } from '../../security/token.js';
 
 /** `peer`: the server the call goes to (its SPIFFE ID and NotAfter), when its certificate is known. */
 export async function tokenMetadata(tokens: TokenGenerator, peer?: TokenRequest): Promise<Metadata> {
@@ -11,10 +11,11 @@ export async function tokenMetadata(tokens: TokenGenerator, peer?: TokenRequest)
 
 /**
  * Who a token sent to `url` is for: the server's SPIFFE ID and NotAfter as of the latest mTLS handshake
- * of the pool's channel to it (so call after `pool.dial`, which waits for the handshake); undefined on a
- * plaintext channel (the insecure mesh: no audience, as before).
+ * of the pool's channel to it (so call after `pool.dial`, which waits for the handshake), signed with the
+ * SVID we presented in that handshake; undefined on a plaintext channel (the insecure mesh: no audience,
+ * as before).
  */
 export function serverTokenRequest(pool: ChannelPool, url: string): TokenRequest | undefined {
   const server = pool.serverIdentity(url);
-  return server && tokenRequestFor(server.certificate);
+  return server && tokenRequestForPeer(server);
 }

@@ -4,7 +4,8 @@
  * `nsm-client-token` / `nsm-client-token-expires` (RFC3339Nano) when present — the per-RPC token the
  * previous hop sent on this call; (b) this hop's own segment gets a fresh token from the TokenGenerator,
  * for the caller: over mTLS `aud` is the caller's SPIFFE ID and `exp` at most its certificate's NotAfter
- * (`tokenRequestFor(ctx.peerIdentity.certificate)`); a plaintext call has no caller certificate, so the
+ * and signed with the SVID this hop presented to the caller on that connection, the certificate the caller
+ * verifies it with (`tokenRequestForPeer(ctx.peerIdentity)`); a plaintext call has no caller certificate, so the
  * token names no audience (the insecure mesh's HS256 tokens, as before).
  * Placement: server chain after `begin` (before authorize/timeout, which read the tokens). A malformed
  * expiry (or a token without one) is an InvalidArgumentError naming the metadata key (`readClientToken`).
@@ -17,7 +18,7 @@ import type { NetworkServiceElement } from '../../core/chain.js';
 import type { CallContext } from '../../core/context.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { readClientToken, type TokenGenerator } from '../../core/token.js';
-import { tokenRequestFor } from '../../security/token.js';
+import { tokenRequestForPeer } from '../../security/token.js';
 
 export interface UpdateTokenDeps {
   readonly tokens: TokenGenerator;
@@ -34,7 +35,7 @@ export function updateTokenServer(deps: UpdateTokenDeps): NetworkServiceElement 
     }
     const own = currentSegment(conn);
     if (!own) throw new InvalidArgumentError('connection.path', conn.path, 'no segment at path.index (update-path comes first)');
-    const issued = await deps.tokens.generate(ctx.peerIdentity ? tokenRequestFor(ctx.peerIdentity.certificate) : undefined);
+    const issued = await deps.tokens.generate(ctx.peerIdentity ? tokenRequestForPeer(ctx.peerIdentity) : undefined);
     own.token = issued.token;
     own.expires = issued.expires;
     return conn;

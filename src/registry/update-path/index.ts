@@ -31,7 +31,7 @@ import {
   type RegistryPath,
   type RegistryPathLimits,
 } from '../../security/registry-path.js';
-import { tokenRequestFor } from '../../security/token.js';
+import { tokenRequestForPeer } from '../../security/token.js';
 
 /** The registry path of the call in progress (this hop's index while going down, the downstream's answer after). */
 export const REGISTRY_PATH = new StateKey<RegistryPath>('registry.path');
@@ -61,7 +61,7 @@ export function updatePathRegistryServer<T extends PathItem, Q, R>(deps: { token
   const update = async (item: T, ctx: CallContext): Promise<{ item: T; callerIndex: number }> => {
     const incoming = decodeRegistryPath(ctx.metadata[MD_REGISTRY_PATH], options.limits) ?? EMPTY_REGISTRY_PATH;
     const peerToken = readClientToken(ctx.metadata)?.token ?? '';
-    const own = await tokens.generate(ctx.peerIdentity ? tokenRequestFor(ctx.peerIdentity.certificate) : undefined);
+    const own = await tokens.generate(ctx.peerIdentity ? tokenRequestForPeer(ctx.peerIdentity) : undefined);
     const { path, callerIndex } = updateRegistryPath(incoming, peerToken, own.token);
     ctx.state.set(REGISTRY_PATH, path);
     return { item: { ...item, pathIds: registryPathIds(item.pathIds ?? [], path, peerToken, own.token) }, callerIndex };
