@@ -300,13 +300,18 @@ export function seedNscEnv(mesh: Mesh, extra: Record<string, string> = {}): Reco
 }
 
 /** `nsm apply -f netsvc.yaml` against the mesh's registry (plaintext, as these meshes are: see nodeProc). */
-export async function applyNetsvc(mesh: Mesh): Promise<void> {
-  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry], { env: { ...process.env, NSM_INSECURE: 'true' } });
+/** `nsm apply` of the seed's netsvc.yaml; plaintext unless `env` gives the command an identity (e.g. SPIFFE_ENDPOINT_SOCKET). */
+export async function applyNetsvc(mesh: Mesh, env: Record<string, string> = { NSM_INSECURE: 'true' }): Promise<void> {
+  await run(process.execPath, [MAIN, 'apply', '-f', NETSVC_YAML, '--registry-url', mesh.sock.registry], { env: { ...process.env, ...env } });
 }
 
 /** The seed: service applied, NSE in its pod, NSC in its pod; resolves when nsm-1 answers pings. */
-export async function seed(t: TestContext, mesh: Mesh, opts: { nscEnv?: Record<string, string>; nseEnv?: Record<string, string> } = {}): Promise<Pods> {
-  await applyNetsvc(mesh);
+export async function seed(
+  t: TestContext,
+  mesh: Mesh,
+  opts: { nscEnv?: Record<string, string>; nseEnv?: Record<string, string>; applyEnv?: Record<string, string> } = {},
+): Promise<Pods> {
+  await applyNetsvc(mesh, opts.applyEnv);
   const nseNs = await netns(t, 'nse');
   const nscNs = await netns(t, 'nsc');
   const nse = nsm(t, mesh.dir, 'nse', ['nse'], seedNseEnv(mesh, opts.nseEnv), nseNs);

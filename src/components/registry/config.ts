@@ -11,7 +11,7 @@ export const REGISTRY_COMMON_VARS = {
     listen: true,
   }),
   logLevel: env.logLevel(),
-  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of tokens this registry issues (accepted; nsm-ts issues no tokens yet)', {
+  maxTokenLifetime: env.duration('NSM_MAX_TOKEN_LIFETIME', 'maximum lifetime of the path tokens this registry signs (its segment of the registry path)', {
     default: '10m',
     min: MIN_TOKEN_LIFETIME_MS,
   }),
