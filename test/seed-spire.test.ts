@@ -59,7 +59,7 @@ describe('seed with SVIDs from real SPIRE (real processes, real netns)', { concu
     const source = workloadApiSource({ endpoint: spire.endpointSocket, log: silentLogger });
     defer(t, () => source.close());
     const material = await source.ready(AbortSignal.timeout(10_000));
-    const [held] = await initialConnections(mesh.sock.nsmgr, mtls(source, { log: silentLogger }), 5000);
+    const [held] = await initialConnections(mesh.sock.nsmgr.slice('unix://'.length), mtls(source, { log: silentLogger }), 5000);
     const segs = held?.path?.pathSegments ?? [];
     assert.deepEqual(segs.map((s) => s.name), ['nsc-kernel-1', 'nsmgr-test', mesh.env('forwarder').NSM_NAME, 'nse-kernel-1'], 'the seed path: nsc → nsmgr → forwarder → nse');
     for (const [i, seg] of segs.entries()) {
