@@ -2,13 +2,16 @@
  * Request latency: from an NSC Request to a *usable* kernel interface, p50/p95 over N connections,
  * sequential and C concurrent, with the raw kernel work for one connection measured in the same run.
  *
- *   node dist/bench/request-latency.js [--n 200] [--concurrency 10] [--process-n 20] [--refreshes 3] [--secure | --insecure]
+ *   node dist/bench/request-latency.js [--n 200] [--concurrency 10] [--process-n 20] [--refreshes 3] [--cpu-refreshes 100] [--secure | --insecure]
  *
  * Security: by default two meshes run side by side in the same run, one with NSM_INSECURE=true and one
  * with mTLS and ES256 path tokens (every process an SVID from a Workload API of the bench, the in-process
  * NSC an SVID made before its clock starts: bench/secure.ts); the sequential samples alternate between
  * them, the concurrent and process phases run back to back. The comparison judges the cost target
  * (sequential usable p50 secure / insecure ≤ 1.2). `--secure` or `--insecure` runs one mesh only.
+ * Refresh CPU: then one more connection per mesh is refreshed `--cpu-refreshes` times (default 100) and the
+ * CPU of registry, nsmgr, forwarder and NSE (/proc, with descendants) and of the bench process over those
+ * refreshes is divided by their number: a handshake per refresh would show as its CPU (bench/mtls-cost.ts).
  * Refresh: after each sequential sample is usable, `--refreshes` re-Requests of the established connection
  * on one new channel (update-path with the NSC's identity … connect, as the NSC's refresh): the first
  * includes dialling (and the handshake when secure), the others show a refresh on an established channel.
@@ -39,7 +42,7 @@ import { join } from 'node:path';
 import { createClient } from 'nice-grpc';
 import { MonitorConnectionDefinition, type MonitorConnectionClient } from '../src/api/gen/connection.js';
 import { ChannelPool } from '../src/core/transport.js';
-import { nscSample, rawSample, waitUsable, type Sample } from './usable.js';
+import { MAX_REFRESHES, nscSample, rawSample, waitUsable, type Sample } from './usable.js';
 import {
   addNs, argValue, benchDir, delNs, idEnv, leftoverNs, loadavgNow, nonLoLinks, machineInfo, MAIN, ms, numArg, runBench, startMesh, startNse,
   stats, table, wallNow, type Mesh, type Ns, type Stats,
@@ -52,6 +55,8 @@ const N = Number(argValue('n', '200'));
 const C = Number(argValue('concurrency', '10'));
 const PROCESS_N = Number(argValue('process-n', '20'));
 const REFRESHES = numArg('refreshes', 3, 0, 100);
+/** Refreshes of one connection per mesh with the mesh's CPU added up (one long window: /proc ticks are 10 ms). */
+const CPU_REFRESHES = numArg('cpu-refreshes', 100, 0, MAX_REFRESHES);
 const MODES = securityModes();
 const SERVICE = 'kernel://dataplane-interrupt/nsm-1';
 /** The cost target of mTLS and tokens: sequential usable p50, secure / insecure. */
@@ -146,7 +151,10 @@ interface MeshRun {
   readonly mode: Mode;
   readonly mesh: Mesh;
   readonly nseNs: Ns;
+  readonly pids: number[];
   adopt: number[];
+  /** The CPU-window sample: CPU_REFRESHES refreshes of one connection. */
+  cpu?: Sample;
   seq: Sample[];
   par: Sample[];
   parWall: number;
@@ -157,8 +165,9 @@ async function startRun(mode: Mode): Promise<MeshRun> {
   const dir = benchDir(`req-${mode}`);
   const mesh = await startMesh(dir, { forwarder: 'debug' }, {}, mode === 'secure' ? new BenchIdentities(dir) : undefined);
   const nseNs = await addNs('nse');
-  await startNse(mesh, nseNs, { NSM_CIDR_PREFIX: '10.80.0.0/16' });
-  return { mode, mesh, nseNs, adopt: [], seq: [], par: [], parWall: NaN, proc: [] };
+  const nse = await startNse(mesh, nseNs, { NSM_CIDR_PREFIX: '10.80.0.0/16' });
+  const pids = [mesh.procs.registry.pid, mesh.procs.nsmgr.pid, mesh.procs.forwarder.pid, nse.pid];
+  return { mode, mesh, nseNs, pids, adopt: [], seq: [], par: [], parWall: NaN, proc: [] };
 }
 
 /** The forwarder's own figures (debug "data plane converged", ms): Requests that changed the kernel (in log order) and refreshes (no action). */
@@ -180,11 +189,12 @@ function printRun(r: MeshRun, raw: { seq: Array<{ create: number; usable: number
     parUsable: stats(r.par.map((x) => x.usable)),
     rawParUsable: stats(raw.par.map((x) => x.usable)),
   };
-  // 5 warm-up, then N sequential, then N concurrent Requests, then the processes' (refreshes apart).
+  // 5 warm-up, then N sequential, the CPU-window sample, then N concurrent Requests, then the processes' (refreshes apart).
   const conv = converged(r.mesh);
+  const cpuOne = r.cpu ? 1 : 0;
   const convSeq = conv.made.slice(5, 5 + N);
-  const convPar = conv.made.slice(5 + N, 5 + 2 * N);
-  const expected = 5 + 2 * N + PROCESS_N;
+  const convPar = conv.made.slice(5 + N + cpuOne, 5 + 2 * N + cpuOne);
+  const expected = 5 + 2 * N + cpuOne + PROCESS_N;
   console.log('');
   console.log(`### ${r.mode === 'secure' ? 'secure mesh: mTLS + ES256 path tokens' : 'insecure mesh: NSM_INSECURE=true'}`);
   console.log('');
@@ -223,6 +233,28 @@ function printRun(r: MeshRun, raw: { seq: Array<{ create: number; usable: number
   console.log(`${C}-concurrent phase: ${N} connect+usable+close+netns cycles in ${(r.parWall / 1000).toFixed(1)} s (${(N / (r.parWall / 1000)).toFixed(1)} cycles/s)`);
   const target = s.seqUsable.p50 <= 30 && s.seqUsable.p50 <= 5 * s.rawCreate.p50;
   console.log(`target (sequential p50 ≤ 30 ms and ≤ 5× raw create): ${target ? 'MET' : 'NOT MET'} (p50 ${ms(s.seqUsable.p50)} ms, raw ${ms(s.rawCreate.p50)} ms)`);
+}
+
+const PID_NAMES = ['registry', 'nsmgr', 'forwarder', 'nse'];
+
+/** CPU per refresh on an established channel, per process, and the sockets each opened meanwhile. */
+function printRefreshCpu(runs: MeshRun[]): void {
+  const rows = runs.flatMap((r) => {
+    const c = r.cpu?.refreshCpu;
+    const n = r.cpu?.refreshes.length ?? 0;
+    if (!c || !n) return [];
+    const per = (x: number) => ms(x / n, 2);
+    const total = c.perPid.reduce((a, b) => a + b, 0);
+    return [[r.mode, n, ms(stats(r.cpu!.refreshes).p50), ...c.perPid.map(per), per(c.self), per(total + c.self), c.newSockets.join('/')]];
+  });
+  if (!rows.length) return;
+  console.log('');
+  console.log(`CPU per refresh on an established channel (ms; /proc ticks of each process tree over one window of ${CPU_REFRESHES} refreshes,`);
+  console.log('"NSC side" = the bench process; the pod relay not counted). "new sockets": sockets each process held at the end of the');
+  console.log('window that it did not hold at its start — a refresh that dialled (and so did a handshake) would leave one. Compare');
+  console.log('the secure − insecure CPU with one TLS handshake (bench/mtls-cost.ts).');
+  console.log('');
+  console.log(table(['mesh', 'n', 'wall p50', ...PID_NAMES, 'NSC side', 'total', `new sockets (${PID_NAMES.join('/')})`], rows));
 }
 
 /** secure / insecure, side by side, and the cost target. */
@@ -274,6 +306,7 @@ runBench(async () => {
   }
   const rawSeq = await pool(N, 1, (i) => rawSample(i));
   for (let i = 0; i < N; i++) for (const r of runs) r.seq.push(await nscSample(r.mesh, i, nscLog, SERVICE, { secure: secure(r), refreshes: REFRESHES }));
+  if (CPU_REFRESHES > 0) for (const r of runs) r.cpu = await nscSample(r.mesh, 20_000, nscLog, SERVICE, { secure: secure(r), refreshes: CPU_REFRESHES, cpuPids: r.pids });
   const rawPar = await pool(N, C, (i) => rawSample(i));
   for (const r of runs) {
     const tPar = wallNow();
@@ -296,6 +329,7 @@ runBench(async () => {
   const ins = runs.find((r) => !secure(r));
   const sec = runs.find(secure);
   if (ins && sec) printComparison(ins, sec);
+  printRefreshCpu(runs);
   console.log('');
   console.log(`loadavg start ${startLoad}, end ${loadavgNow()}`);
   nscLog.end();

@@ -24,7 +24,8 @@ import { updatePathClient } from '../src/networkservice/update-path/index.js';
 import { sampleIdentity } from './secure.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { addNs, delNs, execIn, linkView, ROOT, sleep, wallNow, type Mesh, type Ns } from './lib.js';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { addNs, CLK_TCK, delNs, descendants, execIn, linkView, ROOT, sleep, treeTicks, wallNow, type Mesh, type Ns } from './lib.js';
 
 const POD_RELAY = join(ROOT, 'dist/test/fixtures/pod-proxy.js');
 
@@ -74,14 +75,52 @@ export interface Sample {
   firstRefresh?: number;
   /** Each later refresh on that same channel (ms). */
   refreshes: number[];
+  /** During the later refreshes, when asked: CPU (ms) of each `cpuPids` tree and of this process, and the sockets each tree opened. */
+  refreshCpu?: RefreshCpu;
 }
+
+export interface RefreshCpu {
+  /** CPU ms of each of `cpuPids` (with descendants), in order. */
+  readonly perPid: number[];
+  /** CPU ms of this process (the NSC side). */
+  readonly self: number;
+  /** Sockets held at the end of the window that were not at its start, per pid (a new connection, hence a handshake, shows here). */
+  readonly newSockets: number[];
+}
+
+/** Inodes of the sockets a process tree holds (/proc/<pid>/fd → `socket:[inode]`). */
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  for (const p of [pid, ...descendants(pid)]) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const l = readlinkSync(`/proc/${p}/fd/${fd}`);
+        if (l.startsWith('socket:')) out.add(l);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return out;
+}
+
+/** The most refreshes one sample times. */
+export const MAX_REFRESHES = 500;
 
 export interface SampleOptions {
   /** mTLS and ES256 tokens (an SVID `spiffe://nsm.bench/nsc/nscb-<i>`, made before the clock starts) instead of NSM_INSECURE. */
   readonly secure?: boolean;
-  /** Refreshes of the established connection to time after it is usable (0…100; default 0). */
+  /** Refreshes of the established connection to time after it is usable (0…MAX_REFRESHES; default 0). */
   readonly refreshes?: number;
   readonly timeoutMs?: number;
+  /** Processes whose CPU (with their descendants) to add up over the later refreshes (e.g. the mesh's). */
+  readonly cpuPids?: readonly number[];
 }
 
 /**
@@ -89,7 +128,10 @@ export interface SampleOptions {
  * begin, kernel mechanism, authorize, connect to `url`), one channel for all: the first includes dialling
  * (and the TLS handshake when secure), the later ones show the cost of a refresh on an established channel.
  */
-async function timeRefreshes(conn: Connection, n: number, identity: Identity, name: string, url: string, netnsUrl: string): Promise<{ first: number; rest: number[] }> {
+async function timeRefreshes(
+  conn: Connection, n: number, identity: Identity, at: { name: string; url: string; netnsUrl: string; cpuPids?: readonly number[] },
+): Promise<{ first: number; rest: number[]; cpu?: RefreshCpu }> {
+  const { name, url, netnsUrl } = at;
   const pool = new ChannelPool(identity.security);
   const chain = networkServiceChain('bench-refresh', [
     updatePathClient({ name }),
@@ -102,12 +144,25 @@ async function timeRefreshes(conn: Connection, n: number, identity: Identity, na
   try {
     const times: number[] = [];
     let current = conn;
+    const pids = at.cpuPids ?? [];
+    let ticks0: number[] = [];
+    let sockets0: Array<Set<string>> = [];
+    let self0 = process.cpuUsage();
     for (let k = 0; k <= n; k++) {
+      if (k === 1) [ticks0, sockets0, self0] = [pids.map(treeTicks), pids.map(socketInodes), process.cpuUsage()];
       const t0 = wallNow();
       current = await chain.request({ connection: current, mechanismPreferences: [] }, newContext({ deadline: Date.now() + 15_000 }));
       times.push(wallNow() - t0);
     }
-    return { first: times[0]!, rest: times.slice(1) };
+    const self = process.cpuUsage(self0);
+    const cpu = pids.length && n > 0
+      ? {
+          perPid: pids.map((p, i) => ((treeTicks(p) - ticks0[i]!) / CLK_TCK) * 1000),
+          self: (self.user + self.system) / 1000,
+          newSockets: pids.map((p, i) => [...socketInodes(p)].filter((x) => !sockets0[i]!.has(x)).length),
+        }
+      : undefined;
+    return { first: times[0]!, rest: times.slice(1), cpu };
   } finally {
     pool.close();
   }
@@ -149,8 +204,8 @@ export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.Writabl
     const t2 = wallNow();
     await waitUsable(ns, dev, src, bare(dst));
     const verify = wallNow() - t2;
-    const r = opts.refreshes ? await timeRefreshes(conn, Math.min(100, opts.refreshes), identity, name, relay.url, ns.inodeUrl) : undefined;
-    return { connected: t1 - t0, usable: t2 - t0, verify, notReadyAtReturn: failed > 0, firstRefresh: r?.first, refreshes: r?.rest ?? [] };
+    const r = opts.refreshes ? await timeRefreshes(conn, Math.min(MAX_REFRESHES, opts.refreshes), identity, { name, url: relay.url, netnsUrl: ns.inodeUrl, cpuPids: opts.cpuPids }) : undefined;
+    return { connected: t1 - t0, usable: t2 - t0, verify, notReadyAtReturn: failed > 0, firstRefresh: r?.first, refreshes: r?.rest ?? [], refreshCpu: r?.cpu };
   } finally {
     clearTimeout(timer);
     await nsc?.stop();
