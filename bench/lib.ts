@@ -11,6 +11,7 @@ import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import type { BenchIdentities } from './secure.js';
 
 const run = promisify(execFile);
 
@@ -290,11 +291,16 @@ export interface Mesh {
   readonly dir: string;
   readonly sock: Record<MeshComponent, string>;
   procs: Record<MeshComponent, Proc>;
+  /** The identities of a secure mesh (bench/secure.ts); absent: every process runs with NSM_INSECURE=true. */
+  readonly ids?: BenchIdentities;
   /** SIGKILL `c` and start it again at once; resolves when the new one logs "ready". */
   restart(c: MeshComponent, signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startMesh(dir: string, levels: Partial<Record<MeshComponent, string>> = {}, extraEnv: Record<string, string> = {}): Promise<Mesh> {
+/** Env of a process `name` of the mesh: its identity when the mesh is secure, nothing otherwise (NSM_INSECURE=true). */
+export const idEnv = async (mesh: { ids?: BenchIdentities }, name: string): Promise<Record<string, string>> => (mesh.ids ? mesh.ids.env(name) : {});
+
+export async function startMesh(dir: string, levels: Partial<Record<MeshComponent, string>> = {}, extraEnv: Record<string, string> = {}, ids?: BenchIdentities): Promise<Mesh> {
   const sock = { registry: `unix://${dir}/registry.sock`, nsmgr: `unix://${dir}/nsm.io.sock`, forwarder: `unix://${dir}/forwarder.sock` };
   const envs: Record<MeshComponent, Record<string, string>> = {
     registry: { NSM_LISTEN_ON: sock.registry },
@@ -304,7 +310,7 @@ export async function startMesh(dir: string, levels: Partial<Record<MeshComponen
   const starts: Record<string, number> = {};
   const start = async (c: MeshComponent) => {
     starts[c] = (starts[c] ?? 0) + 1;
-    const p = startNsm(dir, `${c}-${starts[c]}`, [c], { NSM_LOG_LEVEL: levels[c] ?? 'info', ...extraEnv, ...envs[c] });
+    const p = startNsm(dir, `${c}-${starts[c]}`, [c], { NSM_LOG_LEVEL: levels[c] ?? 'info', ...extraEnv, ...envs[c], ...(await idEnv({ ids }, c)) });
     await p.waitLog(/"msg":"ready"/);
     return p;
   };
@@ -313,6 +319,7 @@ export async function startMesh(dir: string, levels: Partial<Record<MeshComponen
     dir,
     sock,
     procs,
+    ids,
     async restart(c, signal = 'SIGKILL') {
       await procs[c].kill(signal);
       procs[c] = await start(c);
@@ -328,6 +335,7 @@ export async function startNse(mesh: Mesh, ns: Ns, env: Record<string, string>):
     NSM_SERVICE_NAMES: 'dataplane-interrupt',
     NSM_REGISTER_SERVICE: 'true',
     ...env,
+    ...(await idEnv(mesh, 'nse')),
   }, ns);
   await p.waitLog(/"msg":"ready"/);
   return p;
@@ -342,7 +350,7 @@ const HEAL_KNOBS = ['NSM_LIVENESS_CHECK_INTERVAL', 'NSM_LIVENESS_CHECK_TIMEOUT',
  */
 export async function startSeedClient(mesh: Mesh, ns: Ns, env: Record<string, string> = {}): Promise<{ proc: Proc; settings: string[] }> {
   const knobs = Object.fromEntries(HEAL_KNOBS.flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
-  const proc = startNsm(mesh.dir, 'nsc', ['nsc'], { NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NAME: 'nsc-bench', NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...env, ...knobs }, ns);
+  const proc = startNsm(mesh.dir, 'nsc', ['nsc'], { NSM_CONNECT_TO: mesh.sock.nsmgr, NSM_NAME: 'nsc-bench', NSM_NETWORK_SERVICES: 'kernel://dataplane-interrupt/nsm-1', ...env, ...knobs, ...(await idEnv(mesh, 'nsc')) }, ns);
   await proc.waitLog(/"msg":"connection established"/);
   const settings = (/"config":\[([^\]]*)\]/.exec(proc.log())?.[1] ?? '')
     .split('","')

@@ -9,7 +9,9 @@
  * 1. kernel-raw (100 iterations); 2. memory (Node's floor, idle components, heap snapshots);
  * 3. scale, 50 at a time, for `--n` (default 10,100,300,1000; heap snapshots of nsmgr and forwarder at
  *    the largest N); 4. scale, all at once, for `--all-n` (default 1000; setup, pinging, memory, teardown);
- * 5. request-latency (small: N=50); 6. heal-time (3 per kind); 7. no-false-heal (1 min, both cores busy);
+ * 5. request-latency (small: N=50; an insecure and a secure mesh side by side: mTLS + tokens cost, secure /
+ *    insecure p50 ≤ 1.2); 6. heal-time (3 per kind), then again on a secure mesh (`--secure`, no manual
+ *    baseline); 7. no-false-heal (1 min, both cores busy);
  * 8. soak: `--soak-minutes` (default 2, a smoke run of the churn inside the 20-minute budget); `--soak`
  *    makes it the full 15 minutes (the whole run then takes ~35 min). `npm run bench:soak` runs the soak alone.
  * `--only a,b` runs only the named stages (kernel-raw, memory, scale, scale-all, request-latency,
@@ -44,13 +46,34 @@ interface Results {
   sub: Record<string, { exitCode: number | null; seconds: number; file: string }>;
   errors: Record<string, string>;
   targets: Target[];
+  /** From request-latency's comparison: sequential usable p50 of each mesh (ms) and refresh p50 ratio. */
+  secureCost?: { insecureP50: number; secureP50: number; refreshRatio: number };
+  /** From the two heal-time runs: data-plane interruptions overall, p50 / p95 (ms). */
+  healSecurity?: { insecure?: { p50: number; p95: number }; secure?: { p50: number; p95: number } };
 }
+
+/** The mTLS-cost figures of request-latency's output (bench/request-latency.ts printComparison). */
+function parseSecureCost(text: string): Results['secureCost'] {
+  const m = /mTLS cost target [^\n]*\(p50 ratio [\d.]+: ([\d.]+) ms vs ([\d.]+) ms\)/.exec(text);
+  if (!m) return undefined;
+  const rf = /refresh on an established channel, p50 secure\/insecure: ([\d.]+|-)/.exec(text);
+  return { secureP50: Number(m[1]), insecureP50: Number(m[2]), refreshRatio: Number(rf?.[1] ?? NaN) };
+}
+
+/** "data-plane interruptions overall …: p50 X ms, p95 Y ms" of a heal-time output. */
+function parseHealOverall(text: string): { p50: number; p95: number } | undefined {
+  const m = /data-plane interruptions overall[^:]*: p50 ([\d.]+) ms, p95 ([\d.]+) ms/.exec(text);
+  return m ? { p50: Number(m[1]), p95: Number(m[2]) } : undefined;
+}
+
+/** Heal time on the secure mesh: not judged worse while its p50 stays within 20 % of the insecure run's (3 interruptions per kind are noisy). */
+const HEAL_SECURE_SLACK = 1.2;
 
 const STAGES = ['kernel-raw', 'memory', 'scale', 'scale-all', 'request-latency', 'heal-time', 'no-false-heal', 'soak'] as const;
 
 /** Runs another bench script as a child (its stdout to `<out>/<name>.txt`, its stderr shown as progress). */
-async function sub(r: Results, out: string, name: string, args: string[]): Promise<void> {
-  const file = join(out, `${name}.txt`);
+async function sub(r: Results, out: string, name: string, args: string[], label = name): Promise<void> {
+  const file = join(out, `${label}.txt`);
   const log = createWriteStream(file);
   const t0 = wallNow();
   progress(`${name} ${args.join(' ')}`);
@@ -62,8 +85,8 @@ async function sub(r: Results, out: string, name: string, args: string[]): Promi
     await exited;
   });
   const code = await exited;
-  r.sub[name] = { exitCode: code, seconds: (wallNow() - t0) / 1000, file: `${name}.txt` };
-  progress(`${name}: exit ${code} after ${ms((wallNow() - t0) / 1000, 0)} s`);
+  r.sub[label] = { exitCode: code, seconds: (wallNow() - t0) / 1000, file: `${label}.txt` };
+  progress(`${label}: exit ${code} after ${ms((wallNow() - t0) / 1000, 0)} s`);
 }
 
 const at = (rs: ScaleResult[], n: number) => rs.find((x) => x.n === n);
@@ -100,6 +123,13 @@ function targets(r: Results): Target[] {
   add('SIGTERM of NSCs holding 1000 connections leaves no link within 60 s', big !== undefined && big.teardown.linksLeft === 0 && big.teardown.linksGoneMs <= 60_000, big ? `${big.teardown.linksLeft} left after ${ms(big.teardown.linksGoneMs / 1000)} s` : 'not run');
   const falseHeals = [...r.scale, ...r.scaleAll].reduce((s, x) => s + x.healsSetup + (Number.isFinite(x.healsRest) ? x.healsRest : 0), 0);
   add('no heal without a fault (all scale runs, setup and rest)', falseHeals === 0, r.scale.length + r.scaleAll.length ? `${falseHeals} heal events` : 'not run');
+  const sc = r.secureCost;
+  add(`mTLS + tokens cost: sequential Request → usable p50, secure / insecure mesh ≤ 1.2`, sc ? sc.secureP50 / sc.insecureP50 <= 1.2 : undefined,
+    sc ? `${ms(sc.secureP50 / sc.insecureP50, 2)} (${ms(sc.secureP50)} ms vs ${ms(sc.insecureP50)} ms; refresh on an established channel ${ms(sc.refreshRatio, 2)})` : 'not run');
+  const hi = r.healSecurity?.insecure;
+  const hs = r.healSecurity?.secure;
+  add(`heal time with mTLS + tokens no worse than insecure (data-plane p50 within ${Math.round((HEAL_SECURE_SLACK - 1) * 100)} %)`, hi && hs ? hs.p50 <= hi.p50 * HEAL_SECURE_SLACK : undefined,
+    hi && hs ? `secure p50 ${ms(hs.p50)} / p95 ${ms(hs.p95)} ms vs insecure p50 ${ms(hi.p50)} / p95 ${ms(hi.p95)} ms` : 'not run');
   if (r.soak) {
     const leaked = r.soak.leakCheck.linksLeft + r.soak.churn.linksLeft;
     add('soak: no leaked link', leaked === 0, `${r.soak.leakCheck.linksLeft} left after the end, ${r.soak.churn.linksLeft} after churn closes`);
@@ -211,8 +241,16 @@ runBench(async () => {
   for (const n of allNs) {
     await stage(r, 'scale-all', only, async () => void r.scaleAll.push(await runScale({ n, mode: 'all', perProc: 50, timeoutMs: setupTimeoutMs(n), restS: 0, latencySamples: 0, heapSnapshot: false, setupOnly: true })));
   }
-  await stage(r, 'request-latency', only, () => sub(r, out, 'request-latency', ['--n', '50', '--concurrency', '10', '--process-n', '5']));
-  await stage(r, 'heal-time', only, () => sub(r, out, 'heal-time', ['--reps', '3', '--manual-reps', '2']));
+  await stage(r, 'request-latency', only, async () => {
+    await sub(r, out, 'request-latency', ['--n', '50', '--concurrency', '10', '--process-n', '5', '--refreshes', '2']);
+    r.secureCost = parseSecureCost(readFileSync(join(out, 'request-latency.txt'), 'utf8'));
+  });
+  await stage(r, 'heal-time', only, async () => {
+    await sub(r, out, 'heal-time', ['--reps', '3', '--manual-reps', '2']);
+    await sub(r, out, 'heal-time', ['--reps', '3', '--manual-reps', '0', '--secure'], 'heal-time-secure');
+    const overall = (f: string) => parseHealOverall(readFileSync(join(out, f), 'utf8'));
+    r.healSecurity = { insecure: overall('heal-time.txt'), secure: overall('heal-time-secure.txt') };
+  });
   await stage(r, 'no-false-heal', only, () => sub(r, out, 'no-false-heal', ['--minutes', '1']));
   await stage(r, 'soak', only, async () => void (r.soak = await runSoak({ minutes: soakMinutes, alive: 200, sampleS: Math.max(5, soakMinutes) })));
   r.durationS = (wallNow() - t0) / 1000;

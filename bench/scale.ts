@@ -127,7 +127,7 @@ async function latencyAtN(mesh: Mesh, nseNs: Ns, samples: number, budgetMs: numb
   const until = wallNow() + budgetMs;
   for (let i = 0; i < samples && wallNow() < until; i++) {
     try {
-      product.push((await nscSample(mesh, i, log, `kernel://${SERVICE}/nsm-1`, Math.min(30_000, Math.max(1000, until - wallNow())))).usable);
+      product.push((await nscSample(mesh, i, log, `kernel://${SERVICE}/nsm-1`, { timeoutMs: Math.min(30_000, Math.max(1000, until - wallNow())) })).usable);
     } catch (err) {
       failures++;
       progress(`  extra Request ${i} failed: ${(err as Error).message.split('\n')[0]}`);

@@ -11,9 +11,21 @@
 import { nscConfig, startNsc } from '../src/components/nsc/index.js';
 import { createLogger } from '../src/core/log.js';
 import type { Connection } from '../src/api/gen/connection.js';
+import { networkServiceChain } from '../src/core/chain.js';
+import { newContext } from '../src/core/context.js';
+import { ChannelPool } from '../src/core/transport.js';
+import type { Identity } from '../src/security/identity.js';
+import { authorizeClient } from '../src/networkservice/authorize/index.js';
+import { beginClient } from '../src/networkservice/begin/client.js';
+import { clientUrl } from '../src/networkservice/client-url/index.js';
+import { connectServer } from '../src/networkservice/connect/index.js';
+import { kernelMechanismClient } from '../src/networkservice/mechanisms/kernel/index.js';
+import { updatePathClient } from '../src/networkservice/update-path/index.js';
+import { sampleIdentity } from './secure.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { addNs, delNs, execIn, linkView, ROOT, sleep, wallNow, type Mesh, type Ns } from './lib.js';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { addNs, CLK_TCK, delNs, descendants, execIn, linkView, ROOT, sleep, treeTicks, wallNow, type Mesh, type Ns } from './lib.js';
 
 const POD_RELAY = join(ROOT, 'dist/test/fixtures/pod-proxy.js');
 
@@ -59,28 +71,128 @@ export interface Sample {
   usable: number;
   verify: number;
   notReadyAtReturn: boolean;
+  /** The first refresh (re-Request of the established connection) on a new channel (ms); absent without refreshes. */
+  firstRefresh?: number;
+  /** Each later refresh on that same channel (ms). */
+  refreshes: number[];
+  /** During the later refreshes, when asked: CPU (ms) of each `cpuPids` tree and of this process, and the sockets each tree opened. */
+  refreshCpu?: RefreshCpu;
+}
+
+export interface RefreshCpu {
+  /** CPU ms of each of `cpuPids` (with descendants), in order. */
+  readonly perPid: number[];
+  /** CPU ms of this process (the NSC side). */
+  readonly self: number;
+  /** Sockets held at the end of the window that were not at its start, per pid (a new connection, hence a handshake, shows here). */
+  readonly newSockets: number[];
+}
+
+/** Inodes of the sockets a process tree holds (/proc/<pid>/fd → `socket:[inode]`). */
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  for (const p of [pid, ...descendants(pid)]) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const l = readlinkSync(`/proc/${p}/fd/${fd}`);
+        if (l.startsWith('socket:')) out.add(l);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return out;
+}
+
+/** The most refreshes one sample times. */
+export const MAX_REFRESHES = 500;
+
+export interface SampleOptions {
+  /** mTLS and ES256 tokens (an SVID `spiffe://nsm.bench/nsc/nscb-<i>`, made before the clock starts) instead of NSM_INSECURE. */
+  readonly secure?: boolean;
+  /** Refreshes of the established connection to time after it is usable (0…MAX_REFRESHES; default 0). */
+  readonly refreshes?: number;
+  readonly timeoutMs?: number;
+  /** Processes whose CPU (with their descendants) to add up over the later refreshes (e.g. the mesh's). */
+  readonly cpuPids?: readonly number[];
+}
+
+/**
+ * Re-Requests `conn` `1 + n` times as the NSC's refresh does (update-path with the NSC's identity and name,
+ * begin, kernel mechanism, authorize, connect to `url`), one channel for all: the first includes dialling
+ * (and the TLS handshake when secure), the later ones show the cost of a refresh on an established channel.
+ */
+async function timeRefreshes(
+  conn: Connection, n: number, identity: Identity, at: { name: string; url: string; netnsUrl: string; cpuPids?: readonly number[] },
+): Promise<{ first: number; rest: number[]; cpu?: RefreshCpu }> {
+  const { name, url, netnsUrl } = at;
+  const pool = new ChannelPool(identity.security);
+  const chain = networkServiceChain('bench-refresh', [
+    updatePathClient({ name }),
+    beginClient({}, {}),
+    kernelMechanismClient({ inodeUrl: netnsUrl }),
+    authorizeClient({ pool }, { insecure: identity.insecure }),
+    clientUrl(url),
+    connectServer({ pool, tokens: identity.tokens }),
+  ]);
+  try {
+    const times: number[] = [];
+    let current = conn;
+    const pids = at.cpuPids ?? [];
+    let ticks0: number[] = [];
+    let sockets0: Array<Set<string>> = [];
+    let self0 = process.cpuUsage();
+    for (let k = 0; k <= n; k++) {
+      if (k === 1) [ticks0, sockets0, self0] = [pids.map(treeTicks), pids.map(socketInodes), process.cpuUsage()];
+      const t0 = wallNow();
+      current = await chain.request({ connection: current, mechanismPreferences: [] }, newContext({ deadline: Date.now() + 15_000 }));
+      times.push(wallNow() - t0);
+    }
+    const self = process.cpuUsage(self0);
+    const cpu = pids.length && n > 0
+      ? {
+          perPid: pids.map((p, i) => ((treeTicks(p) - ticks0[i]!) / CLK_TCK) * 1000),
+          self: (self.user + self.system) / 1000,
+          newSockets: pids.map((p, i) => [...socketInodes(p)].filter((x) => !sockets0[i]!.has(x)).length),
+        }
+      : undefined;
+    return { first: times[0]!, rest: times.slice(1), cpu };
+  } finally {
+    pool.close();
+  }
 }
 
 /**
  * One Request of `service` (an NSURL) from a fresh client netns, timed to usable; then Close and netns
  * deletion (not timed). Rejects when not connected within `timeoutMs`.
  */
-export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.WritableStream, service: string, timeoutMs = 30_000): Promise<Sample> {
+export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.WritableStream, service: string, opts: SampleOptions = {}): Promise<Sample> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const ns = await addNs('c');
   const relay = await podRelay(mesh, ns);
+  const name = `nscb-${i}`;
   const config = nscConfig.parse({
-    NSM_INSECURE: 'true',
-    NSM_NAME: `nscb-${i}`,
+    NSM_INSECURE: opts.secure ? 'false' : 'true',
+    ...(opts.secure ? { SPIFFE_ENDPOINT_SOCKET: `unix://${join(mesh.dir, 'in-process-identity.sock')}` } : {}),
+    NSM_NAME: name,
     NSM_CONNECT_TO: relay.url,
     NSM_NETWORK_SERVICES: service,
     NSM_LIVENESS_CHECK_ENABLED: 'false',
   });
-  const log = createLogger(`nscb-${i}`, 'warn', logStream);
+  const log = createLogger(name, 'warn', logStream);
+  // The identity is there before the clock starts (the socket above is never asked: deps.identity wins).
+  const identity = sampleIdentity(opts.secure === true, `nsc/${name}`, log);
   let nsc: Awaited<ReturnType<typeof startNsc>> | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     const t0 = wallNow();
-    nsc = await startNsc(config, { log, netnsUrl: ns.inodeUrl });
+    nsc = await startNsc(config, { log, netnsUrl: ns.inodeUrl, identity });
     const timeout = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`not connected in ${Math.round(timeoutMs)} ms`)), timeoutMs)));
     const [conn] = (await Promise.race([nsc.connected, timeout])) as [Connection];
     const t1 = wallNow();
@@ -92,10 +204,12 @@ export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.Writabl
     const t2 = wallNow();
     await waitUsable(ns, dev, src, bare(dst));
     const verify = wallNow() - t2;
-    return { connected: t1 - t0, usable: t2 - t0, verify, notReadyAtReturn: failed > 0 };
+    const r = opts.refreshes ? await timeRefreshes(conn, Math.min(MAX_REFRESHES, opts.refreshes), identity, { name, url: relay.url, netnsUrl: ns.inodeUrl, cpuPids: opts.cpuPids }) : undefined;
+    return { connected: t1 - t0, usable: t2 - t0, verify, notReadyAtReturn: failed > 0, firstRefresh: r?.first, refreshes: r?.rest ?? [], refreshCpu: r?.cpu };
   } finally {
     clearTimeout(timer);
     await nsc?.stop();
+    identity.stop();
     await relay.stop();
     await delNs(ns);
   }
