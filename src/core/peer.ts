@@ -93,11 +93,12 @@ export interface NetnsAndPid {
   readonly pid: number | 'self';
 }
 
-/** The netns whose unix socket table has a row matching `match` (with a process in it), or undefined. */
-async function findInTables(match: (e: UnixEntry) => boolean): Promise<NetnsAndPid | undefined> {
+/** The netns whose unix socket table has a row matching `match` (with a process in it, and the row), or undefined. */
+async function findInTables(match: (e: UnixEntry) => boolean): Promise<(NetnsAndPid & { readonly entry: UnixEntry }) | undefined> {
   for (const [netns, pid] of await netnsRepresentatives()) {
     const text = await readFile(`/proc/${pid}/net/unix`, 'utf8').catch(() => '');
-    if (parseUnixTable(text).some(match)) return { netns, pid };
+    const entry = parseUnixTable(text).find(match);
+    if (entry) return { netns, pid, entry };
   }
   return undefined;
 }
@@ -106,8 +107,9 @@ async function findInTables(match: (e: UnixEntry) => boolean): Promise<NetnsAndP
  * The netns of the socket with inode `inode` and a process in that netns (to look further into it, e.g.
  * its sock_diag table from inside — security/attest.ts), or undefined when no table lists it.
  */
-export function netnsOfSocket(inode: number): Promise<NetnsAndPid | undefined> {
-  return findInTables((e) => e.inode === inode);
+export async function netnsOfSocket(inode: number): Promise<NetnsAndPid | undefined> {
+  const found = await findInTables((e) => e.inode === inode);
+  return found && { netns: found.netns, pid: found.pid };
 }
 
 /** The caller at the other end of the accepted unix socket behind `fd`: its network namespace. */
@@ -122,4 +124,29 @@ export async function peerOfFd(fd: number): Promise<Peer | undefined> {
 export async function listenerNetns(path: string): Promise<string | undefined> {
   if (!(await stat(path).catch(() => undefined))?.isSocket()) return undefined;
   return (await findInTables((e) => e.listening && e.path === path))?.netns;
+}
+
+/** The inode of the socket listening at `path`, in whichever netns it is bound, or undefined if none. */
+export async function listenerInode(path: string): Promise<number | undefined> {
+  return (await findInTables((e) => e.listening && e.path === path))?.entry.inode;
+}
+
+/** A file descriptor of a process: `/proc/<pid>/fd/<fd>`. */
+export interface FdRef {
+  readonly pid: number;
+  readonly fd: string;
+}
+
+/** Every (pid, fd) of the machine whose fd is the socket with inode `inode`. */
+export async function socketHolders(inode: number): Promise<FdRef[]> {
+  const want = `socket:[${inode}]`;
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p));
+  const found = await Promise.all(
+    pids.map(async (p) => {
+      const fds = await readdir(`/proc/${p}/fd`).catch(() => [] as string[]);
+      const links = await Promise.all(fds.map(async (fd) => ((await readlink(`/proc/${p}/fd/${fd}`).catch(() => '')) === want ? fd : undefined)));
+      return links.filter((fd): fd is string => fd !== undefined).map((fd) => ({ pid: Number(p), fd }));
+    }),
+  );
+  return found.flat();
 }

@@ -98,7 +98,7 @@ export async function up(ctx: MeshContext, options: UpOptions = {}): Promise<UpR
   for (const name of COMPONENTS) {
     const path = paths.sockets[name];
     if (isSocket(path) && (await socketAlive(path))) {
-      const owner = socketOwner(path);
+      const owner = await socketOwner(path);
       throw new UnavailableError(
         `socket ${path} (${name}) is in use by ${owner ? `pid ${owner.pid} (${owner.command || '?'})` : 'another process'}; stop that process, or use another --run-dir`,
       );

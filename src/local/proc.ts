@@ -1,11 +1,12 @@
 /**
  * Process and host helpers of the local mesh. A process is identified by pid AND start time
  * (`/proc/PID/stat` field 22), so a recycled pid is never signalled; nothing is ever found or killed by
- * name. Also: who owns a unix socket (`/proc/net/unix` inode → `/proc/*\/fd`), missing system tools, and
+ * name. Also: who owns a unix socket (core/peer.ts: the listener's inode in any netns → its holders), missing system tools, and
  * the tail of a log for error messages.
  */
-import { accessSync, closeSync, constants, openSync, readFileSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { listenerInode, socketHolders } from '../core/peer.js';
 import { sleep } from '../core/signals.js';
 
 export interface ProcRecord {
@@ -87,62 +88,12 @@ export function cmdline(pid: number): string {
   }
 }
 
-function listeningSocketInode(table: string, path: string): number | undefined {
-  for (const line of table.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    // Accepted connections show the path too; the listener has __SO_ACCEPTCON (flags 00010000).
-    if (f.length >= 8 && f.slice(7).join(' ') === path && (parseInt(f[3], 16) & 0x10000) !== 0) return Number(f[6]);
-  }
-  return undefined;
-}
-
-/** Pid and command of the process that has the unix socket at `path` open, if any can be found. */
-export function socketOwner(path: string): { pid: number; command: string } | undefined {
-  let inode: number | undefined;
-  try {
-    inode = listeningSocketInode(readFileSync('/proc/net/unix', 'utf8'), path);
-  } catch {
-    /* no procfs */
-  }
-  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  if (inode === undefined) {
-    // The listener may sit in another netns: /proc/net/unix is per netns; look through one pid per netns.
-    const seen = new Set<string>();
-    for (const p of pids) {
-      let ns: string;
-      try {
-        ns = readlinkSync(`/proc/${p}/ns/net`);
-      } catch {
-        continue;
-      }
-      if (seen.has(ns)) continue;
-      seen.add(ns);
-      try {
-        inode = listeningSocketInode(readFileSync(`/proc/${p}/net/unix`, 'utf8'), path);
-      } catch {
-        continue;
-      }
-      if (inode !== undefined) break;
-    }
-  }
+/** Pid and command of the process that has the unix socket at `path` open, if any can be found (any netns). */
+export async function socketOwner(path: string): Promise<{ pid: number; command: string } | undefined> {
+  const inode = await listenerInode(path);
   if (inode === undefined) return undefined;
-  const want = `socket:[${inode}]`;
-  for (const p of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${p}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (readlinkSync(`/proc/${p}/fd/${fd}`) === want) return { pid: Number(p), command: cmdline(Number(p)) };
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return undefined;
+  const [holder] = await socketHolders(inode);
+  return holder && { pid: holder.pid, command: cmdline(holder.pid) };
 }
 
 /** System tools the local mesh uses, with the Debian package that provides each. */

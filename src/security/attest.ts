@@ -22,10 +22,10 @@
  * Needs root (other processes' /proc entries, nsenter), as every mesh component that serves it has.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { PermissionDeniedError } from '../core/errors.js';
-import { netnsOfSocket, processNetns, socketInode } from '../core/peer.js';
+import { netnsOfSocket, processNetns, socketHolders, socketInode, type FdRef } from '../core/peer.js';
 
 const run = promisify(execFile);
 
@@ -96,25 +96,6 @@ export async function readProcess(pid: number): Promise<ProcessFacts | undefined
   const ids = parseStatusIds(status);
   if (!ids || startTime === undefined || !netns) return undefined;
   return { pid, ...ids, exe, netns, startTime, cmdline: cmdline.split('\0').filter(Boolean) };
-}
-
-interface FdRef {
-  readonly pid: number;
-  readonly fd: string;
-}
-
-/** Every (pid, fd) of the machine whose fd is the socket with inode `inode`. */
-export async function socketHolders(inode: number): Promise<FdRef[]> {
-  const want = `socket:[${inode}]`;
-  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p));
-  const found = await Promise.all(
-    pids.map(async (p) => {
-      const fds = await readdir(`/proc/${p}/fd`).catch(() => [] as string[]);
-      const links = await Promise.all(fds.map(async (fd) => ((await readlink(`/proc/${p}/fd/${fd}`).catch(() => '')) === want ? fd : undefined)));
-      return links.filter((fd): fd is string => fd !== undefined).map((fd) => ({ pid: Number(p), fd }));
-    }),
-  );
-  return found.flat();
 }
 
 /** The facts of a holder, read and then re-checked: same fd still the socket, same start time. */
