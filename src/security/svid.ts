@@ -6,6 +6,7 @@
  * rotation without dropping anything that is live.
  */
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import { parseSpiffeId } from './spiffe-id.js';
 
 export interface X509Svid {
   /** `spiffe://<trust-domain>/<path>`, the leaf's one URI SAN. */
@@ -37,8 +38,11 @@ export interface X509Source {
   close(): void;
 }
 
-/** The trust domain of a SPIFFE ID (`spiffe://td/path` → `td`); undefined when `id` is not one. */
+/** The trust domain of a SPIFFE ID (`spiffe://td/path` → `td`); undefined when `id` is not one (spiffe-id.ts rules). */
 export function trustDomainOf(id: string): string | undefined {
-  const m = /^spiffe:\/\/([a-z0-9._-]+)(\/[^?#]*)?$/.exec(id);
-  return m?.[1];
+  try {
+    return parseSpiffeId(id).trustDomain;
+  } catch {
+    return undefined;
+  }
 }
