@@ -18,13 +18,13 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findTool, isRunning, type ProcRecord } from '../src/local/proc.js';
-import type { MeshState } from '../src/local/state.js';
+import { findTool } from '../src/local/proc.js';
 import type { MeshStatus } from '../src/local/status.js';
+import { eventually as eventuallyAt, LocalMeshFixture, type Result } from './local-mesh-fixture.js';
 
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(dist, 'src/cli/main.js');
@@ -37,12 +37,6 @@ const NETSVC = join(dist, '..', 'deployments/examples/heal/dataplane-interrupt/n
 const HOST = hostname();
 
 const skip = process.getuid?.() !== 0 ? 'needs root (creates network namespaces and runs the mesh)' : !findTool('ip') || !findTool('nsenter') || !findTool('ss') ? 'needs iproute2 (ip, ss) and util-linux (nsenter)' : false;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 function nsm(args: string[], env: Record<string, string> = {}): Result {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 90_000, env: { ...process.env, NSM_RUN_DIR: '', NSM_INSECURE: '', SPIFFE_ENDPOINT_SOCKET: '', ...FAKE_ENV, ...env } });
@@ -82,69 +76,10 @@ async function fetchSvid(sock: string, ms: number, netns?: string): Promise<{ sp
   return JSON.parse(out.trim().split('\n').at(-1) || '{}') as { spiffeId?: string; error?: string };
 }
 
-class Fixture {
-  readonly dir = mkdtempSync('/tmp/nsmt-ei-');
-  readonly netns: string[] = [];
-  readonly seen = new Map<string, ProcRecord>();
-  readonly d = ['--run-dir', this.dir];
+/** As local-mesh-fixture's, with this file's longer default wait (real components over mTLS start slower). */
+const eventually = <T>(what: string, fn: () => T | undefined | false, timeoutMs = 20_000): Promise<T> => eventuallyAt(what, fn, timeoutMs);
 
-  pod(suffix: string): string {
-    const n = `nsmt-ei${process.pid}-${suffix}`;
-    this.netns.push(n);
-    return n;
-  }
-
-  state(): MeshState | undefined {
-    try {
-      const s = JSON.parse(readFileSync(join(this.dir, 'mesh.json'), 'utf8')) as MeshState;
-      const remember = (r: ProcRecord | undefined) => r && r.pid > 0 && this.seen.set(`${r.pid}/${r.startTime}`, r);
-      remember(s.supervisor);
-      for (const c of Object.values(s.components)) remember(c);
-      for (const p of Object.values(s.pods)) for (const x of p.processes) remember(x);
-      return s;
-    } catch {
-      return undefined;
-    }
-  }
-
-  status(): MeshStatus {
-    const r = must(['status', '-o', 'json', ...this.d]);
-    this.state();
-    return JSON.parse(r.stdout) as MeshStatus;
-  }
-
-  cleanup(): void {
-    this.state();
-    if (existsSync(join(this.dir, 'mesh.json'))) nsm(['down', ...this.d]);
-    for (const r of this.seen.values()) {
-      if (!isRunning(r)) continue;
-      try {
-        process.kill(r.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    for (const n of this.netns) if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'delete', n]);
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-async function eventually<T>(what: string, fn: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-const fixtures: Fixture[] = [];
+const fixtures: LocalMeshFixture[] = [];
 after(() => {
   for (const f of fixtures) f.cleanup();
 });
@@ -164,7 +99,7 @@ function assertComponentIdentities(s: MeshStatus, startedAt: number): void {
 
 describe(`embedded identity of the local mesh (${REAL ? 'real components' : 'fake components: the real ones do not read SPIFFE_ENDPOINT_SOCKET yet'})`, { skip, concurrency: false }, () => {
   test('secure by default: Workload API, CA, SPIFFE IDs and expiry in status, pods get ns/<pod>/…, the host CLI works, down removes socket and CA', { timeout: 240_000 }, async () => {
-    const f = new Fixture();
+    const f = new LocalMeshFixture('ei', (args) => nsm(args));
     fixtures.push(f);
     const t0 = Date.now();
     const up = must(['up', ...f.d]);
@@ -221,7 +156,7 @@ describe(`embedded identity of the local mesh (${REAL ? 'real components' : 'fak
   });
 
   test('nsm up --insecure: loud, NSM_INSECURE=true everywhere, no Workload API or CA, status says insecure', { timeout: 120_000 }, async () => {
-    const f = new Fixture();
+    const f = new LocalMeshFixture('ei', (args) => nsm(args));
     fixtures.push(f);
     const up = must(['up', '--insecure', ...f.d]);
     assert.match(up.stderr, /WARNING: the mesh runs INSECURE \(nsm up --insecure\)/);

@@ -10,12 +10,11 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isRunning, findTool, type ProcRecord } from '../src/local/proc.js';
-import type { MeshState } from '../src/local/state.js';
-import type { MeshStatus } from '../src/local/status.js';
+import { isRunning, findTool } from '../src/local/proc.js';
+import { eventually, LocalMeshFixture, tmpLeftovers, type Result } from './local-mesh-fixture.js';
 
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(dist, 'src/cli/main.js');
@@ -31,12 +30,6 @@ function pickCli(): string {
 const skip = process.getuid?.() !== 0 ? 'needs root (creates network namespaces and runs the mesh)' : !findTool('ip') ? 'needs iproute2 (ip)' : false;
 const CLI = skip ? SHIM : pickCli();
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function nsm(args: string[], opts: { asNobody?: boolean; timeoutMs?: number; env?: Record<string, string>; cli?: string } = {}): Result {
   const argv = [process.execPath, opts.cli ?? CLI, ...args];
   const [cmd, ...rest] = opts.asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv;
@@ -50,81 +43,9 @@ function must(args: string[]): Result {
   return r;
 }
 
-/** One run dir + netns names per test; every recorded pid is remembered for the leak check and cleanup. */
-class Fixture {
-  readonly dir = mkdtempSync('/tmp/nsmt-lm-');
-  readonly netns: string[] = [];
-  readonly seen = new Map<string, ProcRecord>();
-
-  pod(suffix: string): string {
-    const n = `nsmt-lm${process.pid}-${suffix}`;
-    this.netns.push(n);
-    return n;
-  }
-
-  state(): MeshState | undefined {
-    try {
-      const s = JSON.parse(readFileSync(join(this.dir, 'mesh.json'), 'utf8')) as MeshState;
-      const remember = (r: ProcRecord | undefined) => r && r.pid > 0 && this.seen.set(`${r.pid}/${r.startTime}`, r);
-      remember(s.supervisor);
-      for (const c of Object.values(s.components)) remember(c);
-      for (const p of Object.values(s.pods)) for (const x of p.processes) remember(x);
-      return s;
-    } catch {
-      return undefined;
-    }
-  }
-
-  status(): MeshStatus {
-    const r = must(['status', '-o', 'json', '--run-dir', this.dir]);
-    this.state();
-    return JSON.parse(r.stdout) as MeshStatus;
-  }
-
-  running(): ProcRecord[] {
-    this.state();
-    return [...this.seen.values()].filter((r) => isRunning(r));
-  }
-
-  cleanup(): void {
-    this.state();
-    if (existsSync(join(this.dir, 'mesh.json'))) nsm(['down', '--run-dir', this.dir]);
-    for (const r of this.running()) {
-      try {
-        process.kill(r.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    for (const n of this.netns) if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'delete', n]);
-    for (const d of tmpLeftovers(this.netns)) rmSync(join('/tmp', d), { recursive: true, force: true });
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** Temp dirs an NSE of these pods made (`/tmp/<NSM_NAME>-XXXXXX` for its listen socket) and left behind. */
-function tmpLeftovers(pods: readonly string[]): string[] {
-  return readdirSync('/tmp').filter((d) => pods.some((p) => d.startsWith(`${p}-`)));
-}
-
-async function eventually<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-const fixtures: Fixture[] = [];
+const fixtures: LocalMeshFixture[] = [];
 const fixture = () => {
-  const f = new Fixture();
+  const f = new LocalMeshFixture('lm', (args) => nsm(args));
   fixtures.push(f);
   return f;
 };
