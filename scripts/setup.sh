@@ -13,6 +13,11 @@ command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
 dpkg -s iputils-ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v fping >/dev/null 2>&1 || need="$need fping"
 command -v busybox >/dev/null 2>&1 || need="$need busybox"
+# Remote mechanisms and their benchmark: userspace WireGuard (this kernel has no wireguard module), the
+# VXLAN offload cure (ethtool) and iperf3 for throughput.
+command -v wireguard-go >/dev/null 2>&1 || need="$need wireguard-go"
+command -v ethtool >/dev/null 2>&1 || need="$need ethtool"
+command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing system packages:$need — run as root, or: sudo apt-get install -y$need" >&2
