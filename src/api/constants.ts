@@ -3,6 +3,22 @@ export const CLS_LOCAL = 'LOCAL';
 export const CLS_REMOTE = 'REMOTE';
 export const MECH_KERNEL = 'KERNEL';
 export const MECH_NOOP = 'NOOP';
+/** Remote mechanisms (class REMOTE): kernel VXLAN for payload ETHERNET, WireGuard for payload IP. */
+export const MECH_VXLAN = 'VXLAN';
+export const MECH_WIREGUARD = 'WIREGUARD';
+/** Common parameter keys of the remote mechanisms (api `common` package). */
+export const PARAM_SRC_IP = 'src_ip';
+export const PARAM_DST_IP = 'dst_ip';
+export const PARAM_SRC_PORT = 'src_port';
+export const PARAM_DST_PORT = 'dst_port';
+export const PARAM_MTU = 'MTU';
+export const PARAM_VNI = 'vni';
+export const PARAM_SRC_PUBLIC_KEY = 'src_public_key';
+export const PARAM_DST_PUBLIC_KEY = 'dst_public_key';
+/** IANA VXLAN port, upstream's default for both ends. */
+export const VXLAN_DEFAULT_PORT = 4789;
+/** WireGuard's usual port; upstream's default for the client end. */
+export const WIREGUARD_DEFAULT_PORT = 51820;
 export const PARAM_NAME = 'name';
 export const PARAM_INODE_URL = 'inodeURL';
 export const LINUX_IF_MAX_LENGTH = 15;

@@ -60,6 +60,62 @@ export interface PairSpec {
   mtu?: number;
 }
 
+/**
+ * Kernel VXLAN between two nodes' tunnel IPs (mechanism `VXLAN`, payload ETHERNET). The device is created
+ * in the forwarder's own netns (where the UDP socket stays) and moved into the pod's netns under the
+ * end's name.
+ */
+export interface VxlanTunnelSpec {
+  kind: 'vxlan';
+  /** VXLAN network identifier, 1..16777215; unique per (node, port) — the NSE-side forwarder picks it. */
+  vni: number;
+  /** This node's tunnel IP: an address of the forwarder's netns (NSM_TUNNEL_IP). */
+  localIp: string;
+  /** The peer node's tunnel IP. */
+  remoteIp: string;
+  /** UDP port of both ends (VXLAN_DEFAULT_PORT). */
+  port: number;
+}
+
+/**
+ * Userspace WireGuard (`wireguard-go`, configured over its UAPI socket) between two nodes' tunnel IPs
+ * (mechanism `WIREGUARD`, payload IP). The process and its UDP socket live in the forwarder's netns; its
+ * tun device is moved into the pod's netns under the end's name. Keys are WireGuard base64 (44 chars).
+ */
+export interface WireguardTunnelSpec {
+  kind: 'wireguard';
+  /** This end's private key. */
+  privateKey: string;
+  peerPublicKey: string;
+  localIp: string;
+  /** UDP port this end listens on in the forwarder's netns (one per connection). */
+  listenPort: number;
+  remoteIp: string;
+  remotePort: number;
+}
+
+/**
+ * One end of a remote connection: the forwarder on each node holds only its own pod's end, a tunnel device
+ * carrying the alias `nsm-ts:<owner>:<side>` like a veth end (so inventory, adoption and the orphan GC treat
+ * it alike). `owner` is this hop's connection id.
+ */
+export interface TunnelSpec {
+  owner: string;
+  /** Which end this node holds: `nsc` on the client's node, `nse` on the endpoint's node. */
+  side: Side;
+  /** The pod end: netns, interface name, addresses, routes. */
+  end: EndSpec;
+  tunnel: VxlanTunnelSpec | WireguardTunnelSpec;
+  /** MTU of the pod's interface (the overlay's cost already taken off); kernel default when unset. */
+  mtu?: number;
+}
+
+export interface TunnelState {
+  end: EndState;
+  /** What this call changed, in order; empty when converged. */
+  actions: string[];
+}
+
 export interface EndState {
   ifindex: number;
   mac: string;
@@ -85,6 +141,10 @@ export interface OwnedLink {
   side: Side;
   ifindex: number;
   mac: string;
+  /** Link kind as the kernel reports it: `veth`, `vxlan`, or `tun` (a WireGuard end). */
+  kind?: string;
+  /** A tunnel end's parameters as found (VNI and port of a VXLAN end; listen port of a WireGuard end). */
+  tunnel?: { kind: 'vxlan' | 'wireguard'; vni?: number; port?: number };
 }
 
 export interface OpOptions {
@@ -113,6 +173,19 @@ export interface DataPlane {
    * no longer held from the call on, whether or not the removal succeeds.
    */
   remove(spec: PairSpec, opts?: OpOptions): Promise<void>;
+  /**
+   * Creates or converges one end of a remote connection (see TunnelSpec); idempotent like `ensure`, same
+   * ownership rules; a failed fresh create leaves nothing (no device, no wireguard-go process). On success
+   * `spec.owner` is held.
+   */
+  ensureTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<TunnelState>;
+  /** Removes the tunnel end `spec.owner` owns (and its wireguard-go process); missing = success. */
+  removeTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<void>;
+  /**
+   * The private key of the WireGuard end `owner` owns now (read back from the device), if any: a restarted
+   * forwarder keeps the keys of the tunnels it adopts.
+   */
+  tunnelPrivateKey(owner: string, opts?: OpOptions): Promise<string | undefined>;
   /** The owners held now, sorted. */
   held(): string[];
   /**

@@ -13,7 +13,7 @@ import { throwIfAborted } from '../../core/signals.js';
 import { contains, tryParseIp } from '../../api/cidr.js';
 import { Inventory } from '../inventory.js';
 import { checkFree, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
-import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec, SweepOptions } from '../types.js';
+import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec, SweepOptions, TunnelSpec, TunnelState } from '../types.js';
 
 export interface FakeLink {
   ifindex: number;
@@ -43,6 +43,15 @@ export class FakeDataPlane implements DataPlane {
   readonly #places = new Set<string>();
   /** Number of mutating operations, for tests that assert nothing changed. */
   mutations = 0;
+
+  // Remote connections: not built yet (issue 15 work in progress; replaced by the tunnel data plane).
+  async ensureTunnel(spec: TunnelSpec): Promise<TunnelState> {
+    throw new DataplaneError('ensure tunnel', `remote mechanisms are not supported yet (${spec.tunnel.kind})`);
+  }
+  async removeTunnel(): Promise<void> {}
+  async tunnelPrivateKey(): Promise<string | undefined> {
+    return undefined;
+  }
 
   /** A new data plane (nothing held) over the same netns, as a restarted forwarder would find them. */
   restarted(): FakeDataPlane {

@@ -28,7 +28,8 @@
 import type { Logger } from '../../core/log.js';
 import { Inventory } from '../inventory.js';
 import { normalizeSpec, parseAlias, type WantPair } from '../spec.js';
-import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions } from '../types.js';
+import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions, TunnelSpec, TunnelState } from '../types.js';
+import { DataplaneError } from '../../core/errors.js';
 import { PairWriter } from './apply.js';
 import { Ip, type IpOptions, type NetnsPath } from './ip.js';
 import { NetnsResolver, assertNotPrivileged, listNetns } from './netns.js';
@@ -140,6 +141,13 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
         if (del.nse) await writer.deleteLink(pb!, w.nse.name, w.owner, opts.signal);
       });
     },
+
+    // Remote connections: not built yet (issue 15 work in progress; replaced by the tunnel data plane).
+    ensureTunnel: async (spec: TunnelSpec): Promise<TunnelState> => {
+      throw new DataplaneError('ensure tunnel', `remote mechanisms are not supported yet (${spec.tunnel.kind})`);
+    },
+    removeTunnel: async () => undefined,
+    tunnelPrivateKey: async () => undefined,
 
     held: () => inventory.held().map(unscoped),
 
