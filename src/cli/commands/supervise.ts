@@ -12,12 +12,13 @@ export function register(program: Command): void {
     async (opts: { runDir?: string; insecure: boolean }) => {
       const ctx = meshContext(opts.runDir);
       const log = createLogger('supervisor', parseLogLevel(process.env.NSM_LOG_LEVEL ?? 'info') ?? 'info', process.stdout);
-      const other = readState(ctx.paths)?.supervisor;
+      const state = readState(ctx.paths);
+      const other = state?.supervisor;
       if (other && other.pid !== process.pid && isRunning(other)) {
         process.stderr.write(`nsm supervise: another supervisor runs for ${ctx.paths.dir} (pid ${other.pid})\n`);
         process.exit(1);
       }
-      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log, security: opts.insecure ? 'insecure' : 'mtls' });
+      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log, security: opts.insecure ? 'insecure' : 'mtls', topology: state?.topology });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
