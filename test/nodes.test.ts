@@ -22,13 +22,15 @@ import { eventually, LocalMeshFixture, tmpLeftovers, type Result } from './local
 
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(dist, 'src/cli/main.js');
+/** The test CLI whose components crash on demand (NSMT_CRASH). */
+const SHIM = join(dist, 'src/local/testdata/cli-shim.js');
 const skip =
   process.getuid?.() !== 0 ? 'needs root (creates network namespaces and runs the mesh)' : !findTool('ip') || !findTool('ethtool') ? 'needs iproute2 (ip) and ethtool' : false;
 const CIDR = '10.251.7.0/24';
 const ip = (i: number) => `10.251.7.${i}`;
 
-function nsm(args: string[], opts: { env?: Record<string, string>; netns?: string } = {}): Result {
-  const argv = [process.execPath, MAIN, ...args];
+function nsm(args: string[], opts: { env?: Record<string, string>; netns?: string; cli?: string } = {}): Result {
+  const argv = [process.execPath, opts.cli ?? MAIN, ...args];
   const [cmd, ...rest] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
   const r = spawnSync(cmd, rest, { encoding: 'utf8', timeout: 90_000, env: { ...process.env, NSM_RUN_DIR: '', ...opts.env } });
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
@@ -82,9 +84,44 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
         assert.match(r.stderr, why);
         assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
       }
+      for (const [n, why] of [['1', /--nodes: expected a whole number from 2 to 8: the example puts the NSE on node-2 \(got "1"\)/], ['9', /--nodes: expected a whole number from 1 to 8 \(got "9"\)/]] as const) {
+        const r = nsm(['example', 'dataplane-interrupt', '--nodes', n, ...f.d]);
+        assert.equal(r.code, 1, r.stdout);
+        assert.match(r.stderr, why);
+      }
       assert.deepEqual(tagged(tag), [], 'no netns of this run dir');
       assert.equal(existsSync(join(f.dir, 'mesh.json')), false, 'no mesh state');
       assert.deepEqual(f.running(), [], 'nothing started');
+    } finally {
+      f.cleanup();
+    }
+  });
+
+  // Runs once the forwarders have remote mechanisms (VXLAN, WireGuard; issue 15): until then the NSC on node-1
+  // cannot reach the NSE on node-2 (forwarder-2 refuses the remote hop) and this test fails, reported as todo.
+  test('nsm example dataplane-interrupt --nodes 2: the seed across nodes, every step passes', { timeout: 240_000, todo: 'needs the remote mechanisms in the forwarder' }, () => {
+    const f = fixture('nx');
+    try {
+      const r = spawnSync(process.execPath, [MAIN, 'example', 'dataplane-interrupt', '--nodes', '2', ...f.d], { encoding: 'utf8', timeout: 220_000, env: { ...process.env, NSM_RUN_DIR: '' } });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /nsm-1 is up in nsc-kernel on node-1; path nsc-kernel -> nsmgr-node-1 -> forwarder-node-1 -> nsmgr-node-2 -> forwarder-node-2 -> nse-kernel \(6 segments\)/);
+      assert.match(r.stdout, /✔ every step passed \(13 steps\)/);
+      assert.deepEqual(tagged(meshTag(f.dir)), [], 'the example stopped the mesh it started');
+    } finally {
+      f.cleanup();
+    }
+  });
+
+  test('a crash-looping forwarder: up fails naming it, and rolls back the nodes and the underlay', { timeout: 90_000 }, () => {
+    const f = fixture('nc');
+    try {
+      const r = nsm(['up', '--nodes', '2', ...f.d], { env: { NSMT_CRASH: 'forwarder' }, cli: SHIM });
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, /node-[12]\/forwarder keeps exiting during start/);
+      assert.match(r.stderr, /crashing on purpose/, 'the tail of its log');
+      assert.deepEqual(tagged(meshTag(f.dir)), [], 'node and underlay netns deleted');
+      assert.deepEqual(f.running().map((x) => x.pid), [], 'rolled back');
+      assert.deepEqual(socketsUnder(f.dir), [], 'no socket left');
     } finally {
       f.cleanup();
     }
