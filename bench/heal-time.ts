@@ -21,15 +21,14 @@
  * the command returned, minus t0. Between interruptions: wait until healed, then `--settle` ms of
  * uninterrupted replies. Heal events (NSC log lines "heal detected") are counted per interruption.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { TestNetns } from '../src/dataplane/linux/testenv.js';
 import { rawCreate } from './kernel-raw.js';
+import { Prober } from './prober.js';
 import { BenchIdentities } from './secure.js';
 import {
   startSeedClient,
   addNs, argValue, benchDir, delNs, execIn, hasFlag, loadavgNow, machineInfo, ms, nonLoLinks, routes, runBench, sh, sleep, startMesh, startNse,
-  stats, table, waitFor, wallNow, linkView, onCleanup, type Mesh, type Ns, type Proc,
+  stats, table, waitFor, wallNow, linkView, type Mesh, type Ns, type Proc,
 } from './lib.js';
 
 const REPS = Number(argValue('reps', '20'));
@@ -44,76 +43,6 @@ const HEAL_TIMEOUT = 15_000;
 /** Manual-repair hold: just under the NSC's kernel-fault confirmation (3 × 200 ms checks = 400 ms), so it does not heal. */
 const HOLD = Number(argValue('hold', '300'));
 const SECURE = hasFlag('secure');
-
-// ---- the prober ----------------------------------------------------------------------------------------
-
-interface Reply {
-  t: number;
-  seq: number;
-  rtt: number;
-}
-
-class Prober {
-  readonly replies: Reply[] = [];
-  restarts = 0;
-  #child?: ChildProcess;
-  #stopped = false;
-  constructor(private readonly ns: Ns) {
-    this.#start();
-    onCleanup(() => this.stop());
-  }
-
-  #start(): void {
-    const child = spawn('ip', ['netns', 'exec', this.ns.name, 'stdbuf', '-oL', 'ping', '-D', '-n', '-i', '0.01', NSE_ADDR], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.#child = child;
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^\[(\d+\.\d+)\] \d+ bytes from [\d.]+: icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms/.exec(line);
-      if (m) this.replies.push({ t: Number(m[1]) * 1000, seq: Number(m[2]), rtt: Number(m[3]) });
-    });
-    child.once('exit', () => {
-      if (this.#stopped) return;
-      this.restarts++;
-      setTimeout(() => !this.#stopped && this.#start(), 10);
-    });
-  }
-
-  /** First reply received after `t` (wall ms). */
-  firstAfter(t: number): Reply | undefined {
-    for (let i = this.replies.length - 1; i >= 0; i--) {
-      if (this.replies[i]!.t <= t) return this.replies[i + 1];
-    }
-    return this.replies[0];
-  }
-
-  /** Largest gap between consecutive replies within [from, to] (including the gap that spans `from`). */
-  maxGap(from: number, to: number): number {
-    let gap = 0;
-    let prev: number | undefined;
-    for (const r of this.replies) {
-      if (r.t < from) {
-        prev = r.t;
-        continue;
-      }
-      if (prev !== undefined) gap = Math.max(gap, r.t - prev);
-      prev = r.t;
-      if (r.t > to) break;
-    }
-    return gap;
-  }
-
-  /** True when the last `ms` have replies no more than 50 ms apart, up to now. */
-  steady(windowMs: number): boolean {
-    const now = wallNow();
-    const last = this.replies.at(-1);
-    if (!last || now - last.t > 50) return false;
-    return this.maxGap(now - windowMs, now) <= 50 && (this.replies.find((r) => r.t >= now - windowMs)?.t ?? Infinity) - (now - windowMs) <= 50;
-  }
-
-  stop(): void {
-    this.#stopped = true;
-    if (this.#child && this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
-  }
-}
 
 // ---- NSC log -------------------------------------------------------------------------------------------
 
@@ -297,7 +226,7 @@ runBench(async () => {
   await startNse(mesh, nse, { NSM_CIDR_PREFIX: '172.16.1.100/31' });
   const { proc: nscProc, settings } = await startSeedClient(mesh, nsc);
   console.log(`NSC probe settings: ${settings.join(', ')}`);
-  const prober = new Prober(nsc);
+  const prober = new Prober(nsc, NSE_ADDR);
   const t: Topo = { mesh, nse, nsc, nscProc, prober };
   await waitSteady(t, SETTLE);
   const baselineFrom = wallNow() - SETTLE;

@@ -14,8 +14,11 @@
  *    baseline); 7. no-false-heal (1 min, both cores busy);
  * 8. soak: `--soak-minutes` (default 2, a smoke run of the churn inside the 20-minute budget); `--soak`
  *    makes it the full 15 minutes (the whole run then takes ~35 min). `npm run bench:soak` runs the soak alone.
+ * 9. remote (~2 min): a mesh of 2 nodes (`nsm up --nodes 2 --insecure`): Request → usable remote (VXLAN) vs
+ *    local, iperf3 throughput of local / VXLAN / WireGuard connections vs the raw underlay, heal of a
+ *    link-down remote vs local (bench/remote.ts: `--n 20 --reps 3 --seconds 5`).
  * `--only a,b` runs only the named stages (kernel-raw, memory, scale, scale-all, request-latency,
- * heal-time, no-false-heal, soak). `--render DIR` writes results.md and chart.svg again from DIR/results.json.
+ * heal-time, no-false-heal, soak, remote). `--render DIR` writes results.md and chart.svg again from DIR/results.json.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +28,7 @@ import { heapLine } from './heap.js';
 import { argValue, hasFlag, loadavgNow, machineInfo, ms, numArg, onCleanup, progress, ROOT, runBench, wallNow, withScope } from './lib.js';
 import { heapLines, memoryTable, runMemory, type MemoryResult } from './memory.js';
 import { livenessIntervalMs, runScale, scaleTable, setupTimeoutMs, type ScaleResult } from './scale.js';
+import { EMPTY_SUMMARY, parseSummary, remoteTargets, SUMMARY_PREFIX, type RemoteSummary } from './remote-figures.js';
 import { runSoak, soakSummary, soakTable, type SoakResult } from './soak.js';
 
 interface Target {
@@ -50,6 +54,8 @@ interface Results {
   secureCost?: { insecureP50: number; secureP50: number; refreshRatio: number };
   /** From the two heal-time runs: data-plane interruptions overall, p50 / p95 (ms). */
   healSecurity?: { insecure?: { p50: number; p95: number }; secure?: { p50: number; p95: number } };
+  /** From remote.ts's summary line: remote vs local latency, heal and throughput figures. */
+  remote?: RemoteSummary;
 }
 
 /** The mTLS-cost figures of request-latency's output (bench/request-latency.ts printComparison). */
@@ -69,7 +75,7 @@ function parseHealOverall(text: string): { p50: number; p95: number } | undefine
 /** Heal time on the secure mesh: not judged worse while its p50 stays within 20 % of the insecure run's (3 interruptions per kind are noisy). */
 const HEAL_SECURE_SLACK = 1.2;
 
-const STAGES = ['kernel-raw', 'memory', 'scale', 'scale-all', 'request-latency', 'heal-time', 'no-false-heal', 'soak'] as const;
+const STAGES = ['kernel-raw', 'memory', 'scale', 'scale-all', 'request-latency', 'heal-time', 'no-false-heal', 'soak', 'remote'] as const;
 
 /** Runs another bench script as a child (its stdout to `<out>/<name>.txt`, its stderr shown as progress). */
 async function sub(r: Results, out: string, name: string, args: string[], label = name): Promise<void> {
@@ -130,6 +136,7 @@ function targets(r: Results): Target[] {
   const hs = r.healSecurity?.secure;
   add(`heal time with mTLS + tokens no worse than insecure (data-plane p50 within ${Math.round((HEAL_SECURE_SLACK - 1) * 100)} %)`, hi && hs ? hs.p50 <= hi.p50 * HEAL_SECURE_SLACK : undefined,
     hi && hs ? `secure p50 ${ms(hs.p50)} / p95 ${ms(hs.p95)} ms vs insecure p50 ${ms(hi.p50)} / p95 ${ms(hi.p95)} ms` : 'not run');
+  t.push(...remoteTargets(r.remote ?? EMPTY_SUMMARY));
   if (r.soak) {
     const leaked = r.soak.leakCheck.linksLeft + r.soak.churn.linksLeft;
     add('soak: no leaked link', leaked === 0, `${r.soak.leakCheck.linksLeft} left after the end, ${r.soak.churn.linksLeft} after churn closes`);
@@ -175,6 +182,9 @@ function chart(r: Results): string {
   return chartSvg(panels, `nsm-ts bench ${r.started} — ${r.machine}`);
 }
 
+/** A sub-benchmark's output without its machine-read summary line (remote.ts; in results.json instead). */
+const withoutSummary = (text: string): string => text.split('\n').filter((l) => !l.startsWith(SUMMARY_PREFIX)).join('\n');
+
 function markdown(r: Results, dir: string): string {
   const out = [`# nsm-ts bench ${r.started}`, '', r.machine, '', `Duration ${ms(r.durationS / 60)} min. Liveness interval ${r.livenessIntervalMs} ms (default).`, '', '## Targets', ''];
   const verdict = (t: Target) => (t.met === undefined ? (t.measured === 'not run' ? 'not run' : 'not judged') : t.met ? 'met' : 'MISSED');
@@ -185,7 +195,7 @@ function markdown(r: Results, dir: string): string {
     for (const x of r.scale.filter((s) => s.heap)) out.push(`At N=${x.n}:`, ...Object.entries(x.heap!).map(([k, h]) => `- ${k} (RSS ${ms(x.rssMiB[k as 'nsmgr'], 0)} MiB): ${heapLine(h)}`), '');
   }
   if (r.soak) out.push('## Soak', '', soakSummary(r.soak), '', soakTable(r.soak), '');
-  for (const [name, s] of Object.entries(r.sub)) out.push(`## ${name} (exit ${s.exitCode}, ${ms(s.seconds, 0)} s; output in ${s.file})`, '', readFileSync(join(dir, s.file), 'utf8').trim(), '');
+  for (const [name, s] of Object.entries(r.sub)) out.push(`## ${name} (exit ${s.exitCode}, ${ms(s.seconds, 0)} s; output in ${s.file})`, '', withoutSummary(readFileSync(join(dir, s.file), 'utf8')).trim(), '');
   for (const [stage, e] of Object.entries(r.errors)) out.push(`**${stage} failed:** ${e}`, '');
   return out.join('\n');
 }
@@ -253,6 +263,10 @@ runBench(async () => {
   });
   await stage(r, 'no-false-heal', only, () => sub(r, out, 'no-false-heal', ['--minutes', '1']));
   await stage(r, 'soak', only, async () => void (r.soak = await runSoak({ minutes: soakMinutes, alive: 200, sampleS: Math.max(5, soakMinutes) })));
+  await stage(r, 'remote', only, async () => {
+    await sub(r, out, 'remote', ['--n', '20', '--reps', '3', '--seconds', '5']);
+    r.remote = parseSummary(readFileSync(join(out, 'remote.txt'), 'utf8'));
+  });
   r.durationS = (wallNow() - t0) / 1000;
   r.targets = targets(r);
   writeFileSync(join(out, 'results.json'), JSON.stringify(r, null, 2));

@@ -29,8 +29,11 @@ import { addNs, CLK_TCK, delNs, descendants, execIn, linkView, ROOT, sleep, tree
 
 const POD_RELAY = join(ROOT, 'dist/test/fixtures/pod-proxy.js');
 
+/** What a sample needs of a mesh: its dir (logs, relay sockets) and the nsmgr socket the client uses (one node's, in a mesh of nodes). */
+export type NsmgrAt = Pick<Mesh, 'dir'> & { readonly sock: Pick<Mesh['sock'], 'nsmgr'> };
+
 /** A relay to nsmgr's socket from inside `ns` (see the header); resolves with its socket URL and a stop. */
-async function podRelay(mesh: Mesh, ns: Ns): Promise<{ url: string; stop: () => Promise<void> }> {
+async function podRelay(mesh: NsmgrAt, ns: Ns): Promise<{ url: string; stop: () => Promise<void> }> {
   const listen = join(mesh.dir, `${ns.name}.sock`);
   const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, POD_RELAY, listen, mesh.sock.nsmgr.replace(/^unix:\/\//, '')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -172,7 +175,7 @@ async function timeRefreshes(
  * One Request of `service` (an NSURL) from a fresh client netns, timed to usable; then Close and netns
  * deletion (not timed). Rejects when not connected within `timeoutMs`.
  */
-export async function nscSample(mesh: Mesh, i: number, logStream: NodeJS.WritableStream, service: string, opts: SampleOptions = {}): Promise<Sample> {
+export async function nscSample(mesh: NsmgrAt, i: number, logStream: NodeJS.WritableStream, service: string, opts: SampleOptions = {}): Promise<Sample> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const ns = await addNs('c');
   const relay = await podRelay(mesh, ns);
