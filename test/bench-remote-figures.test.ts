@@ -38,13 +38,13 @@ test('median: odd, even, empty, non-finite values ignored', () => {
   assert.ok(Number.isNaN(median([])));
 });
 
-function summary(p: { local?: number[]; remote?: number[]; raw?: number[]; vxlan?: number[]; wg?: number[]; remoteError?: string }): RemoteSummary {
+function summary(p: { local?: number[]; remote?: number[]; raw?: number[]; vxlan?: number[]; wg?: number[]; remoteError?: string; vxlanError?: string }): RemoteSummary {
   const heal = stats([500, 520, 540]);
   return {
     latency: { local: p.local && stats(p.local), remote: p.remote && stats(p.remote), rawVeth: stats([20]), rawVxlan: stats([90]), remoteError: p.remoteError },
     heal: { local: { n: 3, toReply: heal, healed: heal, both: heal, never: 0 } },
     throughput: { raw: { bps: p.raw ?? [], retransmits: [] }, local: { bps: [10e9], retransmits: [] }, vxlan: { bps: p.vxlan ?? [], retransmits: [] }, wireguard: { bps: p.wg ?? [], retransmits: [] } },
-    clientErrors: p.wg ? {} : { wireguard: 'not connected in 30 s' },
+    clientErrors: { ...(p.wg ? {} : { wireguard: 'not connected in 30 s' }), ...(p.vxlanError ? { vxlan: p.vxlanError } : {}) },
   };
 }
 
@@ -53,7 +53,8 @@ test('remoteTargets judges the latency ratio and the VXLAN share, reports WireGu
   const cases: Array<[string, RemoteSummary, Array<boolean | undefined>]> = [
     ['both met (2× exactly, 80 % exactly)', summary({ local: [50, 50, 50], remote: [100, 100, 100], raw: [2e9], vxlan: [1.6e9], wg: [0.5e9] }), [true, true, undefined, undefined]],
     ['both missed', summary({ local: [50], remote: [101], raw: [2e9], vxlan: [1.5e9], wg: [0.5e9] }), [false, false, undefined, undefined]],
-    ['remote not measured', summary({ local: [50], remote: [], raw: [2e9], remoteError: 'not connected in 15000 ms' }), [undefined, undefined, undefined, undefined]],
+    ['remote Requests failed: missed', summary({ local: [50], remote: [], raw: [2e9], remoteError: 'not connected in 15000 ms', vxlanError: 'not connected in 30 s' }), [false, false, undefined, undefined]],
+    ['raw underlay not measured', summary({ local: [50], remote: [60], vxlan: [1e9], wg: [1e9] }), [true, undefined, undefined, undefined]],
     ['nothing run', EMPTY_SUMMARY, [undefined, undefined, undefined, undefined]],
   ];
   for (const [name, s, want] of cases) assert.deepEqual(verdicts(s), want, name);
@@ -65,8 +66,11 @@ test('remoteTargets judges the latency ratio and the VXLAN share, reports WireGu
   assert.match(heal!.measured, /^local 520\.0 ms \(to reply 520\.0 ms, n=3\)$/);
 
   const missing = remoteTargets(summary({ local: [50], remote: [], raw: [2e9], remoteError: 'not connected in 15000 ms' }));
-  assert.equal(missing[0]!.measured, 'remote not measured: not connected in 15000 ms');
-  assert.equal(missing[2]!.measured, 'not measured: not connected in 30 s', 'the client error of the kind');
+  assert.equal(missing[0]!.measured, 'remote Requests failed: not connected in 15000 ms');
+  assert.equal(missing[1]!.measured, 'not run', 'no VXLAN client started, no error: not run');
+  assert.equal(missing[2]!.measured, 'the connection failed: not connected in 30 s', 'the client error of the kind');
+  assert.equal(remoteTargets(summary({ local: [50], remote: [60], vxlan: [1e9], wg: [1e9] }))[1]!.measured, 'not run', 'no raw figure, no error');
+  assert.equal(remoteTargets({ ...EMPTY_SUMMARY, throughput: { raw: { bps: [], retransmits: [], error: 'iperf3: boom' }, vxlan: { bps: [1], retransmits: [] } } })[1]!.measured, 'raw underlay not measured: iperf3: boom');
   assert.deepEqual(remoteTargets(EMPTY_SUMMARY).map((t) => t.measured), ['not run', 'not run', 'not run', 'not run']);
 });
 
