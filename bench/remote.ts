@@ -156,6 +156,15 @@ interface Client {
   readonly src: string;
   /** The NSE's address (no prefix). */
   readonly dst: string;
+  /** The connection's path (segment names) and the NSC's nsm-1: its kind (veth, vxlan, tun) and MTU — what the forwarders made. */
+  readonly path: string[];
+  readonly iface: string;
+}
+
+/** `<kind> mtu <n>` of a link in `ns` (`ip -d`: linkinfo.info_kind). */
+async function linkKind(ns: Ns, dev: string): Promise<string> {
+  const [l] = JSON.parse(await sh('ip', ['-n', ns.name, '-d', '-j', 'link', 'show', 'dev', dev])) as Array<{ mtu: number; linkinfo?: { info_kind?: string } }>;
+  return `${l?.linkinfo?.info_kind ?? 'unknown kind'}, mtu ${l?.mtu}`;
 }
 
 /** The `err` of the last log line of `proc` that has one (why an NSC keeps retrying). */
@@ -179,12 +188,12 @@ async function startClient(m: NodeMesh, kind: ConnectionKind): Promise<Client> {
     NSM_STATUS_FILE: statusFile,
   }, ns);
   try {
-    const est = await proc.waitLog(/"src":\["([^"]+)"\],"dst":\["([^"]+)"\].*"msg":"connection established"/, 30_000).catch((err: unknown) => {
+    const est = await proc.waitLog(/"path":\[([^\]]*)\],"src":\["([^"]+)"\],"dst":\["([^"]+)"\].*"msg":"connection established"/, 30_000).catch((err: unknown) => {
       throw new Error(`not connected in 30 s${lastLogError(proc) ? `; its last error: ${lastLogError(proc)}` : ` (${errText(err)})`}`);
     });
-    const c = { kind, ns, proc, statusFile, src: est[1]!, dst: bare(est[2]!) };
-    await waitUsable(ns, 'nsm-1', c.src, c.dst);
-    return c;
+    const [src, dst] = [est[2]!, bare(est[3]!)];
+    await waitUsable(ns, 'nsm-1', src, dst);
+    return { kind, ns, proc, statusFile, src, dst, path: est[1]!.replace(/"/g, '').split(','), iface: await linkKind(ns, 'nsm-1') };
   } catch (err) {
     await proc.kill();
     await delNs(ns);
@@ -468,6 +477,14 @@ function printHeal(h: RemoteSummary['heal'], clientErrors: RemoteSummary['client
 
 // ---- the run -------------------------------------------------------------------------------------------
 
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 /** Links other than lo and ul0 in the node netns, and in the NSEs' netns, once every client is gone. */
 async function leakCheck(m: NodeMesh, nses: Ns[]): Promise<string> {
   const extra = async (ns: Ns) => (await nonLoLinks(ns)).filter((l) => l !== 'ul0');
@@ -477,7 +494,8 @@ async function leakCheck(m: NodeMesh, nses: Ns[]): Promise<string> {
     const left = await extra(ns);
     lines.push(`${ns.name}: ${left.length ? left.join(', ') : 'none'}`);
   }
-  return `leak check after every client closed — links other than lo/ul0: ${lines.join('; ')}`;
+  const wg = processesInNetns(topologyNetns(m.topology)).filter(({ pid }) => comm(pid) === 'wireguard-go');
+  return `leak check after every client closed — links other than lo/ul0: ${lines.join('; ')}; wireguard-go processes in the node netns: ${wg.length ? wg.map((x) => `${x.pid} (${x.netns})`).join(', ') : 'none'}`;
 }
 
 runBench(async () => {
@@ -502,6 +520,11 @@ runBench(async () => {
       progress(`NSC for ${k} did not connect: ${clientErrors[k]}`);
     }
   }
+  const clientLines = CONNECTION_KINDS.map((k) => {
+    const c = clients[k];
+    return c ? `- ${k}: ${c.path.join(' → ')} (${c.path.length} segments); the NSC's nsm-1: ${c.iface}; ${c.src} → ${c.dst}` : `- ${k}: did not connect: ${clientErrors[k]}`;
+  });
+  for (const l of clientLines) progress(l.slice(2));
   const throughput = await measureThroughput(m, clients, nse);
   progress('heal: link-downs');
   const up = CONNECTION_KINDS.flatMap((k) => (clients[k] ? [clients[k]] : []));
@@ -516,6 +539,10 @@ runBench(async () => {
     clientErrors,
   };
   printLatency(lat);
+  console.log('');
+  console.log('Connections of the throughput and heal phases (one `nsm nsc` process each, on node-1):');
+  console.log('');
+  for (const l of clientLines) console.log(l);
   printThroughput(throughput, clientErrors);
   printHeal(heal, clientErrors);
   console.log('');
