@@ -58,11 +58,11 @@ function checkIp(field: string, v: unknown): { text: string; family: 4 | 6 } {
   return { text: formatIp(ip), family: ip.family };
 }
 
-/** A WireGuard key: 32 bytes in standard base64 (44 characters). Returns the canonical form. */
-export function checkKey(field: string, v: unknown): string {
+/** A WireGuard key: 32 bytes in standard base64 (44 characters). A `secret` one is never quoted in the error. */
+export function checkKey(field: string, v: unknown, secret = false): string {
   const ok = typeof v === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').length === 32;
-  if (!ok) throw new InvalidArgumentError(field, typeof v === 'string' && v.length === 44 ? '<44 characters>' : v, 'not a WireGuard key (32 bytes, base64)');
-  return v;
+  if (!ok) throw new InvalidArgumentError(field, secret && typeof v === 'string' ? `<${v.length} characters, not shown>` : v, 'not a WireGuard key (32 bytes, base64)');
+  return v as string;
 }
 
 function ipPair(t: { localIp?: unknown; remoteIp?: unknown }): { localIp: string; remoteIp: string } {
@@ -83,7 +83,7 @@ function normTunnel(t: TunnelSpec['tunnel']): WantTunnelParams {
     const ips = ipPair(t);
     return {
       kind: 'wireguard',
-      privateKey: checkKey('tunnel.privateKey', t.privateKey),
+      privateKey: checkKey('tunnel.privateKey', t.privateKey, true),
       peerPublicKey: checkKey('tunnel.peerPublicKey', t.peerPublicKey),
       localIp: ips.localIp,
       listenPort: checkPort('tunnel.listenPort', t.listenPort),
