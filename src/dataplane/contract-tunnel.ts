@@ -84,10 +84,14 @@ async function assertEnd(env: TunnelContractEnv, spec: TunnelSpec): Promise<Cont
   return l;
 }
 
-/** Pings both ways; a tunnel may need a moment for its first packet (WireGuard's handshake), so a few tries. */
+/**
+ * Pings both ways. A tunnel may need a moment: WireGuard handshakes on the first packet, and an
+ * initiation lost while the other end was being (re)configured is retried after REKEY_TIMEOUT (5 s) —
+ * so up to 12 one-second tries.
+ */
 async function assertPings(env: TunnelContractEnv, c: Conn): Promise<void> {
   const once = async (ns: string, addr: string) => {
-    for (let i = 0; i < 5; i++) if (await env.ping(ns, addr)) return true;
+    for (let i = 0; i < 12; i++) if (await env.ping(ns, addr)) return true;
     return false;
   };
   assert.ok(await once(env.podA, c.b.end.addrs[0]!.split('/')[0]!), 'ping node B pod from node A pod');

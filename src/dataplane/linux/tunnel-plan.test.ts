@@ -87,4 +87,10 @@ test('wireguard UAPI: set request and get parsing agree', () => {
   assert.deepEqual(got, goodWg);
   assert.deepEqual(wgDiff(got, wg.tunnel as never), []);
   assert.deepEqual(wgDiff({ peers: [] }, wg.tunnel as never), ['set wireguard private key', 'set wireguard listen port 51820', 'set wireguard peer 10.0.0.2:51821']);
+  // The same peer key with another endpoint: updated in place (its session survives), nothing else sent.
+  const moved = setRequest(wg.tunnel as never, { ...goodWg, peers: [{ ...goodWg.peers[0]!, endpoint: '10.0.0.9:1' }] });
+  assert.ok(!moved.includes('replace_peers') && !moved.includes('private_key') && !moved.includes('listen_port'), moved);
+  assert.ok(moved.includes('endpoint=10.0.0.2:51821\n'));
+  // A new peer key replaces the peers.
+  assert.ok(setRequest(wg.tunnel as never, { ...goodWg, peers: [{ ...goodWg.peers[0]!, publicKey: K1 }] }).includes('replace_peers=true\n'));
 });

@@ -10,13 +10,13 @@
 import { AlreadyExistsError, DataplaneError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { parseAlias } from '../spec.js';
-import { tunnelTmpName, type WantTunnel, type WantVxlan } from '../tunnel-spec.js';
+import { tunnelTmpName, type WantTunnel, type WantVxlan, type WantWireguard } from '../tunnel-spec.js';
 import type { Side, TunnelState } from '../types.js';
 import { IpBatchFailure, PING_GROUP_RANGE, type Ip, type NetnsPath } from './ip.js';
 import { endState, readEnd, readLink } from './read.js';
 import { L, endMac } from './state.js';
 import { moveLines, planTunnel, podLines, vxlanCreateLine } from './tunnel-plan.js';
-import { configure, readConfig, reapWireguardGo, startWireguardGo, wireguardPid } from './wireguard.js';
+import { awaitListenPort, checkListenPort, configure, readConfig, reapWireguardGo, startWireguardGo, wireguardPid, type WgConfig } from './wireguard.js';
 
 /** Runs the removal of another owner's link under that owner's lock if it is an orphan; false if it is live. */
 export type Claim = (owner: string, fn: () => Promise<void>) => Promise<boolean>;
@@ -56,7 +56,7 @@ export class TunnelWriter {
     const plan = planTunnel(w, s, wg, live);
     const pgr = s.pingGroupRange !== PING_GROUP_RANGE;
     if (plan.kind === 'converge') {
-      if (plan.wireguard.length && w.tunnel.kind === 'wireguard') await configure(tunnelTmpName('wireguard', w.owner, w.side), w.tunnel, signal);
+      if (plan.wireguard.length && w.tunnel.kind === 'wireguard') await this.#reconfigure(w.owner, w.side, w.tunnel, wg!, signal);
       await this.#ip.batch(pod, plan.lines, { op: 'converge tunnel end', target: w.owner, pingGroupRange: pgr, ...sig(signal) });
       return { end: { ifindex: plan.link.ifindex, mac: plan.link.mac, created: false }, actions: [...plan.actions, ...(pgr ? [`${w.side}: set ping_group_range`] : [])] };
     }
@@ -69,6 +69,15 @@ export class TunnelWriter {
     }
     const created = await this.create(w, pod, pgr, signal);
     return { end: created.end, actions: [...actions, ...created.actions] };
+  }
+
+  /** Converges a running WireGuard end's settings over UAPI; a new listen port is checked free first and bound after. */
+  async #reconfigure(owner: string, side: Side, want: WantWireguard, have: WgConfig, signal?: AbortSignal): Promise<void> {
+    const dev = tunnelTmpName('wireguard', owner, side);
+    const pid = have.listenPort !== want.listenPort ? await wireguardPid(dev) : undefined;
+    await checkListenPort(pid, want.listenPort);
+    await configure(dev, want, signal, have);
+    await awaitListenPort(pid, want.listenPort, signal);
   }
 
   /** A fresh create: the device in the tunnel netns, configured, moved into the pod and configured there. */
@@ -86,7 +95,9 @@ export class TunnelWriter {
         await startWireguardGo(this.#tunnel, tmp, this.#opts.wireguardBin, this.#opts.nsenterBin, signal);
         pid = await wireguardPid(tmp);
         actions.push(`start wireguard-go ${tmp}`);
+        await checkListenPort(pid, w.tunnel.listenPort);
         await configure(tmp, w.tunnel, signal);
+        await awaitListenPort(pid, w.tunnel.listenPort, signal);
         actions.push(`configure wireguard (listen port ${w.tunnel.listenPort})`);
       }
       await this.#ip.batch(this.#tunnel, moveLines(tmp, w.end.alias, pod), { op: 'move tunnel end', target: w.owner, ...sig(signal) });

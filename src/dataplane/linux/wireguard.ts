@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { DataplaneError, errorMessage } from '../../core/errors.js';
 import { listenerInode, socketHolders } from '../../core/peer.js';
 import { linkSignals, sleep } from '../../core/signals.js';
@@ -121,13 +121,18 @@ export function wgDiff(have: WgConfig, want: WantWireguard): string[] {
   return out;
 }
 
-/** The full `set=1` request for `want` (replaces the peers). */
-export function setRequest(want: WantWireguard): string {
+/**
+ * The `set=1` request that takes a device from `have` to `want` (everything when `have` is undefined).
+ * A peer whose key stays is updated in place (endpoint, allowed IPs, keepalive), so its session survives;
+ * a new peer key replaces the peers.
+ */
+export function setRequest(want: WantWireguard, have?: WgConfig): string {
+  const keep = have?.peers.length === 1 && have.peers[0]!.publicKey === want.peerPublicKey;
   return [
     'set=1',
-    `private_key=${keyHex(want.privateKey)}`,
-    `listen_port=${want.listenPort}`,
-    'replace_peers=true',
+    ...(have?.privateKey !== want.privateKey ? [`private_key=${keyHex(want.privateKey)}`] : []),
+    ...(have?.listenPort !== want.listenPort ? [`listen_port=${want.listenPort}`] : []),
+    ...(keep ? [] : ['replace_peers=true']),
     `public_key=${keyHex(want.peerPublicKey)}`,
     `endpoint=${endpointOf(want.remoteIp, want.remotePort)}`,
     'replace_allowed_ips=true',
@@ -139,14 +144,63 @@ export function setRequest(want: WantWireguard): string {
   ].join('\n');
 }
 
-/** Configures the device `dev` to `want`; a listen port in use is an error naming the port. */
-export async function configure(dev: string, want: WantWireguard, signal?: AbortSignal): Promise<void> {
-  try {
-    await uapi(dev, setRequest(want), signal);
-  } catch (err) {
-    if (err instanceof UapiError && err.errno === EADDRINUSE) {
-      throw new DataplaneError('set wireguard listen port', `UDP port ${want.listenPort} is already in use in the tunnel netns (WireGuard listen port)`, { cause: err });
+/** The UDP sockets bound in the netns of process `pid` (its `/proc/<pid>/net/udp` and `udp6` tables): port → socket inodes. */
+export async function udpSocketsOf(pid: number): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
+  for (const table of ['udp', 'udp6']) {
+    const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const local = f[1];
+      if (!local || f[9] === undefined) continue;
+      const port = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+      out.set(port, [...(out.get(port) ?? []), Number(f[9])]);
     }
+  }
+  return out;
+}
+
+/** The socket inodes among process `pid`'s open files. */
+async function socketsOfPid(pid: number): Promise<Set<number>> {
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return new Set(links.map((l) => /^socket:\[(\d+)\]$/.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number));
+}
+
+/**
+ * Refuses a listen port already bound in the tunnel netns by another process than wireguard-go `pid`
+ * (seen from its netns). wireguard-go binds when it handles its device's up event, and a port in use
+ * found then is only logged: so look before, and `awaitListenPort` after.
+ */
+export async function checkListenPort(pid: number | undefined, port: number): Promise<void> {
+  if (pid === undefined) return;
+  const [bound, mine] = await Promise.all([udpSocketsOf(pid), socketsOfPid(pid)]);
+  if ((bound.get(port) ?? []).some((ino) => !mine.has(ino))) throw portInUse(port);
+}
+
+/** Waits (bounded) until wireguard-go `pid` holds a UDP socket on `port`; an error naming the port if it never does. */
+export async function awaitListenPort(pid: number | undefined, port: number, signal?: AbortSignal): Promise<void> {
+  if (pid === undefined) return;
+  const deadline = Date.now() + WIREGUARD_EXIT_MS;
+  for (;;) {
+    const [bound, mine] = await Promise.all([udpSocketsOf(pid), socketsOfPid(pid)]);
+    const socks = bound.get(port) ?? [];
+    if (socks.some((ino) => mine.has(ino))) return;
+    if (socks.length > 0 || Date.now() > deadline) throw portInUse(port);
+    await sleep(20, signal);
+  }
+}
+
+function portInUse(port: number, cause?: unknown): DataplaneError {
+  return new DataplaneError('set wireguard listen port', `UDP port ${port} is already in use in the tunnel netns (WireGuard listen port)`, cause ? { cause } : undefined);
+}
+
+/** Configures the device `dev` to `want` (from `have`, its config now, if known); a listen port in use is an error naming the port. */
+export async function configure(dev: string, want: WantWireguard, signal?: AbortSignal, have?: WgConfig): Promise<void> {
+  try {
+    await uapi(dev, setRequest(want, have), signal);
+  } catch (err) {
+    if (err instanceof UapiError && err.errno === EADDRINUSE) throw portInUse(want.listenPort, err);
     throw err instanceof UapiError ? new DataplaneError('configure wireguard', err.message, { cause: err }) : err;
   }
 }
