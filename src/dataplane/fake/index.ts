@@ -5,7 +5,11 @@
  * things through `setDown`, `deleteLink`, `flushAddrs`, `delRoute`, `addAddr`, `addForeignLink`, and ask
  * `reachable(netns, addr)` for a modelled ping. Netns are any strings, created on first use. The
  * modelled kernel (the netns) can be shared: `restarted()` is a new data plane over the same netns, as a
- * restarted forwarder finds them. No I/O, no background work.
+ * restarted forwarder finds them. Tunnel ends (`ensureTunnel`) are links of kind `vxlan` / `tun` with
+ * their parameters; two ends on different nodes (`onNode`: another data plane over the same netns with
+ * its own tunnel netns) reach each other when their parameters match both ways (real X25519 for the
+ * WireGuard keys); a VNI or listen port used twice in one tunnel netns is refused like the kernel does.
+ * No I/O, no background work.
  */
 import { randomBytes } from 'node:crypto';
 import { DataplaneError } from '../../core/errors.js';

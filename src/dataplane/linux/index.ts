@@ -22,6 +22,10 @@
  * the netns this data plane has put or found links in (forgotten once they are gone) and removes orphans
  * seen twice.
  *
+ * Tunnel ends of remote connections (`ensureTunnel`: VXLAN, userspace WireGuard) share the inventory,
+ * the aliases and the orphan GC; their UDP side lives in `options.tunnelNetns` (`tunnel-ends.ts`,
+ * `tunnel.ts`).
+ *
  * Mirrors sdk-kernel's `connectioncontextkernel` + kernel forwarder veth handling (see style-anchors §4).
  * No background work.
  */

@@ -143,9 +143,11 @@ export class TunnelWriter {
   /** Deletes what a failed create made, wherever it got to; returns the error to throw. */
   async #rollback(err: unknown, w: WantTunnel, tmp: string, pod: NetnsPath, stage: 'tunnel' | 'pod-tmp' | 'pod', pid: number | undefined): Promise<unknown> {
     try {
-      const [path, name] = stage === 'tunnel' ? [this.#tunnel, tmp] : stage === 'pod-tmp' ? [pod, tmp] : [pod, w.end.name];
-      await this.deleteLink(path, name, w.owner);
-      if (stage !== 'tunnel') await this.deleteLink(this.#tunnel, tmp, w.owner); // the move may not have happened
+      // Wherever the device got to (a cancelled batch may have moved it without saying so): the tunnel
+      // netns and the pod under the tmp name (both derived from the owner), the end's name once renamed.
+      if (stage === 'pod') await this.deleteLink(pod, w.end.name, w.owner);
+      await this.deleteLink(pod, tmp, w.owner);
+      await this.deleteLink(this.#tunnel, tmp, w.owner);
       if (w.tunnel.kind === 'wireguard') await reapWireguardGo(tmp, pid ?? (await wireguardPid(tmp)));
       this.#log.debug({ connId: w.owner, step: err instanceof DataplaneError ? err.step : undefined }, 'rolled back fresh tunnel create');
       return err;
