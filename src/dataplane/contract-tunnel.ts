@@ -114,6 +114,7 @@ export function tunnelContract(name: string, make: Make): void {
     lifecycleCases(it, make, kind);
     inventoryCases(it, make, kind);
   }
+  sweepCases(it, make);
   collisionCases(it, make);
 }
 
@@ -226,6 +227,42 @@ function inventoryCases(it: It, make: Make, kind: Kind): void {
     await dp.removeTunnel(kept.a);
     await env.dpB.removeTunnel(kept.b);
     await env.dpB.removeTunnel(orphan.b);
+    assert.deepEqual(await env.leftovers(), []);
+  });
+}
+
+function sweepCases(it: It, make: Make): void {
+  it('sweepOrphans removes a tunnel end of an owner not held once two sweeps saw it; a held one stays', async (t) => {
+    const env = await setup(t, make);
+    const kept = conn(env, 'wireguard', 1);
+    const leaked = conn(env, 'vxlan', 2);
+    await env.dpA.ensureTunnel(leaked.a);
+    const dp = env.restartA(); // holds nothing of `leaked`: what a cut-short removal leaves
+    await dp.ensureTunnel(kept.a);
+    assert.deepEqual(await dp.sweepOrphans(), { removed: [], failed: [] }, 'first sighting: nothing removed');
+    const second = await dp.sweepOrphans();
+    assert.deepEqual(second.failed, []);
+    assert.deepEqual(second.removed.map((l) => [l.owner, l.name, l.kind]), [[leaked.a.owner, leaked.a.end.name, 'vxlan']]);
+    assert.deepEqual(await env.links(env.podA), [kept.a.end.name]);
+    await assertEnd(env, kept.a);
+    await dp.removeTunnel(kept.a);
+    assert.deepEqual(await env.leftovers(), []);
+  });
+
+  it('two connections ensuring the same end name at once: one gets it, the other AlreadyExistsError, nothing else left', async (t) => {
+    const env = await setup(t, make);
+    const x = conn(env, 'vxlan', 1);
+    const y = conn(env, 'wireguard', 2);
+    const yy: TunnelSpec = { ...y.a, end: { ...y.a.end, name: x.a.end.name } };
+    const results = await Promise.allSettled([env.dpA.ensureTunnel(x.a), env.dpA.ensureTunnel(yy)]);
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))));
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    assert.ok(loser.reason instanceof AlreadyExistsError, String(loser.reason));
+    const winner = results[0]!.status === 'fulfilled' ? x.a : yy;
+    assert.deepEqual(env.dpA.held(), [winner.owner]);
+    await assertEnd(env, winner);
+    await env.dpA.removeTunnel(winner);
+    assert.deepEqual(await env.links(env.podA), []);
     assert.deepEqual(await env.leftovers(), []);
   });
 }

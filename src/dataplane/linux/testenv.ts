@@ -80,12 +80,14 @@ async function referenced(ns: TestNetns): Promise<boolean> {
   return false;
 }
 
-/** Two "nodes" for tunnel tests: two netns joined by a veth underlay (`u0` 10.231.0.1/24, `u1` 10.231.0.2/24). */
+/** Two "nodes" for tunnel tests: two netns joined by a veth underlay (`u0` 10.231.0.1/24 fd31::1/64, `u1` 10.231.0.2/24 fd31::2/64). */
 export interface TestNodes {
   a: TestNetns;
   b: TestNetns;
   ipA: string;
   ipB: string;
+  ip6A: string;
+  ip6B: string;
 }
 
 export const UNDERLAY_DEVS = ['u0', 'u1'];
@@ -99,13 +101,14 @@ export async function addNodes(): Promise<TestNodes> {
   const b = await addNetns('nb');
   const ipn = (ns: TestNetns, ...args: string[]) => run('ip', ['-n', ns.name, ...args]);
   await ipn(a, 'link', 'add', 'u0', 'type', 'veth', 'peer', 'name', 'u1', 'netns', b.path);
-  for (const [ns, dev, ip] of [[a, 'u0', '10.231.0.1/24'], [b, 'u1', '10.231.0.2/24']] as const) {
+  for (const [ns, dev, ip, ip6] of [[a, 'u0', '10.231.0.1/24', 'fd31::1/64'], [b, 'u1', '10.231.0.2/24', 'fd31::2/64']] as const) {
     await ipn(ns, 'addr', 'add', ip, 'dev', dev);
+    await ipn(ns, 'addr', 'add', ip6, 'dev', dev, 'nodad');
     await ipn(ns, 'link', 'set', 'lo', 'up');
     await ipn(ns, 'link', 'set', dev, 'up');
     await run('ip', ['netns', 'exec', ns.name, 'ethtool', '-K', dev, 'tx', 'off']).catch(() => undefined);
   }
-  return { a, b, ipA: '10.231.0.1', ipB: '10.231.0.2' };
+  return { a, b, ipA: '10.231.0.1', ipB: '10.231.0.2', ip6A: 'fd31::1', ip6B: 'fd31::2' };
 }
 
 /** Pids of the processes whose netns is `ns` (what a test started there, e.g. wireguard-go). */

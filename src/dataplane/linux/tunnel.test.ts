@@ -102,6 +102,53 @@ if (skip) {
     assert.ok(await ping(e.pb, '172.16.51.1'));
   });
 
+  test('linux: VXLAN and WireGuard over an IPv6 underlay, with IPv6 inside; a restarted forwarder adopts both', async (t) => {
+    const e = await env(t);
+    const dp = dataPlanes(e);
+    const six = (s: TunnelSpec, i: number): TunnelSpec => {
+      const mine = s.side === 'nsc' ? e.nodes.ip6A : e.nodes.ip6B;
+      const peer = s.side === 'nsc' ? e.nodes.ip6B : e.nodes.ip6A;
+      const [me, other] = s.side === 'nsc' ? [1, 2] : [2, 1];
+      const end = { ...s.end, name: `${s.end.name.slice(0, 3)}-${i}`, addrs: [`fd60:${i}::${me}/128`], routes: [{ prefix: `fd60:${i}::${other}/128` }] };
+      return { ...s, end, tunnel: { ...s.tunnel, localIp: mine, remoteIp: peer } };
+    };
+    const [va, vb] = vxPair(e, 'conn-v6-vx').map((s) => six(s, 1)) as [TunnelSpec, TunnelSpec];
+    const [wa, wb] = wgPair(e, 'conn-v6-wg').map((s) => six(s, 2)) as [TunnelSpec, TunnelSpec];
+    const A = dp.a();
+    const B = dp.b();
+    const first = [await A.ensureTunnel(va), await A.ensureTunnel(wa)];
+    await B.ensureTunnel(vb);
+    await B.ensureTunnel(wb);
+    assert.ok(await ping(e.pa, 'fd60:1::2'), 'ping across VXLAN over IPv6');
+    assert.ok(await ping(e.pa, 'fd60:2::2'), 'ping across WireGuard over IPv6');
+    const again = dp.a();
+    const found = await again.start();
+    assert.deepEqual(found.map((l) => [l.owner, l.kind, l.tunnel]).sort(), [['conn-v6-vx', 'vxlan', { kind: 'vxlan', vni: 77, port: 4789 }], ['conn-v6-wg', 'tun', { kind: 'wireguard', port: 51820 }]]);
+    const adopted = [await again.ensureTunnel(va), await again.ensureTunnel(wa)];
+    assert.deepEqual(adopted.map((s) => [s.actions, s.end.ifindex]), first.map((s) => [[], s.end.ifindex]));
+    assert.deepEqual((await again.collectOrphans()).removed, []);
+    assert.ok(await ping(e.pb, 'fd60:2::1'));
+  });
+
+  test('linux: a scoped forwarder never collects another scope\'s tunnel end, whose name stays taken', async (t) => {
+    const e = await env(t);
+    const refs = async () => [e.nodes.a, e.pa].map((n) => ({ url: n.inodeUrl, path: n.path }));
+    const one = linuxDataPlane({ log }, { tunnelNetns: e.nodes.a.path, netns: refs, scope: 'fwd-one' });
+    const two = linuxDataPlane({ log }, { tunnelNetns: e.nodes.a.path, netns: refs, scope: 'fwd-two' });
+    const [a] = wgPair(e, 'conn-1');
+    await one.ensureTunnel(a);
+    assert.deepEqual(await two.start(), []);
+    await two.collectOrphans();
+    await two.sweepOrphans();
+    await two.sweepOrphans();
+    assert.deepEqual(await linkNames(e.pa), ['nsm-1']);
+    await assert.rejects(two.ensureTunnel({ ...a, owner: 'conn-2' }), { name: 'AlreadyExistsError' });
+    assert.equal(await two.tunnelPrivateKey('conn-1'), undefined, 'another scope\'s key is not this one\'s');
+    assert.equal(await one.tunnelPrivateKey('conn-1'), a.tunnel.kind === 'wireguard' ? a.tunnel.privateKey : '');
+    await one.removeTunnel(a);
+    assert.deepEqual(await leftovers(e.nodes), []);
+  });
+
   test('linux wireguard: wireguard-go runs in the node netns, found by its socket; remove ends it and its socket', async (t) => {
     const e = await env(t);
     const dp = dataPlanes(e);

@@ -109,6 +109,7 @@ export class TunnelWriter {
       } catch (err) {
         const f = err instanceof DataplaneError && err.cause instanceof IpBatchFailure ? err.cause : undefined;
         if (!f || f.index > 0) stage = 'pod';
+        if (f?.index === 0 && /File exists/.test(f.reason)) throw await this.#taken(w, pod, err);
         throw err;
       }
       actions.push(`${w.side}: move ${tmp} into the pod`, ...lines.slice(0, -1).map((l) => `${w.side}: ${l.step}`), ...(pingGroupRange ? [`${w.side}: set ping_group_range`] : []));
@@ -116,6 +117,13 @@ export class TunnelWriter {
     } catch (err) {
       throw await this.#rollback(err, w, tmp, pod, stage, pid);
     }
+  }
+
+  /** The end's name was taken between our read and the rename (another create won): AlreadyExists naming who has it. */
+  async #taken(w: WantTunnel, pod: NetnsPath, cause: unknown): Promise<AlreadyExistsError> {
+    const other = parseAlias((await readLink(this.#ip, pod, w.end.name, w.owner).catch(() => undefined))?.alias);
+    const who = other ? `: it belongs to connection ${other.owner}` : ' and is not owned by nsm-ts';
+    return new AlreadyExistsError(`${w.side} interface ${w.end.name} already exists in netns ${w.end.netns}${who}`, { cause });
   }
 
   async #createVxlan(tmp: string, owner: string, t: WantVxlan, mac: string, signal?: AbortSignal): Promise<void> {
