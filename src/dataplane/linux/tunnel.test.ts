@@ -216,6 +216,14 @@ if (skip) {
     assert.equal((await processesIn(e.nodes.a)).length, 1);
     await A.removeTunnel(a);
     assert.deepEqual(await leftovers(e.nodes), []);
+    // And a remove of that owner clears one too (the pod end never got there).
+    await startWireguardGo(e.nodes.a.path, dev);
+    await sh('ip', ['-n', e.nodes.a.name, 'link', 'set', 'dev', dev, 'alias', `nsm-ts:${owner}:nsc`]);
+    const pid3 = (await wireguardPid(dev))!;
+    await A.removeTunnel(a);
+    assert.equal(await running(pid3), false);
+    assert.equal(await exists(socketPath(dev)), false);
+    assert.deepEqual(await leftovers(e.nodes), []);
   });
 
   test('linux: a fresh create failing in the pod is rolled back (no device, no wireguard-go, no socket) and names the step', async (t) => {

@@ -176,11 +176,17 @@ export class TunnelWriter {
     return [`delete ${kind ?? 'link'} ${name}`, ...(kind === 'tun' ? await reapWireguardGo(tmp, pid) : [])];
   }
 
-  /** Removes `owner`'s end `name` in the pod (if its alias is ours) and anything of it left in the tunnel netns. */
+  /**
+   * Removes `owner`'s end `name` in the pod (if its alias is ours). When there is none, also what a create
+   * cut short may have left in the tunnel netns (a device under its tmp name, a wireguard-go).
+   */
   async remove(owner: string, side: Side, name: string, pod: NetnsPath | undefined, signal?: AbortSignal): Promise<void> {
     const link = pod ? await readLink(this.#ip, pod, name, owner, signal) : undefined;
     const a = parseAlias(link?.alias);
-    if (link && a && a.owner === owner && a.side === side && (link.kind === 'vxlan' || link.kind === 'tun')) await this.deleteEnd(pod!, name, link.kind, owner, side, signal);
+    if (link && a && a.owner === owner && a.side === side && (link.kind === 'vxlan' || link.kind === 'tun')) {
+      await this.deleteEnd(pod!, name, link.kind, owner, side, signal);
+      return;
+    }
     for (const kind of ['vxlan', 'wireguard'] as const) {
       const tmp = tunnelTmpName(kind, owner, side);
       const left = await readLink(this.#ip, this.#tunnel, tmp, owner, signal);

@@ -251,6 +251,7 @@ export async function startWireguardGo(path: NetnsPath, dev: string, bin = 'wire
 
 /** The pid of the process serving `dev`'s UAPI socket (the socket's listener's holder), if any. */
 export async function wireguardPid(dev: string): Promise<number | undefined> {
+  if (!(await stat(socketPath(dev)).catch(() => undefined))?.isSocket()) return undefined; // the cheap answer first
   const inode = await listenerInode(socketPath(dev));
   if (inode === undefined) return undefined;
   const holders = await socketHolders(inode);
