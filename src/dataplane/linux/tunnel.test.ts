@@ -226,6 +226,21 @@ if (skip) {
     assert.deepEqual(await leftovers(e.nodes), []);
   });
 
+  test('linux: removing an end whose pod and tunnel netns are gone succeeds (missing = success)', async (t) => {
+    const e = await env(t);
+    const dp = dataPlanes(e);
+    const [a] = wgPair(e, 'conn-gone');
+    const A = dp.a();
+    await A.ensureTunnel(a);
+    const pid = (await wireguardPid(tunnelTmpName('wireguard', a.owner, 'nsc')))!;
+    await sh('ip', ['netns', 'del', e.pa.name]);
+    await sh('ip', ['netns', 'del', e.nodes.a.name]);
+    await A.removeTunnel(a);
+    assert.deepEqual(A.held(), []);
+    for (let i = 0; i < 150 && (await running(pid)); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await running(pid), false, 'wireguard-go ended with its device (gone with the pod netns)');
+  });
+
   test('linux: a fresh create failing in the pod is rolled back (no device, no wireguard-go, no socket) and names the step', async (t) => {
     const e = await env(t);
     const dp = dataPlanes(e);

@@ -7,12 +7,13 @@
  * that holds its UAPI socket, never by name). A VNI already used in the tunnel netns is AlreadyExists
  * naming the VNI; a listen port in use is an error naming the port.
  */
+import { stat } from 'node:fs/promises';
 import { AlreadyExistsError, DataplaneError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { parseAlias } from '../spec.js';
 import { tunnelTmpName, type WantTunnel, type WantVxlan, type WantWireguard } from '../tunnel-spec.js';
 import type { Side, TunnelState } from '../types.js';
-import { IpBatchFailure, PING_GROUP_RANGE, type Ip, type NetnsPath } from './ip.js';
+import { IpBatchFailure, PING_GROUP_RANGE, SELF, type Ip, type NetnsPath } from './ip.js';
 import { endState, readEnd, readLink } from './read.js';
 import { L, endMac } from './state.js';
 import { moveLines, planTunnel, podLines, vxlanCreateLine } from './tunnel-plan.js';
@@ -187,6 +188,7 @@ export class TunnelWriter {
       await this.deleteEnd(pod!, name, link.kind, owner, side, signal);
       return;
     }
+    if (this.#tunnel !== SELF && !(await stat(this.#tunnel).catch(() => undefined))) return; // the tunnel netns is gone, and all in it
     for (const kind of ['vxlan', 'wireguard'] as const) {
       const tmp = tunnelTmpName(kind, owner, side);
       const left = await readLink(this.#ip, this.#tunnel, tmp, owner, signal);
