@@ -13,7 +13,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { meshTag } from '../src/local/nodes.js';
@@ -104,7 +104,7 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
     try {
       const r = spawnSync(process.execPath, [MAIN, 'example', 'dataplane-interrupt', '--nodes', '2', ...f.d], { encoding: 'utf8', timeout: 220_000, env: { ...process.env, NSM_RUN_DIR: '' } });
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(r.stdout, /nsm-1 is up in nsc-kernel on node-1; path nsc-kernel -> nsmgr-node-1 -> forwarder-node-1 -> nsmgr-node-2 -> forwarder-node-2 -> nse-kernel \(6 segments\)/);
+      assert.match(r.stdout, /nsm-1 is up in nsc-kernel on node-1; path nsc-kernel -> nsmgr-node-1 -> forwarder-node-1\.nsm[0-9a-f]{6} -> nsmgr-node-2 -> forwarder-node-2\.nsm[0-9a-f]{6} -> nse-kernel \(6 segments\)/);
       assert.match(r.stdout, /✔ every step passed \(13 steps\)/);
       assert.deepEqual(tagged(meshTag(f.dir)), [], 'the example stopped the mesh it started');
     } finally {
@@ -203,7 +203,7 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
       });
       const conn = s.connections[0];
       assert.deepEqual(conn.nodes, ['node-2']);
-      assert.deepEqual(conn.segments.map((g) => g.name), [nsc2, 'nsmgr-node-2', 'forwarder-node-2', nse2]);
+      assert.deepEqual(conn.segments.map((g) => g.name), [nsc2, 'nsmgr-node-2', `forwarder-node-2.${tag}`, nse2]);
       assert.equal(conn.segments[0].mechanism, 'KERNEL');
       assert.deepEqual(
         s.pods.map((p) => [p.pod, p.node, p.component, p.running]).sort(),
@@ -237,10 +237,34 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
       assert.equal(s2.security, 'insecure');
       assert.deepEqual(s2.nodes.map((n) => [n.netns, n.nsmgr, n.forwarder]), [[`${tag2}-node-1`, 'up', 'up']]);
       assert.ok(s2.components.every((c) => c.security === 'insecure'), JSON.stringify(s2.components));
+      assert.ok(environ(g.state()!.components['node-1/forwarder']!.pid).includes(`NSM_NAME=forwarder-node-1.${tag2}`), 'forwarder names (data-plane scopes) differ per mesh');
       must(['health', '--url', `tcp://${s2.nodes[0].address}:5001`, ...g.d], { netns: `${tag2}-node-1`, env: { NSM_INSECURE: 'true' } });
       must(['down', ...g.d]);
       assert.deepEqual(tagged(tag2), []);
       assert.equal(f.status().up, true, 'the first mesh still runs');
+
+      // A wireguard-go in node-2's netns, as a forwarder starts one for a WireGuard tunnel (UAPI socket nsmwg*.sock):
+      // down stops it (found by its netns, not its name) and removes its socket.
+      const wgIf = `nsmwgt${process.pid % 100000}`;
+      const wgSock = `/var/run/wireguard/${wgIf}.sock`;
+      let wgPid: number | undefined;
+      if (findTool('wireguard-go')) {
+        const wg = spawnSync('ip', ['netns', 'exec', `${tag}-node-2`, 'wireguard-go', wgIf], { encoding: 'utf8', env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' } });
+        assert.equal(wg.status, 0, wg.stderr);
+        await eventually('wireguard-go UAPI socket', () => existsSync(wgSock));
+        const node2 = netnsIno(`${tag}-node-2`);
+        wgPid = readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .map(Number)
+          .find((p) => {
+            try {
+              return statSync(`/proc/${p}/ns/net`).ino === node2 && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(wgIf);
+            } catch {
+              return false;
+            }
+          });
+        assert.ok(wgPid, 'wireguard-go runs in node-2');
+      }
 
       // down: no netns, process, socket or link of the mesh left.
       const recorded = f.running();
@@ -248,6 +272,11 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
       const down = must(['down', ...d]);
       assert.match(down.stdout, new RegExp(`deleted node netns ${tag}-node-1, ${tag}-node-2, ${tag}-node-3, ${tag}-ul`));
       assert.match(down.stdout, /mesh is down/);
+      if (wgPid !== undefined) {
+        assert.match(down.stdout, new RegExp(`stopping pid ${wgPid} \\(wireguard-go ${wgIf}\\) in netns ${tag}-node-2`));
+        assert.equal(existsSync(`/proc/${wgPid}/cmdline`) && readFileSync(`/proc/${wgPid}/cmdline`, 'utf8').includes(wgIf), false, 'wireguard-go stopped');
+        assert.equal(existsSync(wgSock), false, 'its UAPI socket removed');
+      }
       assert.deepEqual(recorded.filter((x) => isRunning(x)).map((x) => x.pid), [], 'no recorded process left');
       assert.deepEqual(tagged(tag), [], 'no node or underlay netns left');
       for (const p of [nse3, nse2, nsc2]) assert.equal(existsSync(`/run/netns/${p}`), false, `pod ${p} deleted`);
@@ -259,6 +288,7 @@ describe('a mesh of nodes on one host', { skip, concurrency: false }, () => {
     } finally {
       g.cleanup();
       f.cleanup();
+      rmSync(`/var/run/wireguard/nsmwgt${process.pid % 100000}.sock`, { force: true });
     }
   });
 });

@@ -11,7 +11,8 @@
  *   public URL), `NSM_REGISTRY_URL` = the registry's unix socket on node-1, `tcp://<node-1 ip>:5002` elsewhere,
  *   `NSM_NAME=nsmgr-<node>`, `NODE_NAME=<node>`
  * - `<node>/forwarder`: `NSM_CONNECT_TO=unix://<run>/nodes/<node>/nsm.io.sock`,
- *   `NSM_LISTEN_ON=unix://<run>/nodes/<node>/forwarder.sock`, `NSM_NAME=forwarder-<node>`, `NODE_NAME=<node>`,
+ *   `NSM_LISTEN_ON=unix://<run>/nodes/<node>/forwarder.sock`, `NSM_NAME=forwarder-<node>.<tag>` (unique on the
+ *   host: it scopes the data plane's links), `NODE_NAME=<node>`,
  *   `NSM_TUNNEL_IP=<ip>`
  * plus the identity env of every component (`SPIFFE_ENDPOINT_SOCKET` or `NSM_INSECURE=true`).
  */
@@ -37,6 +38,13 @@ export interface ComponentSlot {
 }
 
 const PHASE: Readonly<Record<ComponentName, number>> = { registry: 0, nsmgr: 1, forwarder: 2 };
+
+/**
+ * A node's forwarder name: `forwarder-<node>.<tag>`. Its data plane writes the name into its links' aliases
+ * as its scope and collects orphans of that scope in every netns of the machine, so it must be unique on the
+ * host: two meshes (two run dirs) both have a `node-1`, their tags differ.
+ */
+export const forwarderName = (t: Topology, n: NodeSpec): string => `forwarder-${n.name}.${t.tag}`;
 
 export const registryTcpUrl = (t: Topology): string => `tcp://${t.nodes[0].address}:${REGISTRY_TCP_PORT}`;
 export const nsmgrTcpUrl = (n: NodeSpec): string => `tcp://${n.address}:${NSMGR_TCP_PORT}`;
@@ -91,7 +99,7 @@ export function meshLayout(paths: RunPaths, hostname: string, security: MeshSecu
       env: {
         NSM_CONNECT_TO: `unix://${s.nsmgr}`,
         NSM_LISTEN_ON: `unix://${s.forwarder}`,
-        NSM_NAME: `forwarder-${n.name}`,
+        NSM_NAME: forwarderName(topology, n),
         NODE_NAME: n.name,
         NSM_TUNNEL_IP: n.address,
         ...identity,

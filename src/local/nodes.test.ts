@@ -107,7 +107,7 @@ test('layout: one node keeps the host-netns layout; nodes get their own netns, s
   assert.deepEqual(env('node-2/forwarder'), {
     NSM_CONNECT_TO: 'unix:///r/nodes/node-2/nsm.io.sock',
     NSM_LISTEN_ON: 'unix:///r/nodes/node-2/forwarder.sock',
-    NSM_NAME: 'forwarder-node-2',
+    NSM_NAME: `forwarder-node-2.${t.tag}`,
     NODE_NAME: 'node-2',
     NSM_TUNNEL_IP: '10.9.0.2',
     NSM_INSECURE: 'true',

@@ -414,7 +414,12 @@ export function formatStatus(s: MeshStatus): string {
   const out: string[] = [];
   if (!s.up) {
     out.push(`mesh is not up (run dir ${s.runDir})`);
-    const left = [...s.components.filter((c) => c.pid !== null).map((c) => `${c.name} pid ${c.pid}`), ...s.pods.filter((p) => p.running).map((p) => `${p.pod}/${p.component} pid ${p.pid}`)];
+    const left = [
+      ...s.components.filter((c) => c.pid !== null).map((c) => `${c.id} pid ${c.pid}`),
+      ...s.pods.filter((p) => p.running).map((p) => `${p.pod}/${p.component} pid ${p.pid}`),
+      ...s.nodes.filter((n) => n.netnsExists).map((n) => `netns ${n.netns}`),
+      ...(s.underlay?.netnsExists ? [`netns ${s.underlay.netns}`] : []),
+    ];
     if (left.length > 0) out.push(`left over: ${left.join(', ')}; clean up with: nsm down`);
     return out.join('\n');
   }

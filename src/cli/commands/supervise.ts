@@ -8,7 +8,7 @@ import { readState } from '../../local/state.js';
 import { Supervisor } from '../../local/supervisor.js';
 
 export function register(program: Command): void {
-  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder and restart them when they die (used by nsm up)').option('--insecure', 'no Workload API; components get NSM_INSECURE=true', false)).action(
+  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder (each node\'s, in its netns, for a mesh of nodes) and restart them when they die (used by nsm up)').option('--insecure', 'no Workload API; components get NSM_INSECURE=true', false)).action(
     async (opts: { runDir?: string; insecure: boolean }) => {
       const ctx = meshContext(opts.runDir);
       const log = createLogger('supervisor', parseLogLevel(process.env.NSM_LOG_LEVEL ?? 'info') ?? 'info', process.stdout);
