@@ -38,7 +38,7 @@ ROOTFS=$BUILD_DIR/rootfs
 OCI=$BUILD_DIR/oci
 BUNDLE=$BUILD_DIR/bundle
 SMOKE_BUNDLE=$BUILD_DIR/smoke
-BASE_TAR=$BUILD_DIR/bookworm-minbase-fping.tar
+BASE_TAR=$BUILD_DIR/bookworm-minbase-fping-wg.tar
 
 cleanup() {
   if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$ROOTFS" "$BUNDLE" "$SMOKE_BUNDLE"; fi
@@ -59,7 +59,7 @@ if [ -f "$BASE_TAR" ]; then
   mkdir -p "$ROOTFS" && tar -C "$ROOTFS" -xf "$BASE_TAR"
 else
   log "debootstrap --variant=minbase bookworm from $MIRROR"
-  debootstrap --variant=minbase --include=iproute2,busybox,ca-certificates,fping bookworm "$ROOTFS" "$MIRROR" >"$BUILD_DIR/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include=iproute2,busybox,ca-certificates,fping,wireguard-go bookworm "$ROOTFS" "$MIRROR" >"$BUILD_DIR/debootstrap.log" 2>&1 \
     || { tail -20 "$BUILD_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $BUILD_DIR/debootstrap.log)"; }
   rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/*
   tar -C "$ROOTFS" -cf "$BASE_TAR" .

@@ -459,6 +459,7 @@ describe('deployments/ kustomizations render offline and validate', () => {
     assert.equal(fc.securityContext.privileged, true);
     assert.equal(envOf(fc).NSM_CONNECT_TO, 'unix:///var/lib/networkservicemesh/nsm.io.sock');
     assert.equal(envOf(fc).NSM_LISTEN_ON, 'unix:///var/lib/networkservicemesh/forwarder.sock');
+    assert.deepEqual(envOf(fc).NSM_TUNNEL_IP, { fieldRef: { fieldPath: 'status.podIP' } }, 'tunnels end at the node address (host network), as upstream');
     assert.deepEqual(fc.livenessProbe.exec.command, ['nsm', 'health', '--url', 'unix:///var/lib/networkservicemesh/forwarder.sock']);
 
     const reg = find(basic, 'Deployment', 'registry-k8s');

@@ -2,12 +2,15 @@
  * The fixture of the end-to-end tests of the local mesh (`nsm up|status|run|down`; test/local-mesh.test.ts,
  * test/embedded-identity.test.ts): one run dir and its pods' netns names per test; every process the mesh
  * records is remembered, so cleanup (`nsm down`, then SIGKILL by recorded pid and start time, netns and
- * temp dirs removed) leaves nothing even when an assertion failed mid-test.
+ * temp dirs removed) leaves nothing even when an assertion failed mid-test. A mesh of nodes (`nsm up --nodes`):
+ * the node and underlay netns its state names are remembered too, and cleanup stops whatever still runs in
+ * them (by pid, found by netns) and deletes them.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { processesInNetns, topologyNetns } from '../src/local/nodes.js';
 import { isRunning, type ProcRecord } from '../src/local/proc.js';
 import type { MeshState } from '../src/local/state.js';
 import type { MeshStatus } from '../src/local/status.js';
@@ -22,6 +25,8 @@ export class LocalMeshFixture {
   readonly dir: string;
   readonly netns: string[] = [];
   readonly seen = new Map<string, ProcRecord>();
+  /** Node and underlay netns of the mesh (from its state). */
+  readonly infra: string[] = [];
   /** `--run-dir <dir>`, for the commands under test. */
   readonly d: string[];
 
@@ -47,6 +52,7 @@ export class LocalMeshFixture {
       remember(s.supervisor);
       for (const c of Object.values(s.components)) remember(c);
       for (const p of Object.values(s.pods)) for (const x of p.processes) remember(x);
+      for (const n of s.topology ? topologyNetns(s.topology) : []) if (!this.infra.includes(n)) this.infra.push(n);
       return s;
     } catch {
       return undefined;
@@ -77,6 +83,14 @@ export class LocalMeshFixture {
       }
     }
     for (const n of this.netns) if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'delete', n]);
+    for (const { pid } of processesInNetns(this.infra)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const n of this.infra) if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'delete', n]);
     for (const d of tmpLeftovers(this.netns)) rmSync(join('/tmp', d), { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }

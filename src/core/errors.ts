@@ -29,6 +29,16 @@ export class UnavailableError extends NsmError {
   override name = 'UnavailableError';
 }
 
+/**
+ * No answer in time: a deadline passed before the work could start (e.g. while a call waited for its
+ * turn), or a peer never answered (a dial that stayed CONNECTING, a call that hung). An UnavailableError
+ * whose cause is silence rather than refusal: heal keeps repairing in place through it (machine.ts).
+ * Crosses hops as DEADLINE_EXCEEDED.
+ */
+export class DeadlineExceededError extends UnavailableError {
+  override name = 'DeadlineExceededError';
+}
+
 /** A step of programming the kernel failed; `step` names it. */
 export class DataplaneError extends NsmError {
   override name = 'DataplaneError';
@@ -55,10 +65,6 @@ export class PermissionDeniedError extends NsmError {
   override name = 'PermissionDeniedError';
 }
 
-/** A deadline passed before the work could start (e.g. while a call waited for its turn). */
-export class DeadlineExceededError extends NsmError {
-  override name = 'DeadlineExceededError';
-}
 
 /** What a call would create exists already and is not the caller's (e.g. an interface name another connection owns). */
 export class AlreadyExistsError extends NsmError {
@@ -125,8 +131,9 @@ export function fromClientError(err: unknown, what: string): Error {
     case Status.ALREADY_EXISTS:
       return new AlreadyExistsError(msg, { cause: err });
     case Status.UNAVAILABLE:
-    case Status.DEADLINE_EXCEEDED:
       return new UnavailableError(msg, { cause: err });
+    case Status.DEADLINE_EXCEEDED:
+      return new DeadlineExceededError(msg, { cause: err });
     default:
       return new NsmError(msg, { cause: err });
   }

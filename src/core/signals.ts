@@ -3,7 +3,7 @@
  * (Node 20's `AbortSignal.any` keeps listeners on long-lived parents). `sleep` is abortable.
  */
 import { longTimeout } from './clock.js';
-import { CancelledError } from './errors.js';
+import { CancelledError, DeadlineExceededError } from './errors.js';
 
 export interface LinkedSignal {
   readonly signal: AbortSignal;
@@ -38,7 +38,7 @@ export function linkSignals(signals: ReadonlyArray<AbortSignal | undefined>, tim
     cleanups.push(() => s.removeEventListener('abort', onAbort));
   }
   if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
-    const t = longTimeout(() => abort(new CancelledError(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const t = longTimeout(() => abort(new DeadlineExceededError(`timed out after ${timeoutMs} ms`)), timeoutMs);
     cleanups.push(() => t.cancel());
   }
   return { signal: controller.signal, dispose };

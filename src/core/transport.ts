@@ -19,7 +19,7 @@ import {
   type HealthCheckRequest,
   type HealthCheckResponse,
 } from '../api/gen/health.js';
-import { InvalidArgumentError, UnavailableError } from './errors.js';
+import { DeadlineExceededError, InvalidArgumentError, UnavailableError } from './errors.js';
 import { PeerAwareServer } from './grpc-server.js';
 import { AsyncQueue } from './queue.js';
 
@@ -386,7 +386,10 @@ export class ChannelPool {
     if (state === ConnectivityState.READY) return ch;
     if (signal?.aborted) throw new UnavailableError(`dial ${url} cancelled`, { cause: signal.reason });
     const grace = state === ConnectivityState.CONNECTING ? ` (+${this.#dialGrace} ms while connecting)` : '';
-    throw new UnavailableError(`cannot reach ${url} within ${timeoutMs} ms${grace}: ${ConnectivityState[state]}`);
+    const msg = `cannot reach ${url} within ${timeoutMs} ms${grace}: ${ConnectivityState[state]}`;
+    // Still connecting and never refused: the peer is silent (a cut network), not gone.
+    if (state === ConnectivityState.CONNECTING && !first.refused) throw new DeadlineExceededError(`${msg} (no answer)`);
+    throw new UnavailableError(msg);
   }
 
   drop(url: string): void {

@@ -6,6 +6,10 @@
  * The steps share one {@link SeedRun}: what the run started (so cleanup can stop it) and what it measured
  * (so the summary can report it). Background work: the seed pinger and the independent counting ping,
  * both registered in `children`.
+ *
+ * Across nodes (`nsm example dataplane-interrupt --nodes N`, N ≥ 2): the same steps on a mesh of N nodes
+ * (`nsm up --nodes N`), the NSE on node-2 and the NSC on node-1, so the connection takes the remote path
+ * (NSC → nsmgr-1 → forwarder-1 → nsmgr-2 → forwarder-2 → NSE) over a tunnel of the underlay.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -20,6 +24,7 @@ import { localMeshSecurity } from './identity.js';
 import { up, type MeshContext } from './mesh.js';
 import { ip, netnsExists } from './netns.js';
 import { readStatusFile, runPod } from './pods.js';
+import { statusFileConnections } from './status.js';
 import { readState } from './state.js';
 import { baseEnv } from './supervisor.js';
 
@@ -64,6 +69,8 @@ export interface SeedRun {
   readonly children: ChildProcess[];
   /** The independent ping from the NSC pod, for the summary. */
   readonly counter: ReplyCounter;
+  /** A mesh of this many nodes (NSE on node-2, NSC on node-1); undefined: the one-node mesh. */
+  readonly nodes?: number;
   /** True when this run started the mesh (so cleanup stops it again). */
   meshStarted: boolean;
   pingerOut: string;
@@ -75,9 +82,14 @@ export interface SeedRun {
   watchPinger: Promise<void>;
 }
 
-export function newSeedRun(ctx: MeshContext, opts: { netsvcYaml: string; entry: string }, work: string): SeedRun {
+/** Where the example puts its pods in a mesh of nodes: the NSE on node-2, the NSC on node-1. */
+export const NSE_NODE = 'node-2';
+export const NSC_NODE = 'node-1';
+
+export function newSeedRun(ctx: MeshContext, opts: { netsvcYaml: string; entry: string; nodes?: number }, work: string): SeedRun {
   return {
     ctx,
+    ...(opts.nodes !== undefined ? { nodes: opts.nodes } : {}),
     netsvcYaml: opts.netsvcYaml,
     entry: opts.entry,
     clock: realClock,
@@ -103,16 +115,18 @@ export interface SeedStep {
 
 const envArgs = (env: Record<string, string>) => Object.entries(env).map(([k, v]) => `-e ${k}=${v}`).join(' ');
 
+const nodeArg = (r: SeedRun, node: string) => (r.nodes !== undefined ? ` --node ${node}` : '');
+
 export const SEED_STEPS: readonly SeedStep[] = [
-  { title: 'Start the local mesh (registry, nsmgr, forwarder) — the seed\'s "basic setup"', cmd: 'nsm up', run: startMesh },
+  { title: 'Start the local mesh (registry, nsmgr, forwarder) — the seed\'s "basic setup"', cmd: (r) => `nsm up${r.nodes !== undefined ? ` --nodes ${r.nodes}` : ''}`, run: startMesh },
   { title: 'Create the test namespace: free pod names', run: checkPodsFree },
   { title: 'Register the NetworkService from netsvc.yaml', cmd: (r) => `nsm apply -f ${r.netsvcYaml}`, run: applyNetworkService },
   {
     title: 'Deploy the NSE (patch-nse: NSM_CIDR_PREFIX, NSM_SERVICE_NAMES, NSM_REGISTER_SERVICE)',
-    cmd: `nsm run nse --pod ${NSE_POD} ${envArgs(NSE_ENV)} --wait`,
+    cmd: (r) => `nsm run nse --pod ${NSE_POD}${nodeArg(r, NSE_NODE)} ${envArgs(NSE_ENV)} --wait`,
     run: deployNse,
   },
-  { title: 'Deploy the NSC (patch-nsc: NSM_NETWORK_SERVICES) and wait until it is ready', cmd: `nsm run nsc --pod ${NSC_POD} ${envArgs(NSC_ENV)} --wait`, run: deployNsc },
+  { title: 'Deploy the NSC (patch-nsc: NSM_NETWORK_SERVICES) and wait until it is ready', cmd: (r) => `nsm run nsc --pod ${NSC_POD}${nodeArg(r, NSC_NODE)} ${envArgs(NSC_ENV)} --wait`, run: deployNsc },
   ...pingBothWays(''),
   {
     title: "Run the seed's pinger in the background (busybox sh + ping); it stops at the first missing ping",
@@ -135,10 +149,14 @@ export const SEED_STEPS: readonly SeedStep[] = [
 export const commandOf = (step: SeedStep, run: SeedRun): string | undefined => (typeof step.cmd === 'function' ? step.cmd(run) : step.cmd);
 
 async function startMesh(run: SeedRun): Promise<string> {
-  const r = await up({ ...run.ctx, say: () => undefined });
+  const r = await up({ ...run.ctx, say: () => undefined }, run.nodes !== undefined ? { nodes: run.nodes } : {});
   run.meshStarted = !r.already;
+  if (run.nodes !== undefined && !r.topology?.nodes.some((n) => n.name === NSE_NODE)) {
+    throw new Error(`the mesh already running in ${run.ctx.paths.dir} has no ${NSE_NODE}; stop it (nsm down) or run the example without --nodes`);
+  }
   const mode = r.security === 'mtls' ? 'mTLS, SVIDs from the mesh\'s Workload API' : 'INSECURE (plaintext)';
-  return r.already ? `already up: using it (${mode})` : `up (supervisor pid ${r.supervisor.pid}, ${mode})`;
+  const nodes = r.topology ? `, ${r.topology.nodes.length} nodes on underlay ${r.topology.cidr}` : '';
+  return r.already ? `already up: using it (${mode}${nodes})` : `up (supervisor pid ${r.supervisor.pid}, ${mode}${nodes})`;
 }
 
 async function checkPodsFree(run: SeedRun): Promise<string> {
@@ -154,15 +172,19 @@ async function applyNetworkService(run: SeedRun): Promise<string> {
 }
 
 async function deployNse(run: SeedRun): Promise<string> {
-  await runPod(run.ctx, { component: 'nse', pod: NSE_POD, env: NSE_ENV, wait: true, timeoutMs: POD_READY_TIMEOUT_MS });
+  await runPod(run.ctx, { component: 'nse', pod: NSE_POD, env: NSE_ENV, wait: true, timeoutMs: POD_READY_TIMEOUT_MS, ...(run.nodes !== undefined ? { node: NSE_NODE } : {}) });
   const cli = localMeshSecurity(run.ctx.paths, readState(run.ctx.paths), run.ctx.hostname);
   const nses = await findEndpoints(run.ctx.paths.sockets.registry, cli.security, NSE_POD).finally(() => cli.close());
-  return `endpoint ${NSE_POD} registered for ${nses[0]?.networkServiceNames.join(',') ?? 'dataplane-interrupt'}`;
+  const where = run.nodes !== undefined ? ` on ${NSE_NODE} (${nses[0]?.url ?? '?'})` : '';
+  return `endpoint ${NSE_POD}${where} registered for ${nses[0]?.networkServiceNames.join(',') ?? 'dataplane-interrupt'}`;
 }
 
 async function deployNsc(run: SeedRun): Promise<string> {
-  await runPod(run.ctx, { component: 'nsc', pod: NSC_POD, env: NSC_ENV, wait: true, timeoutMs: POD_READY_TIMEOUT_MS });
-  return `nsm-1 is up in ${NSC_POD}`;
+  await runPod(run.ctx, { component: 'nsc', pod: NSC_POD, env: NSC_ENV, wait: true, timeoutMs: POD_READY_TIMEOUT_MS, ...(run.nodes !== undefined ? { node: NSC_NODE } : {}) });
+  if (run.nodes === undefined) return `nsm-1 is up in ${NSC_POD}`;
+  const status = readStatusFile(run.ctx.paths.podStatus(NSC_POD, 'nsc'));
+  const path = statusFileConnections(status)[0]?.path?.pathSegments.map((g) => g.name) ?? [];
+  return `nsm-1 is up in ${NSC_POD} on ${NSC_NODE}; path ${path.join(' -> ') || '?'} (${path.length} segments)`;
 }
 
 function pingBothWays(label: string): SeedStep[] {

@@ -107,3 +107,13 @@ test('summary: no heal event, a reselect, and a single lost reply', () => {
   assert.ok(reselect.includes('  detected       +1.00 s (fault confirmed by the control plane)'));
   assert.ok(reselect.includes('  healed         +2.00 s by reselect'));
 });
+
+test('seed steps across nodes: the mesh of nodes, the NSE on node-2 and the NSC on node-1', () => {
+  const ctx: MeshContext = { paths: runPaths('/run/x'), hostname: 'h', entry: '/nsm.js', say: () => undefined };
+  const run = newSeedRun(ctx, { netsvcYaml: '/ex/netsvc.yaml', entry: '/nsm.js', nodes: 2 }, '/tmp/w');
+  const cmds = SEED_STEPS.map((s) => commandOf(s, run));
+  assert.equal(cmds[0], 'nsm up --nodes 2');
+  assert.equal(cmds[3], 'nsm run nse --pod nse-kernel --node node-2 -e NSM_CIDR_PREFIX=172.16.1.100/31 -e NSM_SERVICE_NAMES=dataplane-interrupt -e NSM_REGISTER_SERVICE=false --wait');
+  assert.equal(cmds[4], 'nsm run nsc --pod nsc-kernel --node node-1 -e NSM_NETWORK_SERVICES=kernel://dataplane-interrupt/nsm-1 --wait');
+  assert.equal(cmds.filter((c) => c?.includes('--node')).length, 3, 'only up and the two pods change');
+});

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
-import { commandOf, newSeedRun, NSC_POD, NSE_POD, SEED_STEPS, seedOutcome, type SeedRun } from './example-seed.js';
+import { commandOf, newSeedRun, NSC_NODE, NSC_POD, NSE_NODE, NSE_POD, SEED_STEPS, seedOutcome, type SeedRun } from './example-seed.js';
 import { StepFailed, StepRunner } from './example-steps.js';
 import { summaryLines, verdictLine } from './example-summary.js';
 import { down, requireRoot, requireTools, type MeshContext } from './mesh.js';
@@ -23,6 +23,8 @@ export { NSC_ADDR, NSC_POD, NSE_ADDR, NSE_POD, SEED_PINGER_SCRIPT } from './exam
 
 export interface ExampleOptions {
   readonly keep: boolean;
+  /** A mesh of this many nodes (≥ 2): the NSE on node-2, the NSC on node-1. */
+  readonly nodes?: number;
   readonly netsvcYaml: string;
   readonly entry: string;
   readonly out: NodeJS.WriteStream;
@@ -30,7 +32,7 @@ export interface ExampleOptions {
 
 export async function runExample(ctx: MeshContext, opts: ExampleOptions): Promise<number> {
   requireRoot();
-  requireTools(['ip', 'ping', 'busybox', 'nsenter']);
+  requireTools(['ip', 'ping', 'busybox', 'nsenter', ...(opts.nodes !== undefined ? ['ethtool'] : [])]);
   const steps = new StepRunner(opts.out);
   const say = (line: string) => steps.line(line);
   const run = newSeedRun(ctx, opts, mkdtempSync(join(tmpdir(), 'nsm-example-')));
@@ -44,7 +46,8 @@ export async function runExample(ctx: MeshContext, opts: ExampleOptions): Promis
   process.once('SIGTERM', onSignal);
   try {
     say('nsm example dataplane-interrupt — the upstream "Dataplane Interruption" example on the local mesh');
-    say(`run dir ${ctx.paths.dir}; pods are network namespaces ${NSC_POD} and ${NSE_POD}\n`);
+    const where = opts.nodes !== undefined ? ` (${NSC_POD} on ${NSC_NODE}, ${NSE_POD} on ${NSE_NODE}, of ${opts.nodes} nodes)` : '';
+    say(`run dir ${ctx.paths.dir}; pods are network namespaces ${NSC_POD} and ${NSE_POD}${where}\n`);
     for (const step of SEED_STEPS) await steps.run(step.title, commandOf(step, run), () => step.run(run));
     for (const line of summaryLines(await seedOutcome(run))) say(line);
     say(verdictLine(steps.results));

@@ -13,6 +13,14 @@
  * <run-dir>/pods/<pod>-<c>.json  status file of a pod process (NSM_STATUS_FILE)
  * <run-dir>/logs/<name>.log      supervisor.log, registry.log, nsmgr.log, forwarder.log, <pod>-<c>.log
  * ```
+ *
+ * A mesh of nodes (`nsm up --nodes N`, local/nodes.ts) keeps registry.sock, agent.sock, ca/, mesh.json,
+ * pods/ and logs/ as above, and gives each node its own sockets instead of nsm.io.sock and forwarder.sock:
+ * ```
+ * <run-dir>/nodes/<node>/nsm.io.sock     that node's nsmgr
+ * <run-dir>/nodes/<node>/forwarder.sock  that node's forwarder
+ * <run-dir>/logs/<node>-nsmgr.log, <node>-forwarder.log
+ * ```
  */
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -43,6 +51,8 @@ export interface RunPaths {
   readonly ca: { readonly dir: string; readonly cert: string; readonly key: string };
   log(name: string): string;
   podStatus(pod: string, component: string): string;
+  /** The sockets of a node's nsmgr and forwarder in a mesh of nodes. */
+  nodeSockets(node: string): { readonly dir: string; readonly nsmgr: string; readonly forwarder: string };
 }
 
 /** Resolves the run dir: flag, then `NSM_RUN_DIR`, then the upstream default. */
@@ -69,6 +79,10 @@ export function runPaths(dir: string): RunPaths {
     ca: Object.freeze({ dir: join(dir, 'ca'), cert: join(dir, 'ca', 'root.pem'), key: join(dir, 'ca', 'root.key') }),
     log: (name: string) => join(logs, `${name}.log`),
     podStatus: (pod: string, component: string) => join(pods, `${pod}-${component}.json`),
+    nodeSockets: (node: string) => {
+      const d = join(dir, 'nodes', node);
+      return Object.freeze({ dir: d, nsmgr: join(d, 'nsm.io.sock'), forwarder: join(d, 'forwarder.sock') });
+    },
   });
 }
 

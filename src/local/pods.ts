@@ -4,8 +4,10 @@
  * records it in `mesh.json`. Nothing in the components depends on this: a plain `ip netns exec P nsm nsc`
  * works the same, `nsm run` only adds bookkeeping (pid, log, status file) and `--wait`.
  *
- * Env of a pod process: the `-e` values, plus, unless given: `NSM_CONNECT_TO=unix://<run-dir>/nsm.io.sock`,
- * `NSM_NAME=<--name or pod>`, `POD_NAME=<pod>`, `NODE_NAME=<hostname>`,
+ * Env of a pod process: the `-e` values, plus, unless given: `NSM_CONNECT_TO=unix://<run-dir>/nsm.io.sock`
+ * (a mesh of nodes: `unix://<run-dir>/nodes/<node>/nsm.io.sock` of the pod's `--node`, default `node-1`; an
+ * unknown node is refused before anything is created), `NSM_NAME=<--name or pod>`, `POD_NAME=<pod>`,
+ * `NODE_NAME=<hostname, or the pod's node>`,
  * `NSM_STATUS_FILE=<run-dir>/pods/<pod>-<component>.json` (the NSC writes its connection/heal status there),
  * and the mesh's identity: `SPIFFE_ENDPOINT_SOCKET=unix://<run-dir>/agent.sock` (the Workload API attests
  * the process by its netns: `spiffe://nsm.local/ns/<pod>/<nsc|nse>`) when the mesh is secure, or
@@ -18,7 +20,9 @@ import { sleep } from '../core/signals.js';
 import { findEndpoints } from './grpc.js';
 import { localMeshSecurity, meshSecurityOf } from './identity.js';
 import { requireRoot, requireTools, runningSupervisor, stopPodProcesses, type MeshContext } from './mesh.js';
+import { podNode } from './layout.js';
 import { addNetns, deleteNetns, netnsExists, netnsInode, processNetnsInode } from './netns.js';
+import { INFRA_NETNS_RE } from './nodes.js';
 import { identityEnv, POD_COMPONENTS, POD_NAME_RE, type PodComponent } from './paths.js';
 import { isRunning, recordFor, tail } from './proc.js';
 import { baseEnv } from './supervisor.js';
@@ -32,6 +36,8 @@ export interface RunPodOptions {
   readonly pod: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly name?: string;
+  /** The node whose nsmgr the pod uses (`--node`); default the first (`node-1`, or the one node). */
+  readonly node?: string;
   readonly wait?: boolean;
   readonly timeoutMs?: number;
 }
@@ -77,10 +83,16 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
   }
   const component = o.component as PodComponent;
   if (!POD_NAME_RE.test(o.pod)) throw new InvalidArgumentError('--pod', o.pod, 'a netns name: letters, digits, . _ -, at most 63 characters');
+  if (INFRA_NETNS_RE.test(o.pod)) throw new InvalidArgumentError('--pod', o.pod, 'names of the form nsm<6 hex>-node-<i> and nsm<6 hex>-ul are the netns of mesh nodes');
   requireRoot();
   requireTools(['ip']);
   const state = readState(paths);
   if (!runningSupervisor(state)) throw new UnavailableError(`the mesh is not up (run dir ${paths.dir}); start it with: nsm up`);
+  const { node, nsmgrSocket } = podNode(paths, state, hostname, o.node);
+  const onOther = state!.pods[o.pod]?.node;
+  if (onOther !== undefined && onOther !== node && state!.pods[o.pod].processes.some((p) => isRunning(p))) {
+    throw new InvalidArgumentError('--node', node, `pod ${o.pod} is on ${onOther}; a pod is on one node (stop it first: nsm stop-pod ${o.pod})`);
+  }
   const busy = state!.pods[o.pod]?.processes.find((p) => p.component === component && isRunning(p));
   if (busy) throw new UnavailableError(`pod ${o.pod} already runs ${component} ${busy.name} (pid ${busy.pid}); stop it with: nsm stop-pod ${o.pod}`);
 
@@ -93,7 +105,10 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
     const prev = s.pods[o.pod];
     return {
       ...s,
-      pods: { ...s.pods, [o.pod]: { netns: o.pod, createdNetns: (prev?.createdNetns ?? false) || created, processes: prev?.processes.filter((p) => isRunning(p)) ?? [] } },
+      pods: {
+        ...s.pods,
+        [o.pod]: { netns: o.pod, ...(s.topology ? { node } : {}), createdNetns: (prev?.createdNetns ?? false) || created, processes: prev?.processes.filter((p) => isRunning(p)) ?? [] },
+      },
     };
   });
 
@@ -103,8 +118,8 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
   const identity = given.SPIFFE_ENDPOINT_SOCKET !== undefined || given.NSM_INSECURE !== undefined ? {} : identityEnv(paths, meshSecurityOf(state));
   const env: Record<string, string> = {
     ...baseEnv(),
-    NSM_CONNECT_TO: `unix://${paths.sockets.nsmgr}`,
-    NODE_NAME: hostname,
+    NSM_CONNECT_TO: `unix://${nsmgrSocket}`,
+    NODE_NAME: node,
     ...identity,
     ...given,
     NSM_NAME: name,
@@ -131,7 +146,7 @@ export async function runPod(ctx: MeshContext, o: RunPodOptions): Promise<PodPro
     closeSync(fd);
   }
   updateState(paths, hostname, (s) => {
-    const pod = s.pods[o.pod] ?? { netns: o.pod, createdNetns: created, processes: [] };
+    const pod = s.pods[o.pod] ?? { netns: o.pod, ...(s.topology ? { node } : {}), createdNetns: created, processes: [] };
     return { ...s, pods: { ...s.pods, [o.pod]: { ...pod, processes: [...pod.processes.filter((p) => isRunning(p)), rec] } } };
   });
 

@@ -8,10 +8,13 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, s
 import { dirname } from 'node:path';
 import { NsmError } from '../core/errors.js';
 import { procStartTime, type ProcRecord } from './proc.js';
+import type { Topology } from './nodes.js';
 import type { ComponentName, MeshSecurity, PodComponent, RunPaths } from './paths.js';
 
 export interface ComponentRecord extends ProcRecord {
   readonly name: ComponentName;
+  /** The node it runs on (a mesh of nodes: `node-<i>`; absent in the one-node layout). */
+  readonly node?: string;
   readonly restarts: number;
   readonly socket: string;
   readonly log: string;
@@ -30,6 +33,8 @@ export interface PodProcessRecord extends ProcRecord {
 
 export interface PodRecord {
   readonly netns: string;
+  /** The node whose nsmgr its processes use (a mesh of nodes; absent in the one-node layout). */
+  readonly node?: string;
   /** The mesh created the netns (so `stop-pod`/`down` delete it). */
   readonly createdNetns: boolean;
   readonly processes: readonly PodProcessRecord[];
@@ -44,8 +49,11 @@ export interface MeshState {
   readonly security?: MeshSecurity;
   /** The Workload API socket components and pods get as SPIFFE_ENDPOINT_SOCKET (secure meshes). */
   readonly agentSocket?: string;
-  readonly components: Readonly<Partial<Record<ComponentName, ComponentRecord>>>;
+  /** Keyed by slot id: `registry`, `nsmgr`, `forwarder` (one node) or `registry`, `<node>/nsmgr`, `<node>/forwarder`. */
+  readonly components: Readonly<Record<string, ComponentRecord | undefined>>;
   readonly pods: Readonly<Record<string, PodRecord>>;
+  /** The nodes and underlay of a mesh of nodes (`nsm up --nodes N`); absent in the one-node layout. */
+  readonly topology?: Topology;
 }
 
 export function emptyState(runDir: string, hostname: string): MeshState {

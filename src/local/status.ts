@@ -8,8 +8,15 @@
  * check (what it really presents, not what it was meant to get); `security` per component says how its
  * health answered. Each connection's path segments show `sub`, `aud` and `exp` decoded (not verified)
  * from their tokens.
+ *
+ * Nodes: for a mesh of nodes (`nsm up --nodes N`) `nodes` lists each node (netns, underlay address, nsmgr
+ * and forwarder state), `underlay` the bridge's netns and network, each component and pod says its node,
+ * connections are gathered from every node's nsmgr (one entry per connection: the one with the longest
+ * path, `nodes` = the nsmgrs that report it), and each path segment shows the mechanism of the hop that
+ * reached it (segment 0: the client's own) where a connection in the status has that segment's index — the
+ * nsmgrs' views and the NSC's status file.
  */
-import { State, type Connection, type PathSegment } from '../api/gen/connection.js';
+import { Connection, State, type PathSegment } from '../api/gen/connection.js';
 import { errorMessage } from '../core/errors.js';
 import { decodeToken } from '../security/token.js';
 import { INSECURE } from '../security/tls.js';
@@ -18,13 +25,18 @@ import { findEndpoints, findServices, initialConnections, probeHealth, type Heal
 import { localMeshSecurity, meshSecurityOf, type CommandSecurity } from './identity.js';
 import { runningSupervisor } from './mesh.js';
 import { netnsExists } from './netns.js';
-import { COMPONENTS, EMBEDDED_TRUST_DOMAIN, type ComponentName, type MeshSecurity, type RunPaths } from './paths.js';
+import { layoutOf, nsmgrTcpUrl, type ComponentSlot } from './layout.js';
+import { EMBEDDED_TRUST_DOMAIN, type MeshSecurity, type RunPaths } from './paths.js';
 import { isRunning } from './proc.js';
 import { readStatusFile } from './pods.js';
 import { readState, type MeshState } from './state.js';
 
 export interface ComponentStatus {
+  /** `registry`, `nsmgr`, `forwarder`, or `<node>/nsmgr`, `<node>/forwarder` in a mesh of nodes. */
+  id: string;
   name: string;
+  /** Its node in a mesh of nodes; null in the one-node layout. */
+  node: string | null;
   /** `unchecked`: its process runs, but this status had no identity to ask it with (see `errors`). */
   state: 'up' | 'not serving' | 'unchecked' | 'restarting' | 'down';
   health: HealthResult;
@@ -53,6 +65,8 @@ export interface SegmentStatus {
   tokenExpires: string | null;
   /** Why the token did not decode (e.g. empty). */
   tokenError?: string;
+  /** Mechanism type of the hop that reached this segment (segment 0: the client's own), where the status has it. */
+  mechanism: string | null;
 }
 
 export interface ConnectionStatus {
@@ -64,10 +78,26 @@ export interface ConnectionStatus {
   nscAddresses: string[];
   nseAddresses: string[];
   segments: SegmentStatus[];
+  /** The nodes whose nsmgr reports the connection (a mesh of nodes); empty in the one-node layout. */
+  nodes: string[];
+}
+
+export interface NodeStatus {
+  name: string;
+  netns: string;
+  netnsExists: boolean;
+  /** Underlay address (its forwarder's NSM_TUNNEL_IP). */
+  address: string;
+  /** nsmgr's public (tcp) URL. */
+  nsmgrUrl: string;
+  nsmgr: ComponentStatus['state'];
+  forwarder: ComponentStatus['state'];
 }
 
 export interface PodStatus {
   pod: string;
+  /** The node whose nsmgr it uses; null in the one-node layout. */
+  node: string | null;
   netns: string;
   netnsExists: boolean;
   component: string;
@@ -90,6 +120,10 @@ export interface MeshStatus {
   workloadApi: string | null;
   /** Who this status call was made as (`spiffe://nsm.local/node/<node>/cli`), or how. */
   caller: string | null;
+  /** The nodes of a mesh of nodes; empty in the one-node layout. */
+  nodes: NodeStatus[];
+  /** The underlay of a mesh of nodes. */
+  underlay: { netns: string; netnsExists: boolean; bridge: string; cidr: string } | null;
   components: ComponentStatus[];
   services: Array<{ name: string; payload: string }>;
   endpoints: Array<{ name: string; services: string[]; url: string; expires: string | null }>;
@@ -106,8 +140,8 @@ const uptime = (started: string | undefined) => (started ? Math.max(0, Math.roun
 const asStrings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : []);
 
 /** A path segment with its token's `sub`, `aud` and `exp` decoded (no verification: status only shows). */
-export function segmentStatus(seg: PathSegment, index: number): SegmentStatus {
-  const base = { index, name: seg.name, id: seg.id };
+export function segmentStatus(seg: PathSegment, index: number, mechanism: string | null = null): SegmentStatus {
+  const base = { index, name: seg.name, id: seg.id, mechanism };
   try {
     const { payload } = decodeToken(seg.token);
     const exp = typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? new Date(payload.exp * 1000).toISOString() : null;
@@ -117,7 +151,8 @@ export function segmentStatus(seg: PathSegment, index: number): SegmentStatus {
   }
 }
 
-export function connectionStatus(c: Connection): ConnectionStatus {
+/** A connection as the status shows it; `mechanisms` maps a segment index to the mechanism of the hop that reached it. */
+export function connectionStatus(c: Connection, mechanisms: ReadonlyMap<number, string> = new Map(), nodes: readonly string[] = []): ConnectionStatus {
   const ip = c.context?.ipContext;
   return {
     id: c.id,
@@ -127,14 +162,64 @@ export function connectionStatus(c: Connection): ConnectionStatus {
     endpoint: c.networkServiceEndpointName,
     nscAddresses: ip?.srcIpAddrs ?? [],
     nseAddresses: ip?.dstIpAddrs ?? [],
-    segments: (c.path?.pathSegments ?? []).map(segmentStatus),
+    segments: (c.path?.pathSegments ?? []).map((seg, i) => segmentStatus(seg, i, mechanisms.get(i) ?? null)),
+    nodes: [...nodes],
   };
+}
+
+/** A connection seen by some source (a node's nsmgr, the NSC's status file). */
+export interface SeenConnection {
+  readonly connection: Connection;
+  /** The node whose nsmgr reported it; undefined for other sources. */
+  readonly node?: string;
+}
+
+/**
+ * One entry per end-to-end connection, grouped by the id of its first path segment (the client's, the same
+ * on every hop): the view with the longest path, the nsmgrs that report it, and per segment index the
+ * mechanism of each view whose own index is that one.
+ */
+export function mergeConnections(seen: readonly SeenConnection[]): ConnectionStatus[] {
+  const groups = new Map<string, SeenConnection[]>();
+  for (const x of seen) {
+    const key = x.connection.path?.pathSegments[0]?.id || x.connection.id;
+    groups.set(key, [...(groups.get(key) ?? []), x]);
+  }
+  return [...groups.values()].map((views) => {
+    const best = views.reduce((a, b) => ((b.connection.path?.pathSegments.length ?? 0) > (a.connection.path?.pathSegments.length ?? 0) ? b : a));
+    const mechanisms = new Map<number, string>();
+    for (const v of views) {
+      const type = v.connection.mechanism?.type;
+      const index = v.connection.path?.index ?? 0;
+      if (type && !mechanisms.has(index)) mechanisms.set(index, type);
+    }
+    const nodes = [...new Set(views.map((v) => v.node).filter((n): n is string => n !== undefined))];
+    return connectionStatus(best.connection, mechanisms, nodes);
+  });
+}
+
+/** The connections an NSC status file holds (`connections[].connection`, Connection JSON). */
+export function statusFileConnections(status: unknown): Connection[] {
+  const conns = (status as { connections?: unknown } | null)?.connections;
+  if (!Array.isArray(conns)) return [];
+  const out: Connection[] = [];
+  for (const c of conns) {
+    const raw = (c as { connection?: unknown } | null)?.connection;
+    if (!raw || typeof raw !== 'object') continue;
+    try {
+      out.push(Connection.fromJSON(raw));
+    } catch {
+      /* not a connection */
+    }
+  }
+  return out;
 }
 
 export async function collectStatus(paths: RunPaths, node: string): Promise<MeshStatus> {
   const state = readState(paths);
   const sup = runningSupervisor(state);
   const security = state ? meshSecurityOf(state) : null;
+  const t = state?.topology;
   const out: MeshStatus = {
     runDir: paths.dir,
     up: !!sup,
@@ -143,6 +228,8 @@ export async function collectStatus(paths: RunPaths, node: string): Promise<Mesh
     trustDomain: security === 'mtls' ? EMBEDDED_TRUST_DOMAIN : null,
     workloadApi: security === 'mtls' ? `unix://${state?.agentSocket ?? paths.agentSocket}` : null,
     caller: null,
+    nodes: [],
+    underlay: t ? { netns: t.underlayNetns, netnsExists: netnsExists(t.underlayNetns), bridge: t.bridge, cidr: t.cidr } : null,
     components: [],
     services: [],
     endpoints: [],
@@ -158,24 +245,37 @@ export async function collectStatus(paths: RunPaths, node: string): Promise<Mesh
   } catch (err) {
     out.errors.push(`no identity to call the mesh with: ${errorMessage(err)}`);
   }
+  const slots = layoutOf(paths, state, node);
   try {
-    for (const name of COMPONENTS) out.components.push(await componentStatus(paths, state, name, sup !== undefined, cli));
-    if (sup && cli) await askComponents(paths, cli, out);
+    out.components = await Promise.all(slots.map((slot) => componentStatus(state, slot, sup !== undefined, cli)));
+    if (sup && cli) await askComponents(paths, state, slots, cli, out);
   } finally {
     cli?.close();
   }
+  const stateOf = (id: string) => out.components.find((c) => c.id === id)?.state ?? 'down';
+  out.nodes = (t?.nodes ?? []).map((n) => ({
+    name: n.name,
+    netns: n.netns,
+    netnsExists: netnsExists(n.netns),
+    address: n.address,
+    nsmgrUrl: nsmgrTcpUrl(n),
+    nsmgr: stateOf(`${n.name}/nsmgr`),
+    forwarder: stateOf(`${n.name}/forwarder`),
+  }));
   out.pods = podStatuses(state);
   return out;
 }
 
-async function componentStatus(paths: RunPaths, state: MeshState, name: ComponentName, supervised: boolean, cli: CommandSecurity | undefined): Promise<ComponentStatus> {
-  const rec = state.components[name];
+async function componentStatus(state: MeshState, slot: ComponentSlot, supervised: boolean, cli: CommandSecurity | undefined): Promise<ComponentStatus> {
+  const rec = state.components[slot.id];
   const running = isRunning(rec);
-  const probe = running && cli ? await probeHealth(paths.sockets[name], cli.security, STATUS_PROBE_TIMEOUT_MS) : { health: 'UNREACHABLE' as const };
+  const probe = running && cli ? await probeHealth(slot.socket, cli.security, STATUS_PROBE_TIMEOUT_MS) : { health: 'UNREACHABLE' as const };
   const health = probe.health;
   const answered = health !== 'UNREACHABLE';
   return {
-    name,
+    id: slot.id,
+    name: slot.name,
+    node: state.topology ? slot.node : null,
     state: running ? (!cli ? 'unchecked' : health === 'SERVING' ? 'up' : 'not serving') : rec?.phase === 'backoff' && supervised ? 'restarting' : 'down',
     health,
     pid: running ? rec!.pid : null,
@@ -189,9 +289,11 @@ async function componentStatus(paths: RunPaths, state: MeshState, name: Componen
   };
 }
 
-/** Registry contents and nsmgr's connections; a source that fails adds an error. */
-async function askComponents(paths: RunPaths, cli: CommandSecurity, out: MeshStatus): Promise<void> {
+/** Registry contents and every nsmgr's connections (merged with the NSCs' status files); a source that fails adds an error. */
+async function askComponents(paths: RunPaths, state: MeshState, slots: readonly ComponentSlot[], cli: CommandSecurity, out: MeshStatus): Promise<void> {
   const sec = cli.security;
+  const seen: SeenConnection[] = [];
+  const nodes = state.topology !== undefined;
   await Promise.all([
     findServices(paths.sockets.registry, sec)
       .then((ns) => void (out.services = ns.map((s) => ({ name: s.name, payload: s.payload }))))
@@ -207,10 +309,25 @@ async function askComponents(paths: RunPaths, cli: CommandSecurity, out: MeshSta
           }))),
       )
       .catch((err: unknown) => void out.errors.push(`registry endpoints: ${errorMessage(err)}`)),
-    initialConnections(paths.sockets.nsmgr, sec)
-      .then((cs) => void (out.connections = cs.map(connectionStatus)))
-      .catch((err: unknown) => void out.errors.push(`nsmgr connections: ${errorMessage(err)}`)),
+    ...slots
+      .filter((s) => s.name === 'nsmgr')
+      .map((s) =>
+        initialConnections(s.socket, sec)
+          .then((cs) => void seen.push(...cs.map((connection) => ({ connection, ...(nodes ? { node: s.node } : {}) }))))
+          .catch((err: unknown) => void out.errors.push(`${nodes ? `${s.id}` : 'nsmgr'} connections: ${errorMessage(err)}`)),
+      ),
   ]);
+  // The NSCs' own views: only to add mechanisms (segment 0) to connections an nsmgr reports.
+  const known = new Set(seen.map((x) => x.connection.path?.pathSegments[0]?.id || x.connection.id));
+  for (const p of Object.values(state.pods)) {
+    for (const proc of p.processes) {
+      if (proc.component !== 'nsc') continue;
+      for (const connection of statusFileConnections(readStatusFile(proc.statusFile))) {
+        if (known.has(connection.path?.pathSegments[0]?.id || connection.id)) seen.push({ connection });
+      }
+    }
+  }
+  out.connections = mergeConnections(seen);
 }
 
 function podStatuses(state: MeshState): PodStatus[] {
@@ -222,6 +339,7 @@ function podStatuses(state: MeshState): PodStatus[] {
       const lastHeal = lastHealOf(status);
       out.push({
         pod,
+        node: p.node ?? null,
         netns: p.netns,
         netnsExists: netnsExists(p.netns),
         component: proc.component,
@@ -274,26 +392,45 @@ function securityLine(s: MeshStatus): string {
 
 function segmentTable(segs: readonly SegmentStatus[]): string {
   return table(
-    ['#', 'NAME', 'SUB', 'AUD', 'TOKEN EXPIRES'],
-    segs.map((g) => [String(g.index), g.name, g.sub ?? (g.tokenError ? `(${g.tokenError})` : '-'), g.aud.join(',') || '-', g.tokenExpires ?? '-']),
+    ['#', 'NAME', 'SUB', 'AUD', 'TOKEN EXPIRES', 'MECHANISM'],
+    segs.map((g) => [String(g.index), g.name, g.sub ?? (g.tokenError ? `(${g.tokenError})` : '-'), g.aud.join(',') || '-', g.tokenExpires ?? '-', g.mechanism ?? '-']),
   );
+}
+
+function nodesLines(s: MeshStatus): string[] {
+  if (s.nodes.length === 0) return [];
+  const u = s.underlay;
+  return [
+    '',
+    `underlay: ${u ? `${u.cidr}, bridge ${u.bridge} in netns ${u.netns}${u.netnsExists ? '' : ' (MISSING)'}` : '-'}`,
+    table(
+      ['NODE', 'NETNS', 'ADDRESS', 'NSMGR', 'FORWARDER', 'NSMGR URL'],
+      s.nodes.map((n) => [n.name, `${n.netns}${n.netnsExists ? '' : ' (missing)'}`, n.address, n.nsmgr, n.forwarder, n.nsmgrUrl]),
+    ),
+  ];
 }
 
 export function formatStatus(s: MeshStatus): string {
   const out: string[] = [];
   if (!s.up) {
     out.push(`mesh is not up (run dir ${s.runDir})`);
-    const left = [...s.components.filter((c) => c.pid !== null).map((c) => `${c.name} pid ${c.pid}`), ...s.pods.filter((p) => p.running).map((p) => `${p.pod}/${p.component} pid ${p.pid}`)];
+    const left = [
+      ...s.components.filter((c) => c.pid !== null).map((c) => `${c.id} pid ${c.pid}`),
+      ...s.pods.filter((p) => p.running).map((p) => `${p.pod}/${p.component} pid ${p.pid}`),
+      ...s.nodes.filter((n) => n.netnsExists).map((n) => `netns ${n.netns}`),
+      ...(s.underlay?.netnsExists ? [`netns ${s.underlay.netns}`] : []),
+    ];
     if (left.length > 0) out.push(`left over: ${left.join(', ')}; clean up with: nsm down`);
     return out.join('\n');
   }
   out.push(`mesh is up (run dir ${s.runDir}, supervisor pid ${s.supervisor!.pid}, up ${formatUptime(s.supervisor!.uptimeS)})`);
-  out.push(securityLine(s), '');
+  out.push(securityLine(s), ...nodesLines(s), '');
+  const byNode = s.nodes.length > 0;
   out.push(
     table(
       ['COMPONENT', 'STATE', 'PID', 'RESTARTS', 'UPTIME', 'SECURITY', 'SPIFFE ID', 'SVID EXPIRES', 'LAST EXIT'],
       s.components.map((c) => [
-        c.name,
+        byNode ? c.id : c.name,
         c.state,
         c.pid === null ? '-' : String(c.pid),
         String(c.restarts),
@@ -317,8 +454,8 @@ export function formatStatus(s: MeshStatus): string {
     s.connections.length === 0
       ? 'CONNECTIONS: none'
       : table(
-          ['CONNECTION', 'SERVICE', 'STATE', 'NSC', 'NSE', 'PATH'],
-          s.connections.map((c) => [c.id, c.service, c.state, c.nscAddresses.join(',') || '-', c.nseAddresses.join(',') || '-', c.path || '-']),
+          ['CONNECTION', 'SERVICE', 'STATE', 'NSC', 'NSE', ...(byNode ? ['NODES'] : []), 'PATH'],
+          s.connections.map((c) => [c.id, c.service, c.state, c.nscAddresses.join(',') || '-', c.nseAddresses.join(',') || '-', ...(byNode ? [c.nodes.join(',') || '-'] : []), c.path || '-']),
         ),
   );
   for (const c of s.connections) out.push('', `PATH of ${c.id}:`, segmentTable(c.segments));
@@ -327,8 +464,8 @@ export function formatStatus(s: MeshStatus): string {
     s.pods.length === 0
       ? 'PODS: none'
       : table(
-          ['POD', 'COMPONENT', 'NAME', 'PID', 'STATE', 'UPTIME', 'LAST HEAL'],
-          s.pods.map((p) => [p.pod, p.component, p.name, String(p.pid), p.running ? 'running' : 'exited', formatUptime(p.uptimeS), short(p.lastHeal)]),
+          ['POD', ...(byNode ? ['NODE'] : []), 'COMPONENT', 'NAME', 'PID', 'STATE', 'UPTIME', 'LAST HEAL'],
+          s.pods.map((p) => [p.pod, ...(byNode ? [p.node ?? '-'] : []), p.component, p.name, String(p.pid), p.running ? 'running' : 'exited', formatUptime(p.uptimeS), short(p.lastHeal)]),
         ),
   );
   if (s.errors.length > 0) out.push('', ...s.errors.map((e) => `warning: ${e}`));

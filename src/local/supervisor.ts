@@ -7,10 +7,16 @@
  * `logs/<name>.log`. `stop()` stops the components in reverse order (SIGTERM, SIGKILL after a grace)
  * and removes sockets they left.
  *
+ * A mesh of nodes (`deps.topology`, local/layout.ts): the registry, and each node's nsmgr and forwarder,
+ * start inside the node's netns (`ip netns exec <netns> node <nsm> <component>`: the pid stays the
+ * component's), in three groups — registry, then every nsmgr, then every forwarder — each after the
+ * previous group serves.
+ *
  * Identity: a secure mesh (the default) runs the mesh's own SPIFFE Workload API in this process, at
  * `<run dir>/agent.sock`, with the CA of the run dir (local/identity.ts). It knows every component's pid
  * and start time right after spawn, so the identity policy gives exactly those processes
- * `spiffe://nsm.local/node/<node>/<component>` and a pod's processes `…/ns/<pod>/<what>`. Components get
+ * `spiffe://nsm.local/node/<node>/<component>` (`<node>` = the hostname, or `node-<i>` in a mesh of nodes)
+ * and a pod's processes `…/ns/<pod>/<what>`; the nodes' and the underlay's netns are never pods. Components get
  * `SPIFFE_ENDPOINT_SOCKET` for it; an insecure mesh (`nsm up --insecure`) runs no Workload API and gives
  * them `NSM_INSECURE=true`. The supervisor's own health checks use an SVID it issues itself
  * (`node/<node>/supervisor`). The Workload API stops after the components, and its socket is removed.
@@ -28,7 +34,9 @@ import { INSECURE, mtls, type TransportSecurity } from '../security/tls.js';
 import { WorkloadApi, type WorkloadApiOptions } from '../security/workload-server.js';
 import { waitServing } from './grpc.js';
 import { CaSource, loadOrCreateCa, nodeSpiffeId } from './identity.js';
-import { COMPONENTS, componentEnv, EMBEDDED_TRUST_DOMAIN, type ComponentName, type MeshSecurity, type RunPaths } from './paths.js';
+import { meshLayout, type ComponentSlot } from './layout.js';
+import { topologyNetns, type Topology } from './nodes.js';
+import { COMPONENTS, EMBEDDED_TRUST_DOMAIN, type ComponentName, type MeshSecurity, type RunPaths } from './paths.js';
 import { isRunning, recordFor, type ProcRecord } from './proc.js';
 import { updateState, type ComponentRecord } from './state.js';
 
@@ -72,6 +80,8 @@ export interface SupervisorDeps {
   readonly log: Logger;
   /** `mtls`: run the Workload API and give components SPIFFE_ENDPOINT_SOCKET; `insecure`: NSM_INSECURE=true. */
   readonly security: MeshSecurity;
+  /** A mesh of nodes (created by `nsm up --nodes`): each component runs in its node's netns (local/layout.ts). */
+  readonly topology?: Topology;
 }
 
 export interface SupervisorOptions {
@@ -82,9 +92,7 @@ export interface SupervisorOptions {
   readonly components?: readonly ComponentName[];
 }
 
-interface Slot {
-  readonly name: ComponentName;
-  readonly env: Readonly<Record<string, string>>;
+interface Slot extends ComponentSlot {
   child?: ChildProcess;
   rec?: ProcRecord;
   exited?: Promise<void>;
@@ -113,20 +121,17 @@ export class Supervisor {
       workloadApi: options.workloadApi ?? {},
     });
     const base = baseEnv();
-    this.#slots = this.#opts.components.map((name) => ({
-      name,
-      env: Object.freeze({ ...base, ...componentEnv(deps.paths, name, deps.hostname, deps.security) }),
-      startedAt: 0,
-      restarts: 0,
-      failures: 0,
-    }));
+    this.#slots = meshLayout(deps.paths, deps.hostname, deps.security, deps.topology)
+      .filter((slot) => this.#opts.components.includes(slot.name))
+      .map((slot) => ({ ...slot, env: Object.freeze({ ...base, ...slot.env }), startedAt: 0, restarts: 0, failures: 0 }));
   }
 
-  /** Records the supervisor, starts the Workload API (secure mesh) and the components in order, each after the previous one serves. */
+  /** Records the supervisor, starts the Workload API (secure mesh) and the components group by group (registry, nsmgrs, forwarders), each group after the previous one serves. */
   async start(): Promise<void> {
     const { paths, hostname, security } = this.#deps;
     mkdirSync(paths.logs, { recursive: true });
     mkdirSync(paths.pods, { recursive: true });
+    for (const n of this.#deps.topology?.nodes ?? []) mkdirSync(paths.nodeSockets(n.name).dir, { recursive: true });
     if (security === 'mtls') await this.#startWorkloadApi();
     else this.#deps.log.warn('NSM_INSECURE=true for every component: plaintext gRPC, unverified tokens (nsm up --insecure)');
     const agentSocket = security === 'mtls' ? { agentSocket: paths.agentSocket } : {};
@@ -134,11 +139,16 @@ export class Supervisor {
       const { agentSocket: _old, ...rest } = s;
       return { ...rest, hostname, security, ...agentSocket, supervisor: recordFor(process.pid), components: {} };
     });
-    for (const slot of this.#slots) {
+    for (const phase of [...new Set(this.#slots.map((s) => s.phase))]) {
       if (this.#stopping) return;
-      this.#spawn(slot);
-      const ok = await waitServing(paths.sockets[slot.name], this.#probe, this.#opts.startWaitMs, () => this.#stopping);
-      if (!ok && !this.#stopping) this.#deps.log.warn({ component: slot.name }, 'component not serving yet; starting the next one anyway');
+      const group = this.#slots.filter((s) => s.phase === phase);
+      for (const slot of group) this.#spawn(slot);
+      await Promise.all(
+        group.map(async (slot) => {
+          const ok = await waitServing(slot.socket, this.#probe, this.#opts.startWaitMs, () => this.#stopping);
+          if (!ok && !this.#stopping) this.#deps.log.warn({ component: slot.id }, 'component not serving yet; starting the next ones anyway');
+        }),
+      );
     }
   }
 
@@ -156,17 +166,22 @@ export class Supervisor {
 
   /** What the identity policy needs, read at every attestation: the components running now, the named netns (pods). */
   async #knowledge(): Promise<MeshKnowledge> {
-    const components = this.#slots.filter((s) => s.child && s.rec).map((s) => ({ pid: s.rec!.pid, startTime: s.rec!.startTime, name: s.name }));
-    return { trustDomain: EMBEDDED_TRUST_DOMAIN, node: this.#deps.hostname, components, pods: await namedNetnsPods() };
+    const components = this.#slots.filter((s) => s.child && s.rec).map((s) => ({ pid: s.rec!.pid, startTime: s.rec!.startTime, name: s.name, node: s.node }));
+    const pods = await namedNetnsPods();
+    // The nodes' and the underlay's netns are named too, but they are no pods: a process there is a component (known by pid) or nobody.
+    const infra = new Set(this.#deps.topology ? topologyNetns(this.#deps.topology) : []);
+    for (const [id, name] of pods) if (infra.has(name)) pods.delete(id);
+    return { trustDomain: EMBEDDED_TRUST_DOMAIN, node: this.#deps.hostname, components, pods };
   }
 
   #spawn(slot: Slot): void {
-    const { paths, entry, log } = this.#deps;
-    const logPath = paths.log(slot.name);
-    const fd = openSync(logPath, 'a');
+    const { entry, log } = this.#deps;
+    const fd = openSync(slot.log, 'a');
     try {
-      writeSync(fd, `--- nsm supervise: starting ${slot.name} (restart ${slot.restarts}) at ${new Date().toISOString()} ---\n`);
-      const child = spawn(process.execPath, [entry, slot.name], { env: slot.env, stdio: ['ignore', fd, fd] });
+      writeSync(fd, `--- nsm supervise: starting ${slot.id}${slot.netns ? ` in netns ${slot.netns}` : ''} (restart ${slot.restarts}) at ${new Date().toISOString()} ---\n`);
+      // `ip netns exec` enters the node's netns and execs node in place: the pid (and its start time) stay the component's.
+      const [cmd, args] = slot.netns ? ['ip', ['netns', 'exec', slot.netns, process.execPath, entry, slot.name]] : [process.execPath, [entry, slot.name]];
+      const child = spawn(cmd, args, { env: slot.env, stdio: ['ignore', fd, fd] });
       slot.child = child;
       slot.startedAt = Date.now();
       slot.exited = new Promise<void>((resolve) => {
@@ -179,7 +194,7 @@ export class Supervisor {
         };
         child.once('exit', onExit);
         child.once('error', (err) => {
-          log.error({ component: slot.name, err: err.message }, 'cannot start component');
+          log.error({ component: slot.id, err: err.message }, 'cannot start component');
           onExit(null, null);
         });
       });
@@ -187,7 +202,7 @@ export class Supervisor {
         const rec = recordFor(child.pid);
         slot.rec = rec;
         this.#record(slot, { ...rec, phase: 'running' });
-        log.info({ component: slot.name, childPid: child.pid, restarts: slot.restarts }, 'component started');
+        log.info({ component: slot.id, childPid: child.pid, restarts: slot.restarts }, 'component started');
       }
     } finally {
       closeSync(fd);
@@ -204,7 +219,7 @@ export class Supervisor {
     const delay = restartDelay(slot.failures, backoff);
     slot.failures++;
     slot.restarts++;
-    this.#deps.log.warn({ component: slot.name, code, signal, restarts: slot.restarts, delayMs: delay }, 'component exited; restarting');
+    this.#deps.log.warn({ component: slot.id, code, signal, restarts: slot.restarts, delayMs: delay }, 'component exited; restarting');
     this.#record(slot, { pid: slot.rec?.pid ?? 0, startTime: slot.rec?.startTime ?? -1, started: slot.rec?.started ?? lastExit.at, phase: 'backoff', lastExit });
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
@@ -216,22 +231,23 @@ export class Supervisor {
     const { paths, hostname } = this.#deps;
     try {
       updateState(paths, hostname, (s) => {
-        const prev = s.components[slot.name];
+        const prev = s.components[slot.id];
         const rec: ComponentRecord = {
           name: slot.name,
+          ...(slot.netns ? { node: slot.node } : {}),
           pid: r.pid,
           startTime: r.startTime,
           started: r.started,
           restarts: slot.restarts,
-          socket: paths.sockets[slot.name],
-          log: paths.log(slot.name),
+          socket: slot.socket,
+          log: slot.log,
           phase: r.phase,
           ...(r.lastExit ?? prev?.lastExit ? { lastExit: r.lastExit ?? prev?.lastExit } : {}),
         };
-        return { ...s, components: { ...s.components, [slot.name]: rec } };
+        return { ...s, components: { ...s.components, [slot.id]: rec } };
       });
     } catch (err) {
-      this.#deps.log.error({ component: slot.name, err: (err as Error).message }, 'cannot record state');
+      this.#deps.log.error({ component: slot.id, err: (err as Error).message }, 'cannot record state');
     }
   }
 
@@ -244,16 +260,16 @@ export class Supervisor {
     for (const slot of [...this.#slots].reverse()) {
       const child = slot.child;
       if (!child || !slot.rec || !isRunning(slot.rec)) continue;
-      log.info({ component: slot.name, childPid: child.pid }, 'stopping component');
+      log.info({ component: slot.id, childPid: child.pid }, 'stopping component');
       child.kill('SIGTERM');
       const gone = await Promise.race([slot.exited!.then(() => true), sleep(this.#opts.stopGraceMs).then(() => false)]);
       if (!gone) {
-        log.warn({ component: slot.name, childPid: child.pid }, 'component did not stop in time; SIGKILL');
+        log.warn({ component: slot.id, childPid: child.pid }, 'component did not stop in time; SIGKILL');
         child.kill('SIGKILL');
         await Promise.race([slot.exited, sleep(2000)]);
       }
     }
-    for (const slot of this.#slots) await removeStaleSocket(paths.sockets[slot.name]);
+    for (const slot of this.#slots) await removeStaleSocket(slot.socket);
     if (this.#api) {
       await this.#api.stop({ force: true });
       await removeStaleSocket(paths.agentSocket);

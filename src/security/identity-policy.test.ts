@@ -37,6 +37,12 @@ const att = (socketNetns: string, ...holders: ProcessFacts[]): Attestation => ({
 describe('identity policy', () => {
   const cases: Array<{ name: string; att: Attestation; mesh?: MeshKnowledge; id?: string; refused?: RegExp }> = [
     { name: 'supervised component by pid + start time', att: att(HOST, proc({ pid: 100, startTime: 5000, netns: HOST })), id: 'spiffe://nsm.local/node/node-1/nsmgr' },
+    {
+      name: 'supervised component of another node (a mesh of nodes): its own node',
+      att: att(OTHER, proc({ pid: 102, startTime: 5002, netns: OTHER })),
+      mesh: { ...mesh, components: [...mesh.components, { pid: 102, startTime: 5002, name: 'forwarder', node: 'node-2' }] },
+      id: 'spiffe://nsm.local/node/node-2/forwarder',
+    },
     { name: 'component pid recycled (other start time)', att: att(HOST, proc({ pid: 100, startTime: 5999, netns: HOST })), refused: /pid 100: a recycled pid/ },
     { name: 'nsm nsc in a pod', att: att(POD_A, proc({})), id: 'spiffe://nsm.local/ns/nsc-pod/nsc' },
     { name: 'nsm nse in a pod (installed as nsm)', att: att(POD_B, proc({ netns: POD_B, cmdline: ['/usr/local/bin/nsm', 'nse'] })), id: 'spiffe://nsm.local/ns/nse-pod/nse' },

@@ -3,7 +3,8 @@
  * mesh knows (the processes its supervisor started, the network namespaces that are its pods) to one
  * SPIFFE ID, or a refusal that names the pid and why. A pure function; the table test is the spec.
  *
- * - A process the supervisor started (pid AND start time match) → `spiffe://<td>/node/<node>/<component>`.
+ * - A process the supervisor started (pid AND start time match) → `spiffe://<td>/node/<node>/<component>`
+ *   (`<node>`: the component's own node when the mesh has several, else the mesh's).
  * - A process whose network namespace is a pod's → `spiffe://<td>/ns/<pod>/<what it runs>`: `nsc` or
  *   `nse` when its command line is `nsm nsc|nse`, else `workload`. The pod part is the boundary the
  *   caller cannot fake (its socket was created in that netns and it is in that netns now); the last part
@@ -20,6 +21,8 @@ export interface KnownComponent {
   readonly pid: number;
   readonly startTime: number;
   readonly name: string;
+  /** The node it runs on when it is not `MeshKnowledge.node` (a mesh of several nodes on one host). */
+  readonly node?: string;
 }
 
 export interface MeshKnowledge {
@@ -72,7 +75,7 @@ function spiffeId(mesh: MeshKnowledge, segments: readonly string[], pid: number)
 /** The decision for one process holding the caller's socket, created in `socketNetns`. */
 export function identityOfProcess(p: ProcessFacts, socketNetns: string, mesh: MeshKnowledge): Decision {
   const component = mesh.components.find((c) => c.pid === p.pid && c.startTime === p.startTime);
-  if (component) return spiffeId(mesh, ['node', mesh.node, component.name], p.pid);
+  if (component) return spiffeId(mesh, ['node', component.node ?? mesh.node, component.name], p.pid);
   if (mesh.components.some((c) => c.pid === p.pid)) return refuse(p.pid, 'a recycled pid of a mesh component (start time differs)');
   const pod = mesh.pods.get(socketNetns);
   if (pod === undefined) return refuse(p.pid, `not started by the mesh, and its netns ${socketNetns} is no pod of the mesh (exe ${p.exe})`);

@@ -4,7 +4,7 @@ import { action, addRunDirOption, meshContext } from '../../local/cli.js';
 import { down } from '../../local/mesh.js';
 
 export function register(program: Command): void {
-  addRunDirOption(program.command('down').description('stop the local mesh: pods (NSCs first), then the components; remove sockets and the netns it created')).action(
+  addRunDirOption(program.command('down').description('stop the local mesh: pods (NSCs first), then the components; remove sockets and the netns it created (pods, nodes, underlay)')).action(
     action('down', async (opts: { runDir?: string }) => {
       const ctx = meshContext(opts.runDir);
       const res = await down(ctx);

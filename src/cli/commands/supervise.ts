@@ -8,16 +8,17 @@ import { readState } from '../../local/state.js';
 import { Supervisor } from '../../local/supervisor.js';
 
 export function register(program: Command): void {
-  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder and restart them when they die (used by nsm up)').option('--insecure', 'no Workload API; components get NSM_INSECURE=true', false)).action(
+  addRunDirOption(program.command('supervise', { hidden: true }).description('run registry, nsmgr and forwarder (each node\'s, in its netns, for a mesh of nodes) and restart them when they die (used by nsm up)').option('--insecure', 'no Workload API; components get NSM_INSECURE=true', false)).action(
     async (opts: { runDir?: string; insecure: boolean }) => {
       const ctx = meshContext(opts.runDir);
       const log = createLogger('supervisor', parseLogLevel(process.env.NSM_LOG_LEVEL ?? 'info') ?? 'info', process.stdout);
-      const other = readState(ctx.paths)?.supervisor;
+      const state = readState(ctx.paths);
+      const other = state?.supervisor;
       if (other && other.pid !== process.pid && isRunning(other)) {
         process.stderr.write(`nsm supervise: another supervisor runs for ${ctx.paths.dir} (pid ${other.pid})\n`);
         process.exit(1);
       }
-      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log, security: opts.insecure ? 'insecure' : 'mtls' });
+      const sup = new Supervisor({ paths: ctx.paths, hostname: ctx.hostname, entry: ctx.entry, log, security: opts.insecure ? 'insecure' : 'mtls', topology: state?.topology });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

@@ -245,7 +245,7 @@ describe('begin server', () => {
     ]);
     await chain.request(defaultRequest({ id: 'j' }), newContext());
     hang = true;
-    await assert.rejects(cap.events!.request(), { name: 'CancelledError' });
+    await assert.rejects(cap.events!.request(), { name: 'DeadlineExceededError', message: 'timed out after 20 ms' });
     assert.equal(begin.size, 1); // failed re-request keeps state
     assert.equal(begin.busy, 0);
   });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decide, failed, NO_ATTEMPTS, type Attempts, type Decision, type Fault } from './decide.js';
+import { ClientError, Status } from 'nice-grpc';
+import { DeadlineExceededError, fromClientError, NotFoundError, UnavailableError } from '../../core/errors.js';
+import { decide, failed, NO_ATTEMPTS, outcomeOf, type Attempts, type Decision, type Fault } from './decide.js';
 
 const WINDOW = 5000;
 const cp: Fault = { source: 'control-plane', dataPlaneDown: false, sinceLastRepair: Infinity };
@@ -39,11 +41,31 @@ describe('heal decide', () => {
   }
 
   it('failed() counts the action and remembers a gone endpoint', () => {
-    let a = failed(NO_ATTEMPTS, 'repair', false);
+    let a = failed(NO_ATTEMPTS, 'repair', 'failed');
     assert.deepEqual(a, tried(1));
-    a = failed(a, 'repair', true);
+    a = failed(a, 'repair', 'not-found');
     assert.deepEqual(a, tried(2, 0, true));
-    a = failed(a, 'reselect', false);
+    a = failed(a, 'reselect', 'failed');
     assert.deepEqual(a, tried(2, 1, true));
+  });
+
+  it('a repair that got no answer does not count towards a reselect, however often', () => {
+    let a = NO_ATTEMPTS;
+    for (let i = 0; i < 20; i++) a = failed(a, 'repair', 'no-answer');
+    assert.deepEqual(a, NO_ATTEMPTS);
+    assert.deepEqual(decide(kernel, a, WINDOW), repair);
+    assert.deepEqual(decide(probe, a, WINDOW), repair);
+    a = failed(a, 'repair', 'not-found');
+    assert.deepEqual(decide(probe, a, WINDOW), reselect('endpoint gone'), 'the registry dropped the endpoint: reselect');
+    assert.deepEqual(failed(NO_ATTEMPTS, 'reselect', 'no-answer'), tried(0, 1), 'a reselect counts whatever the outcome');
+  });
+
+  it('outcomeOf() reads the error class, also across a gRPC hop', () => {
+    assert.equal(outcomeOf(new NotFoundError('x')), 'not-found');
+    assert.equal(outcomeOf(new DeadlineExceededError('x')), 'no-answer');
+    assert.equal(outcomeOf(new UnavailableError('x')), 'failed');
+    assert.equal(outcomeOf(new Error('data plane still down')), 'failed');
+    assert.equal(outcomeOf(fromClientError(new ClientError('/x', Status.DEADLINE_EXCEEDED, 'no answer'), 'request')), 'no-answer');
+    assert.equal(outcomeOf(fromClientError(new ClientError('/x', Status.UNAVAILABLE, 'refused'), 'request')), 'failed');
   });
 });

@@ -41,11 +41,33 @@ export function decide(fault: Fault, attempts: Attempts, stableWindow: number): 
   return { action: 'repair' };
 }
 
-/** The attempts after one more failed `action` (`notFound`: it was answered "not found"). */
-export function failed(attempts: Attempts, action: HealAction, notFound: boolean): Attempts {
+/**
+ * How a failed attempt ended: answered "not found" (the endpoint is gone), not answered in time (a hop
+ * or the path is silent: a cut network, a peer too busy to answer — `DeadlineExceededError`), or any other
+ * failure (refused, an error answered by a hop, the data plane still down after the re-Request).
+ */
+export type Outcome = 'not-found' | 'no-answer' | 'failed';
+
+/** The outcome of a failed attempt, from its error. */
+export function outcomeOf(err: unknown): Outcome {
+  const name = err instanceof Error ? err.name : '';
+  if (name === 'NotFoundError') return 'not-found';
+  if (name === 'DeadlineExceededError') return 'no-answer';
+  return 'failed';
+}
+
+/**
+ * The attempts after one more failed `action`. A repair that got no answer is not counted towards a
+ * reselect: the endpoint is merely unreachable for now (the registry still has it), and a reselect would
+ * only Close what it cannot reach and ask the same silent path again. The client keeps its interface and
+ * repairs in place with backoff until the path answers, or the registry drops the endpoint ("not found",
+ * then it reselects).
+ */
+export function failed(attempts: Attempts, action: HealAction, outcome: Outcome): Attempts {
+  const counted = action === 'repair' && outcome !== 'no-answer';
   return {
-    failedRepairs: attempts.failedRepairs + (action === 'repair' ? 1 : 0),
+    failedRepairs: attempts.failedRepairs + (counted ? 1 : 0),
     failedReselects: attempts.failedReselects + (action === 'reselect' ? 1 : 0),
-    endpointGone: attempts.endpointGone || notFound,
+    endpointGone: attempts.endpointGone || outcome === 'not-found',
   };
 }

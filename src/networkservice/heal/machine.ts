@@ -24,7 +24,9 @@
  *    - After a reselect (a new interface) the probe grace is `reselectGrace` instead of one timeout.
  * 3. Retry. A failed attempt waits a bounded, jittered backoff (100 ms doubling up to `maxBackoff`, a random
  *    wait in its upper half, so clients that failed together do not retry together) before the next;
- *    two failed repairs of a data-plane fault escalate to reselect.
+ *    two failed repairs of a data-plane fault escalate to reselect — but a repair that got no answer in time
+ *    (DeadlineExceededError: a silent hop, e.g. a cut underlay between nodes) does not count: the client keeps
+ *    its interface and repairs in place until the path answers or the registry drops the endpoint.
  * 4. Nothing runs after Close: every wait and watch is tied to the connection's lifetime signal.
  *
  * Step 1 is `#confirm` and `#detect`, step 2 the pure `decide()` (decide.ts), step 3 `#heal`/`#attempt`.
@@ -39,7 +41,7 @@ import type { Logger } from '../../core/log.js';
 import { AsyncQueue } from '../../core/queue.js';
 import { linkSignals, ENDED } from '../../core/signals.js';
 import type { DataPlaneProbe, Observation } from '../../dataplane/probe.js';
-import { decide, failed, NO_ATTEMPTS, type Fault } from './decide.js';
+import { decide, failed, NO_ATTEMPTS, outcomeOf, type Fault } from './decide.js';
 import type { ControlPlaneWatch, HealAction, HealCause, HealEvent, HealState } from './types.js';
 
 export interface HealOptions {
@@ -245,7 +247,7 @@ export class HealMachine {
         return;
       } catch (err) {
         if (lifetime.aborted) return;
-        attempts = failed(attempts, decision.action, err instanceof Error && err.name === 'NotFoundError');
+        attempts = failed(attempts, decision.action, outcomeOf(err));
         const wait = jitteredBackoff(attempt, this.#opts.baseBackoff, this.#opts.maxBackoff, this.#deps.random);
         this.#emit({ type: 'failed', connId, at: clock.now(), action: decision.action, attempt, error: errorMessage(err), retryInMs: wait });
         this.#set('backoff');
