@@ -80,10 +80,10 @@ export function checkFree(link: LinkIdentity | undefined, end: WantEnd, owner: s
   }
 }
 
-/** The link is a veth carrying the alias of `owner`'s `side`. */
-export function isOurs<T extends LinkIdentity>(link: T | undefined, owner: string, side: Side): link is T {
+/** The link is a `kind` link (a veth unless told) carrying the alias of `owner`'s `side`. */
+export function isOurs<T extends LinkIdentity>(link: T | undefined, owner: string, side: Side, kind = 'veth'): link is T {
   const a = parseAlias(link?.alias);
-  return !!link && !!a && a.owner === owner && a.side === side && link.kind === 'veth';
+  return !!link && !!a && a.owner === owner && a.side === side && link.kind === kind;
 }
 
 const OWNER_RE = /^[\x21-\x7e]{1,200}$/;
@@ -119,32 +119,43 @@ export function checkInterfaceName(field: string, name: unknown): void {
   }
 }
 
-function normEnd(e: EndSpec, side: Side, owner: string): WantEnd {
-  if (!e || typeof e !== 'object') throw new InvalidArgumentError(side, e, 'missing end');
-  if (typeof e.netns !== 'string' || e.netns === '') throw new InvalidArgumentError(`${side}.netns`, e.netns, 'missing netns URL');
-  checkInterfaceName(`${side}.name`, e.name);
+/** Normalizes one end; errors name fields under `field` (the side by default: `nsc.addrs[0]`). */
+export function normEnd(e: EndSpec, side: Side, owner: string, field: string = side): WantEnd {
+  if (!e || typeof e !== 'object') throw new InvalidArgumentError(field, e, 'missing end');
+  if (typeof e.netns !== 'string' || e.netns === '') throw new InvalidArgumentError(`${field}.netns`, e.netns, 'missing netns URL');
+  checkInterfaceName(`${field}.name`, e.name);
   const addrs = new Map<string, WantAddr>();
   (e.addrs ?? []).forEach((a, i) => {
-    const n = normAddr(a, `${side}.addrs[${i}]`);
+    const n = normAddr(a, `${field}.addrs[${i}]`);
     addrs.set(n.cidr, n);
   });
   const routes = new Map<string, WantRoute>();
   (e.routes ?? []).forEach((r, i) => {
-    const n = normRoute(r.prefix, r.via, `${side}.routes[${i}]`);
+    const n = normRoute(r.prefix, r.via, `${field}.routes[${i}]`);
     routes.delete(n.prefix);
     routes.set(n.prefix, n);
   });
   return { side, netns: e.netns, name: e.name, alias: aliasFor(owner, side), addrs: [...addrs.values()], routes: [...routes.values()] };
 }
 
+/** The owner (connection id) rule of every spec. */
+export function checkOwner(owner: unknown): asserts owner is string {
+  if (typeof owner !== 'string' || !OWNER_RE.test(owner) || /["'\\#]/.test(owner)) {
+    throw new InvalidArgumentError('owner', owner, 'must be 1-200 printable characters without whitespace, quotes, backslashes or "#"');
+  }
+}
+
+/** The MTU rule of every spec (unset: the kernel's default). */
+export function checkMtu(mtu: unknown): void {
+  if (mtu !== undefined && (!Number.isInteger(mtu) || (mtu as number) < 68 || (mtu as number) > 65535)) {
+    throw new InvalidArgumentError('mtu', mtu, 'must be an integer in 68..65535');
+  }
+}
+
 /** Validates a spec; every error is an InvalidArgumentError naming the field. */
 export function normalizeSpec(spec: PairSpec): WantPair {
-  if (typeof spec?.owner !== 'string' || !OWNER_RE.test(spec.owner) || /["'\\#]/.test(spec.owner)) {
-    throw new InvalidArgumentError('owner', spec?.owner, 'must be 1-200 printable characters without whitespace, quotes, backslashes or "#"');
-  }
-  if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535)) {
-    throw new InvalidArgumentError('mtu', spec.mtu, 'must be an integer in 68..65535');
-  }
+  checkOwner(spec?.owner);
+  checkMtu(spec.mtu);
   const nsc = normEnd(spec.nsc, 'nsc', spec.owner);
   const nse = normEnd(spec.nse, 'nse', spec.owner);
   return { owner: spec.owner, nsc, nse, ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}) };

@@ -62,8 +62,8 @@ export interface PairSpec {
 
 /**
  * Kernel VXLAN between two nodes' tunnel IPs (mechanism `VXLAN`, payload ETHERNET). The device is created
- * in the forwarder's own netns (where the UDP socket stays) and moved into the pod's netns under the
- * end's name.
+ * in the data plane's tunnel netns (Linux option `tunnelNetns`, default the forwarder's own; the UDP
+ * socket stays there) and moved into the pod's netns under the end's name.
  */
 export interface VxlanTunnelSpec {
   kind: 'vxlan';
@@ -79,8 +79,8 @@ export interface VxlanTunnelSpec {
 
 /**
  * Userspace WireGuard (`wireguard-go`, configured over its UAPI socket) between two nodes' tunnel IPs
- * (mechanism `WIREGUARD`, payload IP). The process and its UDP socket live in the forwarder's netns; its
- * tun device is moved into the pod's netns under the end's name. Keys are WireGuard base64 (44 chars).
+ * (mechanism `WIREGUARD`, payload IP). The process and its UDP socket live in the tunnel netns; its tun
+ * device is moved into the pod's netns under the end's name. Keys are WireGuard base64 (44 chars).
  */
 export interface WireguardTunnelSpec {
   kind: 'wireguard';

@@ -5,7 +5,11 @@
  * things through `setDown`, `deleteLink`, `flushAddrs`, `delRoute`, `addAddr`, `addForeignLink`, and ask
  * `reachable(netns, addr)` for a modelled ping. Netns are any strings, created on first use. The
  * modelled kernel (the netns) can be shared: `restarted()` is a new data plane over the same netns, as a
- * restarted forwarder finds them. No I/O, no background work.
+ * restarted forwarder finds them. Tunnel ends (`ensureTunnel`) are links of kind `vxlan` / `tun` with
+ * their parameters; two ends on different nodes (`onNode`: another data plane over the same netns with
+ * its own tunnel netns) reach each other when their parameters match both ways (real X25519 for the
+ * WireGuard keys); a VNI or listen port used twice in one tunnel netns is refused like the kernel does.
+ * No I/O, no background work.
  */
 import { randomBytes } from 'node:crypto';
 import { DataplaneError } from '../../core/errors.js';
@@ -13,6 +17,8 @@ import { throwIfAborted } from '../../core/signals.js';
 import { contains, tryParseIp } from '../../api/cidr.js';
 import { Inventory } from '../inventory.js';
 import { checkFree, isOurs, normAddr, normalizeSpec, parseAlias, type WantEnd, type WantPair, type WantRoute } from '../spec.js';
+import { linkKindOf, normalizeTunnelSpec, publicKeyOf, type WantTunnel, type WantTunnelParams } from '../tunnel-spec.js';
+import { AlreadyExistsError } from '../../core/errors.js';
 import type { DataPlane, OpOptions, OrphanReport, OwnedLink, PairSpec, PairState, RouteSpec, SweepOptions, TunnelSpec, TunnelState } from '../types.js';
 
 export interface FakeLink {
@@ -22,7 +28,9 @@ export interface FakeLink {
   alias?: string;
   up: boolean;
   mtu: number;
-  kind: 'veth' | 'dummy';
+  kind: 'veth' | 'dummy' | 'vxlan' | 'tun';
+  /** A tunnel end's parameters, and the netns of its UDP side. */
+  tunnel?: { params: WantTunnelParams; underlay: string };
   /** Addresses as canonical `ip/prefix`. */
   addrs: string[];
   routes: RouteSpec[];
@@ -36,28 +44,63 @@ interface Netns {
 
 export const FAKE_DEFAULT_MTU = 1500;
 
+export interface FakeDataPlaneOptions {
+  /** The modelled node netns where tunnel ends' UDP sockets live (default `node`). */
+  tunnelNetns?: string;
+}
+
 export class FakeDataPlane implements DataPlane {
   #netns = new Map<string, Netns>();
+  readonly #tunnelNetns: string;
   readonly #inventory = new Inventory();
   /** Netns this data plane has put or found links in: the sweep's scope. */
   readonly #places = new Set<string>();
   /** Number of mutating operations, for tests that assert nothing changed. */
   mutations = 0;
 
-  // Remote connections: not built yet (issue 15 work in progress; replaced by the tunnel data plane).
-  async ensureTunnel(spec: TunnelSpec): Promise<TunnelState> {
-    throw new DataplaneError('ensure tunnel', `remote mechanisms are not supported yet (${spec.tunnel.kind})`);
-  }
-  async removeTunnel(): Promise<void> {}
-  async tunnelPrivateKey(): Promise<string | undefined> {
-    return undefined;
+  constructor(options: FakeDataPlaneOptions = {}) {
+    this.#tunnelNetns = options.tunnelNetns ?? 'node';
   }
 
   /** A new data plane (nothing held) over the same netns, as a restarted forwarder would find them. */
   restarted(): FakeDataPlane {
-    const dp = new FakeDataPlane();
+    return this.onNode(this.#tunnelNetns);
+  }
+
+  /** Another forwarder's data plane over the same modelled kernel, with its tunnel UDP side in `tunnelNetns`. */
+  onNode(tunnelNetns: string): FakeDataPlane {
+    const dp = new FakeDataPlane({ tunnelNetns });
     dp.#netns = this.#netns;
     return dp;
+  }
+
+  async ensureTunnel(spec: TunnelSpec, opts: OpOptions = {}): Promise<TunnelState> {
+    const w = normalizeTunnelSpec(spec);
+    if (opts.signal) throwIfAborted(opts.signal);
+    this.#places.add(w.end.netns);
+    const state = this.#ensureTunnel(w);
+    this.#inventory.hold(w.owner);
+    return state;
+  }
+
+  async removeTunnel(spec: TunnelSpec, opts: OpOptions = {}): Promise<void> {
+    const w = normalizeTunnelSpec(spec);
+    this.#inventory.release(w.owner);
+    if (opts.signal) throwIfAborted(opts.signal);
+    const l = this.#netns.get(w.end.netns)?.links.get(w.end.name);
+    const a = parseAlias(l?.alias);
+    if (l?.tunnel && a && a.owner === w.owner && a.side === w.side) this.#delete(w.end.netns, l.name);
+  }
+
+  async tunnelPrivateKey(owner: string, opts: OpOptions = {}): Promise<string | undefined> {
+    if (opts.signal) throwIfAborted(opts.signal);
+    for (const ns of this.#netns.values()) {
+      for (const l of ns.links.values()) {
+        const p = l.tunnel?.params;
+        if (p?.kind === 'wireguard' && l.tunnel!.underlay === this.#tunnelNetns && parseAlias(l.alias)?.owner === owner) return p.privateKey;
+      }
+    }
+    return undefined;
   }
 
   #ns(name: string): Netns {
@@ -132,8 +175,8 @@ export class FakeDataPlane implements DataPlane {
     const dst = tryParseIp(addr);
     if (!dst) return false;
     for (const l of this.#netns.get(netns)?.links.values() ?? []) {
-      if (!l.up || !l.peer) continue;
-      const p = this.#netns.get(l.peer.netns)?.links.get(l.peer.name);
+      if (!l.up || (!l.peer && !l.tunnel)) continue;
+      const p = l.peer ? this.#netns.get(l.peer.netns)?.links.get(l.peer.name) : this.#tunnelPeer(l);
       if (!p || !p.up) continue;
       if (!p.addrs.some((a) => normAddr(a, 'a').local === addr)) continue;
       if (!routeCovers(l, addr)) continue;
@@ -141,6 +184,105 @@ export class FakeDataPlane implements DataPlane {
       if (src && routeCovers(p, src.local)) return true;
     }
     return false;
+  }
+
+  /** The tunnel end on another node whose parameters match `l`'s both ways. */
+  #tunnelPeer(l: FakeLink): FakeLink | undefined {
+    for (const ns of this.#netns.values()) {
+      for (const p of ns.links.values()) {
+        if (p !== l && p.tunnel && p.tunnel.underlay !== l.tunnel!.underlay && tunnelsMatch(l.tunnel!.params, p.tunnel.params)) return p;
+      }
+    }
+    return undefined;
+  }
+
+  /** Another end in this node's tunnel netns already uses the VNI or UDP port `t` needs. */
+  #checkUnderlay(t: WantTunnelParams): void {
+    for (const ns of this.#netns.values()) {
+      for (const l of ns.links.values()) {
+        const p = l.tunnel?.params;
+        if (!p || l.tunnel!.underlay !== this.#tunnelNetns) continue;
+        if (t.kind === 'vxlan' && p.kind === 'vxlan' && p.vni === t.vni && p.port === t.port) {
+          const o = parseAlias(l.alias)?.owner;
+          throw new AlreadyExistsError(`VXLAN VNI ${t.vni} (UDP port ${t.port}) is already in use in the tunnel netns${o ? ` by connection ${o}` : ''}`);
+        }
+        if (t.kind === 'wireguard' && p.kind === 'wireguard' && p.listenPort === t.listenPort) {
+          throw new DataplaneError('set wireguard listen port', `UDP port ${t.listenPort} is already in use in the tunnel netns (WireGuard listen port)`);
+        }
+      }
+    }
+  }
+
+  #ensureTunnel(w: WantTunnel): TunnelState {
+    const ns = this.#ns(w.end.netns);
+    let l = ns.links.get(w.end.name);
+    checkFree(l, w.end, w.owner, (o) => o !== w.owner && this.#inventory.live(o));
+    const actions: string[] = [];
+    if (l) {
+      const a = parseAlias(l.alias)!;
+      const p = l.tunnel?.params;
+      const why =
+        a.owner !== w.owner || a.side !== w.side ? `stale link ${l.name} (${l.alias})`
+        : l.kind !== linkKindOf(w.tunnel.kind) || !p || l.tunnel!.underlay !== this.#tunnelNetns ? `${l.kind} link ${l.name} is not a ${w.tunnel.kind} end`
+        : p.kind === 'vxlan' && JSON.stringify(p) !== JSON.stringify(w.tunnel) ? 'vxlan parameters changed'
+        : undefined;
+      if (why) {
+        this.#delete(w.end.netns, l.name);
+        actions.push(`${w.side}: delete ${why}`);
+        l = undefined;
+      }
+    }
+    if (!l) {
+      const created = this.#createTunnel(w, ns);
+      return { end: created.end, actions: [...actions, ...created.actions] };
+    }
+    const p = l.tunnel!.params;
+    if (p.kind === 'wireguard' && w.tunnel.kind === 'wireguard') {
+      const t = w.tunnel;
+      if (p.privateKey !== t.privateKey) actions.push('set wireguard private key');
+      if (p.listenPort !== t.listenPort) actions.push(`set wireguard listen port ${t.listenPort}`);
+      if (p.peerPublicKey !== t.peerPublicKey || p.remoteIp !== t.remoteIp || p.remotePort !== t.remotePort) actions.push(`set wireguard peer ${t.remoteIp}:${t.remotePort}`);
+      if (p.listenPort !== t.listenPort) this.#checkUnderlay(t);
+      l.tunnel = { params: { ...t }, underlay: this.#tunnelNetns };
+    }
+    actions.push(...this.#converge(w.end, l, w.mtu));
+    if (actions.length) this.mutations++;
+    return { end: { ifindex: l.ifindex, mac: l.mac, created: false }, actions };
+  }
+
+  #createTunnel(w: WantTunnel, ns: Netns): TunnelState {
+    this.#checkUnderlay(w.tunnel);
+    const l: FakeLink = {
+      ifindex: ns.nextIndex++,
+      name: w.end.name,
+      mac: w.tunnel.kind === 'vxlan' ? randomMac() : '',
+      up: false,
+      mtu: w.mtu ?? FAKE_DEFAULT_MTU,
+      kind: linkKindOf(w.tunnel.kind),
+      addrs: [],
+      routes: [],
+      tunnel: { params: { ...w.tunnel }, underlay: this.#tunnelNetns },
+      alias: w.end.alias,
+    };
+    ns.links.set(l.name, l);
+    this.mutations++;
+    const actions = [w.tunnel.kind === 'vxlan' ? `create vxlan (vni ${w.tunnel.vni})` : 'start wireguard-go', `${w.side}: move into the pod`, `${w.side}: set alias`];
+    try {
+      for (const ad of w.end.addrs) {
+        l.addrs.push(ad.cidr);
+        actions.push(`${w.side}: add address ${ad.cidr}`);
+      }
+      l.up = true;
+      actions.push(`${w.side}: set up`);
+      for (const r of w.end.routes) {
+        addRoute(l, r);
+        actions.push(`${w.side}: ${routeStep(r)}`);
+      }
+    } catch (err) {
+      this.#delete(w.end.netns, l.name);
+      throw err;
+    }
+    return { end: { ifindex: l.ifindex, mac: l.mac, created: true }, actions };
   }
 
   // ---- DataPlane ----
@@ -221,7 +363,11 @@ export class FakeDataPlane implements DataPlane {
       if (only && !only.has(netns)) continue;
       for (const l of ns.links.values()) {
         const a = parseAlias(l.alias);
-        if (a) out.push({ netns, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });
+        if (!a || (l.tunnel && l.tunnel.underlay !== this.#tunnelNetns)) continue; // another node's tunnel end
+        const found: OwnedLink = { netns, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac, kind: l.kind };
+        const p = l.tunnel?.params;
+        if (p) found.tunnel = p.kind === 'vxlan' ? { kind: 'vxlan', vni: p.vni, port: p.port } : { kind: 'wireguard', port: p.listenPort };
+        out.push(found);
       }
     }
     return out;
@@ -324,8 +470,24 @@ export class FakeDataPlane implements DataPlane {
   }
 }
 
-export function fakeDataPlane(): FakeDataPlane {
-  return new FakeDataPlane();
+export function fakeDataPlane(options: FakeDataPlaneOptions = {}): FakeDataPlane {
+  return new FakeDataPlane(options);
+}
+
+/** Two tunnel ends on two nodes that reach each other: same VNI and port and crossed IPs, or crossed WireGuard keys and endpoints. */
+function tunnelsMatch(a: WantTunnelParams, b: WantTunnelParams): boolean {
+  if (a.kind === 'vxlan' && b.kind === 'vxlan') return a.vni === b.vni && a.port === b.port && a.localIp === b.remoteIp && a.remoteIp === b.localIp;
+  if (a.kind === 'wireguard' && b.kind === 'wireguard') {
+    return (
+      publicKeyOf(a.privateKey) === b.peerPublicKey &&
+      publicKeyOf(b.privateKey) === a.peerPublicKey &&
+      a.remoteIp === b.localIp &&
+      a.remotePort === b.listenPort &&
+      b.remoteIp === a.localIp &&
+      b.remotePort === a.listenPort
+    );
+  }
+  return false;
 }
 
 function routeStep(r: WantRoute): string {

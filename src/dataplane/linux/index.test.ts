@@ -4,8 +4,10 @@ import { stat } from 'node:fs/promises';
 import { createLogger, silentLogger } from '../../core/log.js';
 import type { PairSpec } from '../types.js';
 import { dataPlaneContract, type ContractEnv } from '../contract.js';
+import { tunnelContract } from '../contract-tunnel.js';
+import { running } from './wireguard.js';
 import { linuxDataPlane, ownNetnsUrl, readInterface, watchLinks, NetnsResolver } from './index.js';
-import { addNetns, delNetns, linkNames, linuxSkipReason, sh, type TestNetns } from './testenv.js';
+import { UNDERLAY_DEVS, addNetns, addNodes, delNetns, delNodes, linkNames, linuxSkipReason, processesIn, sh, type TestNetns } from './testenv.js';
 
 const skip = await linuxSkipReason();
 const log = process.env.NSM_TEST_LOG ? createLogger('dataplane-test', 'debug') : silentLogger;
@@ -44,6 +46,51 @@ if (skip) {
       ping: (u, addr) => sh('ip', ['netns', 'exec', ns(u).name, 'ping', '-c1', '-W1', '-q', addr]).then(() => true, () => false),
       restart: scoped,
       cleanup: () => delNetns(a, b),
+    };
+  });
+
+  tunnelContract('linux', async () => {
+    const nodes = await addNodes();
+    const pa = await addNetns('pa');
+    const pb = await addNetns('pb');
+    const byUrl = new Map<string, TestNetns>([[pa.inodeUrl, pa], [pb.fileUrl, pb]]);
+    const ns = (url: string) => byUrl.get(url)!;
+    const ipn = (url: string, ...args: string[]) => sh('ip', ['-n', ns(url).name, ...args]).then(() => undefined);
+    const refs = (...all: TestNetns[]) => async () => all.map((n) => ({ url: n.inodeUrl, path: n.path }));
+    // Each node's data plane: its UDP side in the node netns, its inventory over that node's netns only.
+    const nodeA = () => linuxDataPlane({ log }, { tunnelNetns: nodes.a.path, netns: refs(nodes.a, pa) });
+    const nodeB = () => linuxDataPlane({ log }, { tunnelNetns: nodes.b.path, netns: refs(nodes.b, pb) });
+    const leftovers = async () => {
+      const out: string[] = [];
+      for (const n of [nodes.a, nodes.b]) {
+        for (const l of await linkNames(n)) if (!UNDERLAY_DEVS.includes(l)) out.push(`${n.name}: link ${l}`);
+        for (const pid of await processesIn(n)) if (await running(pid)) out.push(`${n.name}: pid ${pid}`);
+      }
+      return out;
+    };
+    return {
+      dpA: nodeA(),
+      dpB: nodeB(),
+      ipA: nodes.ipA,
+      ipB: nodes.ipB,
+      podA: pa.inodeUrl,
+      podB: pb.fileUrl,
+      break: {
+        setDown: (u, n) => ipn(u, 'link', 'set', 'dev', n, 'down'),
+        deleteLink: (u, n) => ipn(u, 'link', 'del', 'dev', n),
+        flushAddrs: (u, n) => ipn(u, 'addr', 'flush', 'dev', n),
+        delRoute: (u, n, p) => ipn(u, 'route', 'del', p, 'dev', n),
+        addForeignLink: (u, n) => ipn(u, 'link', 'add', n, 'type', 'bridge'),
+      },
+      inspect: async (u, n) => {
+        const s = await readInterface(ns(u).path, n);
+        return { exists: s.exists, up: s.up, ifindex: s.ifindex, mac: s.mac, mtu: s.mtu, ...(s.alias !== undefined ? { alias: s.alias } : {}), addrs: s.addrs, routes: s.routes };
+      },
+      links: (u) => linkNames(ns(u)),
+      leftovers,
+      ping: (u, addr) => sh('ip', ['netns', 'exec', ns(u).name, 'ping', '-c1', '-W1', '-q', addr]).then(() => true, () => false),
+      restartA: nodeA,
+      cleanup: () => delNodes(nodes, pa, pb),
     };
   });
 

@@ -22,17 +22,21 @@
  * the netns this data plane has put or found links in (forgotten once they are gone) and removes orphans
  * seen twice.
  *
+ * Tunnel ends of remote connections (`ensureTunnel`: VXLAN, userspace WireGuard) share the inventory,
+ * the aliases and the orphan GC; their UDP side lives in `options.tunnelNetns` (`tunnel-ends.ts`,
+ * `tunnel.ts`).
+ *
  * Mirrors sdk-kernel's `connectioncontextkernel` + kernel forwarder veth handling (see style-anchors §4).
  * No background work.
  */
 import type { Logger } from '../../core/log.js';
 import { Inventory } from '../inventory.js';
 import { normalizeSpec, parseAlias, type WantPair } from '../spec.js';
-import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions, TunnelSpec, TunnelState } from '../types.js';
-import { DataplaneError } from '../../core/errors.js';
+import type { DataPlane, OpOptions, OwnedLink, PairSpec, PairState, Side, SweepOptions } from '../types.js';
 import { PairWriter } from './apply.js';
 import { Ip, type IpOptions, type NetnsPath } from './ip.js';
 import { NetnsResolver, assertNotPrivileged, listNetns } from './netns.js';
+import { tunnelEnds } from './tunnel-ends.js';
 import { planEnsure, planRemove, type ConvergeEnd } from './plan.js';
 import { readEnd, readLink, scanOwned, type NetnsRef } from './read.js';
 
@@ -52,6 +56,14 @@ export interface LinuxDataPlaneOptions extends IpOptions {
   scope?: string;
   /** The netns `start()` takes inventory of; default every netns on the machine (`listNetns`). */
   netns?: () => Promise<NetnsRef[]>;
+  /**
+   * Where tunnel ends' UDP sockets live (the node's netns, which holds NSM_TUNNEL_IP): a netns path such as
+   * `/run/netns/x` or `/proc/<pid>/ns/net`. VXLAN devices are created there and wireguard-go runs there;
+   * both are then moved into the pod. Default: this process's own netns.
+   */
+  tunnelNetns?: string;
+  /** The wireguard-go binary (default `wireguard-go` on PATH). */
+  wireguardBin?: string;
 }
 
 export const DEFAULT_SCAN_CONCURRENCY = 8;
@@ -72,6 +84,9 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
   const scoped = (spec: PairSpec): PairSpec => (prefix ? { ...spec, owner: prefix + spec.owner } : spec);
   const inScope = (l: OwnedLink) => l.owner.startsWith(prefix);
   const unscoped = (owner: string) => owner.slice(prefix.length);
+  /** Where this data plane has put or found links (netns URL), the sweep's scope. */
+  const places = new Set<string>();
+  const tunnels = tunnelEnds({ ip, log, resolver, inventory, prefix, places }, options);
 
   const converge = async (w: WantPair, paths: Record<Side, NetnsPath>, signal?: AbortSignal): Promise<PairState> => {
     if (!inventory.holds(w.owner)) {
@@ -97,11 +112,10 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
     const l = await readLink(ip, path, link.name, link.owner, opts.signal);
     const a = parseAlias(l?.alias);
     if (!l || !a || a.owner !== link.owner || a.side !== link.side) return;
-    await writer.deleteLink(path, link.name, link.owner, opts.signal);
+    if (l.kind === 'vxlan' || l.kind === 'tun') await tunnels.writer.deleteEnd(path, link.name, l.kind, link.owner, link.side, opts.signal);
+    else await writer.deleteLink(path, link.name, link.owner, opts.signal);
   };
 
-  /** Where this data plane has put or found links (netns URL), the sweep's scope. */
-  const places = new Set<string>();
   const sweepScan = async (opts: OpOptions): Promise<OwnedLink[]> => {
     const refs: NetnsRef[] = [];
     for (const url of places) {
@@ -109,7 +123,7 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       if (path) refs.push({ url, path });
       else places.delete(url);
     }
-    return (await scanOwned(ip, refs, scanConcurrency, opts)).filter(inScope);
+    return tunnels.withTunnelInfo((await scanOwned(ip, refs, scanConcurrency, opts)).filter(inScope), opts.signal);
   };
 
   return {
@@ -142,17 +156,15 @@ export function linuxDataPlane(deps: { log: Logger }, options: LinuxDataPlaneOpt
       });
     },
 
-    // Remote connections: not built yet (issue 15 work in progress; replaced by the tunnel data plane).
-    ensureTunnel: async (spec: TunnelSpec): Promise<TunnelState> => {
-      throw new DataplaneError('ensure tunnel', `remote mechanisms are not supported yet (${spec.tunnel.kind})`);
-    },
-    removeTunnel: async () => undefined,
-    tunnelPrivateKey: async () => undefined,
+    ensureTunnel: tunnels.ensureTunnel,
+    removeTunnel: tunnels.removeTunnel,
+    tunnelPrivateKey: tunnels.tunnelPrivateKey,
 
     held: () => inventory.held().map(unscoped),
 
     start: async (opts: OpOptions = {}) => {
-      const found = await inventory.start(async () => (await scanOwned(ip, await scanned(), scanConcurrency, opts)).filter(inScope));
+      tunnels.forget();
+      const found = await inventory.start(async () => tunnels.withTunnelInfo((await scanOwned(ip, await scanned(), scanConcurrency, opts)).filter(inScope), opts.signal));
       for (const l of found) places.add(l.netns);
       return found.map((l) => ({ ...l, owner: unscoped(l.owner) }));
     },

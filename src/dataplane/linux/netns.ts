@@ -40,6 +40,13 @@ async function idOf(path: string): Promise<NetnsId | undefined> {
   }
 }
 
+/** `inode://<dev>/<ino>` of the netns at `path`. */
+export async function netnsUrlOf(path: string): Promise<string> {
+  const id = await idOf(path);
+  if (!id) throw new NotFoundError(`netns ${path} not found`);
+  return inodeUrl(id);
+}
+
 /** `inode://<dev>/<ino>` of the caller's own netns. */
 export async function ownNetnsUrl(): Promise<string> {
   const id = await idOf('/proc/self/ns/net');

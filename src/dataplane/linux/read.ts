@@ -66,6 +66,15 @@ export function endState(batchOutput: unknown[], name: string, created: boolean)
   return { ifindex: link?.ifindex ?? 0, mac: link?.mac ?? '', created };
 }
 
+/** A found link with an nsm-ts alias; a tunnel end's kind and what the kernel shows of its parameters. */
+export function ownedLink(netns: string, l: KLink, owner: string, side: Side): OwnedLink {
+  const out: OwnedLink = { netns, name: l.name, owner, side, ifindex: l.ifindex, mac: l.mac };
+  if (l.kind !== undefined) out.kind = l.kind;
+  if (l.kind === 'vxlan') out.tunnel = { kind: 'vxlan', ...(l.vxlan ? { vni: l.vxlan.vni, port: l.vxlan.port } : {}) };
+  if (l.kind === 'tun') out.tunnel = { kind: 'wireguard' };
+  return out;
+}
+
 /** Every link with an nsm-ts alias in `all`, reading `concurrency` netns at once; a netns that vanished is skipped. */
 export async function scanOwned(ip: Ip, all: NetnsRef[], concurrency: number, opts: OpOptions = {}): Promise<OwnedLink[]> {
   const out: OwnedLink[] = [];
@@ -79,7 +88,7 @@ export async function scanOwned(ip: Ip, all: NetnsRef[], concurrency: number, op
     }
     for (const l of links.values()) {
       const a = parseAlias(l.alias);
-      if (a) out.push({ netns: ns.url, name: l.name, owner: a.owner, side: a.side, ifindex: l.ifindex, mac: l.mac });
+      if (a) out.push(ownedLink(ns.url, l, a.owner, a.side));
     }
   });
   return out;

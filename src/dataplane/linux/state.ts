@@ -29,7 +29,28 @@ export interface KLink {
   kind?: string;
   /** For a veth: the peer's ifindex (in the peer's netns). */
   peerIfindex?: number;
+  /** For a VXLAN device: its parameters as the kernel reports them. */
+  vxlan?: KVxlan;
   addrs: KAddr[];
+}
+
+export interface KVxlan {
+  vni: number;
+  local?: string;
+  remote?: string;
+  port: number;
+}
+
+/** A VXLAN device's `info_data` (`ip -d -j`), IPs canonical. */
+export function parseVxlan(data: J | undefined): KVxlan | undefined {
+  if (!data || typeof data.id !== 'number') return undefined;
+  const ip = (v: unknown) => (typeof v === 'string' ? tryParseIp(v) : undefined);
+  const local = ip(data.local ?? data.local6);
+  const remote = ip(data.remote ?? data.remote6 ?? data.group ?? data.group6);
+  const out: KVxlan = { vni: data.id, port: typeof data.port === 'number' ? data.port : 0 };
+  if (local) out.local = formatIp(local);
+  if (remote) out.remote = formatIp(remote);
+  return out;
 }
 
 export interface KRoute {
@@ -85,6 +106,10 @@ export function parseLinks(json: unknown): Map<string, KLink> {
     };
     if (typeof l.ifalias === 'string') link.alias = l.ifalias;
     if (info && typeof info.info_kind === 'string') link.kind = info.info_kind;
+    if (link.kind === 'vxlan') {
+      const vx = parseVxlan(info?.info_data as J | undefined);
+      if (vx) link.vxlan = vx;
+    }
     if (typeof l.link_index === 'number') link.peerIfindex = l.link_index;
     links.set(link.name, link);
   }
