@@ -14,9 +14,9 @@
  * tcp (`127.0.0.1`, a free port picked at start, kept across restarts) — its public URL, under which the registry lists the node's endpoints —
  * and each forwarder has a tunnel IP (`127.0.0.<index+1>`, an address of this host's loopback), so a
  * client on node 0 reaches an endpoint on node 1 through 6 path segments (NSC, nsmgr-0, forwarder-0,
- * nsmgr-1, forwarder-1, NSE) over VXLAN (payload ETHERNET) or WireGuard (payload IP). The fake data
- * plane keeps each tunnel end as a record (`SandboxDataPlane.tunnels`); the fake probe does not see tunnel
- * ends, so a remote client should be started with `probe: false`.
+ * nsmgr-1, forwarder-1, NSE) over VXLAN (payload ETHERNET) or WireGuard (payload IP). Each node's fake
+ * data plane is its own modelled kernel (`SandboxDataPlane.tunnels` lists the tunnel ends it holds); the
+ * fake probe does not see tunnel ends, so a remote client should be started with `probe: false`.
  *
  * Every server (registry, nsmgr, forwarder, NSE) is a {@link SandboxServer}: `sb.kill(s)` stops it,
  * `sb.restart(s)` starts it again on the same URL with the same config and name (fresh state, as a
@@ -80,8 +80,8 @@ export interface SandboxOptions {
 
 /**
  * The fake data plane of a node, counting what the forwarder asks of it. Tunnel ends (remote
- * connections) are records: `tunnels` holds the ends held now (owner → the last spec ensured); the
- * "devices" outlive a forwarder restart (`start()` forgets what is held, not the devices), so a restarted
+ * connections) are the fake's tunnel links; `tunnels` holds the spec last ensured per owner held now.
+ * The links outlive a forwarder restart (`start()` forgets what is held, not the links), so a restarted
  * forwarder reads its WireGuard keys back with `tunnelPrivateKey` and adopts an unchanged end.
  */
 export class SandboxDataPlane extends FakeDataPlane {
@@ -90,15 +90,13 @@ export class SandboxDataPlane extends FakeDataPlane {
   /** Veth pairs created (fresh creates, not converges). */
   creates = 0;
   removes = 0;
-  /** Tunnel ends held now, by owner. */
+  /** Tunnel ends held now, by owner: the last spec ensured. */
   readonly tunnels = new Map<string, TunnelSpec>();
   /** `ensureTunnel` calls per owner. */
   readonly tunnelEnsures = new Map<string, number>();
+  /** Tunnel ends created (fresh creates, not converges). */
   tunnelCreates = 0;
   tunnelRemoves = 0;
-  /** The tunnel ends that exist ("in the kernel"), held or not, with their ifindex. */
-  readonly #devices = new Map<string, { spec: TunnelSpec; ifindex: number }>();
-  #nextIndex = 1000;
 
   override async ensure(spec: PairSpec, opts?: OpOptions): Promise<PairState> {
     this.ensures.set(spec.owner, (this.ensures.get(spec.owner) ?? 0) + 1);
@@ -112,34 +110,18 @@ export class SandboxDataPlane extends FakeDataPlane {
     return super.remove(spec, opts);
   }
 
-  override async ensureTunnel(spec: TunnelSpec): Promise<TunnelState> {
+  override async ensureTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<TunnelState> {
     this.tunnelEnsures.set(spec.owner, (this.tunnelEnsures.get(spec.owner) ?? 0) + 1);
-    const found = this.#devices.get(spec.owner);
-    const same = found !== undefined && JSON.stringify(found.spec) === JSON.stringify(spec);
-    const created = found === undefined;
-    if (created) this.tunnelCreates++;
-    const ifindex = found?.ifindex ?? this.#nextIndex++;
-    this.#devices.set(spec.owner, { spec, ifindex });
+    const r = await super.ensureTunnel(spec, opts);
+    if (r.end.created) this.tunnelCreates++;
     this.tunnels.set(spec.owner, spec);
-    const actions = same ? [] : [`${spec.side}: ${created ? 'create' : 'converge'} ${spec.tunnel.kind} ${spec.end.name}`];
-    return { end: { ifindex, mac: `02:00:00:00:${(ifindex >> 8) & 0xff}:${ifindex & 0xff}`, created }, actions };
+    return r;
   }
 
-  // (optional parameters: the fake's own stubs take none until the tunnel data plane lands there)
-  override async removeTunnel(spec?: TunnelSpec): Promise<void> {
+  override async removeTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<void> {
     this.tunnelRemoves++;
-    if (!spec) return;
-    this.#devices.delete(spec.owner);
     this.tunnels.delete(spec.owner);
-  }
-
-  override async tunnelPrivateKey(owner?: string): Promise<string | undefined> {
-    const t = owner === undefined ? undefined : this.#devices.get(owner)?.spec.tunnel;
-    return t?.kind === 'wireguard' ? t.privateKey : undefined;
-  }
-
-  override held(): string[] {
-    return [...new Set([...super.held(), ...this.tunnels.keys()])].sort();
+    return super.removeTunnel(spec, opts);
   }
 
   override async start(opts?: OpOptions): Promise<OwnedLink[]> {

@@ -41,7 +41,7 @@ import { checkInterfaceName } from '../../dataplane/spec.js';
 import type { DataPlane, OpOptions } from '../../dataplane/types.js';
 import { NSE_SIDE_MECHANISM } from '../mechanisms/mechanism-translation/index.js';
 import { OFFERED_MECHANISMS } from '../mechanisms/filter-mechanisms/index.js';
-import { WIREGUARD_CLIENT_END, WIREGUARD_SERVER_END } from '../mechanisms/wireguard/index.js';
+import { WIREGUARD_CLIENT_END, WIREGUARD_SERVER_END, checkKey, generateKeyPair } from '../mechanisms/wireguard/index.js';
 import { DEFAULT_MTU, isRemote, kernelParams, specFor, type LocalParts, type XconnectSpec } from './spec.js';
 
 export { DEFAULT_MTU, specFor, type XconnectSpec } from './spec.js';
@@ -126,7 +126,7 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
       }
     },
     async close(conn, ctx, next) {
-      const spec = ctx.state.get(SPEC) ?? trySpec(conn, ctx.state.get(NSE_SIDE_MECHANISM), localParts(ctx, true));
+      const spec = ctx.state.get(SPEC) ?? (await removalSpec(deps.dataplane, conn, ctx));
       if (spec) {
         const own = linkSignals([], removeTimeout);
         try {
@@ -144,9 +144,28 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
   };
 }
 
-function trySpec(conn: Connection, nseMech: Mechanism | undefined, local: LocalParts): XconnectSpec | undefined {
+/**
+ * What a Close removes when this forwarder kept no spec (it restarted since the Request): the spec the
+ * mechanisms describe. A WireGuard end's keys only have to be well-formed for a removal (it finds the end
+ * by owner and side): the key the data plane still has, else a throwaway one.
+ */
+async function removalSpec(dp: DataPlane, conn: Connection, ctx: CallContext): Promise<XconnectSpec | undefined> {
+  let x: XconnectSpec;
   try {
-    return specFor(conn, nseMech, local);
+    x = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM), localParts(ctx, true));
+  } catch {
+    return undefined;
+  }
+  if (x.kind !== 'tunnel' || x.spec.tunnel.kind !== 'wireguard') return x;
+  const t = x.spec.tunnel;
+  const privateKey = t.privateKey || (await dp.tunnelPrivateKey(x.spec.owner, { signal: ctx.signal }).catch(() => undefined)) || generateKeyPair().privateKey;
+  const peerPublicKey = safeKey(t.peerPublicKey) ?? generateKeyPair().publicKey;
+  return { kind: 'tunnel', spec: { ...x.spec, tunnel: { ...t, privateKey, peerPublicKey } } };
+}
+
+function safeKey(k: string): string | undefined {
+  try {
+    return checkKey('key', k);
   } catch {
     return undefined;
   }
