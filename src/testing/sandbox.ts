@@ -10,6 +10,14 @@
  *   const nsc = await sb.addClient({ name: 'nsc-1', networkServices: ['kernel://svc/nsm-1'] });
  *   const [conn] = await nsc.connected;
  *
+ * Nodes are joined as upstream's are: with more than one node (or `tcp: true`) each nsmgr also listens on
+ * tcp (`127.0.0.1`, a free port picked at start, kept across restarts) — its public URL, under which the registry lists the node's endpoints —
+ * and each forwarder has a tunnel IP (`127.0.0.<index+1>`, an address of this host's loopback), so a
+ * client on node 0 reaches an endpoint on node 1 through 6 path segments (NSC, nsmgr-0, forwarder-0,
+ * nsmgr-1, forwarder-1, NSE) over VXLAN (payload ETHERNET) or WireGuard (payload IP). Each node's fake
+ * data plane is its own modelled kernel (`SandboxDataPlane.tunnels` lists the tunnel ends it holds); the
+ * fake probe does not see tunnel ends, so a remote client should be started with `probe: false`.
+ *
  * Every server (registry, nsmgr, forwarder, NSE) is a {@link SandboxServer}: `sb.kill(s)` stops it,
  * `sb.restart(s)` starts it again on the same URL with the same config and name (fresh state, as a
  * restarted process). Clients get the node's fake data plane as probe unless told otherwise, checked
@@ -18,18 +26,19 @@
  * `NSM_SANDBOX_LOG` names a level (e.g. `NSM_SANDBOX_LOG=debug`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'nice-grpc';
 import type { MonitorScopeSelector } from '../api/gen/connection.js';
-import { NetworkService, NetworkServiceRegistryDefinition } from '../api/gen/registry.js';
+import { NetworkService, NetworkServiceEndpoint, NetworkServiceEndpointRegistryDefinition, NetworkServiceRegistryDefinition } from '../api/gen/registry.js';
 import { createLogger, parseLogLevel, silentLogger, type Logger } from '../core/log.js';
 import { linkSignals } from '../core/signals.js';
 import { ChannelPool } from '../core/transport.js';
 import { FakeDataPlane } from '../dataplane/fake/index.js';
 import { fakeProbe } from '../dataplane/fake/probe.js';
 import type { DataPlaneProbe } from '../dataplane/probe.js';
-import type { OpOptions, PairSpec, PairState } from '../dataplane/types.js';
+import type { OpOptions, OwnedLink, PairSpec, PairState, TunnelSpec, TunnelState } from '../dataplane/types.js';
 import { forwarderConfig, startForwarder, type RunningForwarder } from '../components/forwarder/index.js';
 import { nscConfig, startNsc, type RunningNsc } from '../components/nsc/index.js';
 import { nseConfig, startNse, type RunningNse } from '../components/nse/index.js';
@@ -52,6 +61,12 @@ type Env = Readonly<Record<string, string>>;
 export interface SandboxOptions {
   /** Number of nodes (nsmgr + forwarder each). Default 1. */
   readonly nodes?: number;
+  /**
+   * nsmgrs also listen on tcp (their public URL, under which the registry lists their endpoints), as
+   * nodes must for remote connections. Default: when there is more than one node. (With it, an nsmgr
+   * restart hides its endpoints from discover until they re-register: see the remote sandbox tests.)
+   */
+  readonly tcp?: boolean;
   /** NSE registration lifetime in the registry (`NSM_EXPIRE_PERIOD`). Default `1m`. */
   readonly registryExpiry?: string;
   /** `NSM_MAX_TOKEN_LIFETIME` of every component (drives refresh and timeouts). Default `10m`. */
@@ -63,13 +78,25 @@ export interface SandboxOptions {
   readonly log?: Logger;
 }
 
-/** The fake data plane of a node, counting what the forwarder asks of it. */
+/**
+ * The fake data plane of a node, counting what the forwarder asks of it. Tunnel ends (remote
+ * connections) are the fake's tunnel links; `tunnels` holds the spec last ensured per owner held now.
+ * The links outlive a forwarder restart (`start()` forgets what is held, not the links), so a restarted
+ * forwarder reads its WireGuard keys back with `tunnelPrivateKey` and adopts an unchanged end.
+ */
 export class SandboxDataPlane extends FakeDataPlane {
   /** `ensure` calls per owner (connection id): one per Request reaching the forwarder's xconnect. */
   readonly ensures = new Map<string, number>();
   /** Veth pairs created (fresh creates, not converges). */
   creates = 0;
   removes = 0;
+  /** Tunnel ends held now, by owner: the last spec ensured. */
+  readonly tunnels = new Map<string, TunnelSpec>();
+  /** `ensureTunnel` calls per owner. */
+  readonly tunnelEnsures = new Map<string, number>();
+  /** Tunnel ends created (fresh creates, not converges). */
+  tunnelCreates = 0;
+  tunnelRemoves = 0;
 
   override async ensure(spec: PairSpec, opts?: OpOptions): Promise<PairState> {
     this.ensures.set(spec.owner, (this.ensures.get(spec.owner) ?? 0) + 1);
@@ -81,6 +108,25 @@ export class SandboxDataPlane extends FakeDataPlane {
   override async remove(spec: PairSpec, opts?: OpOptions): Promise<void> {
     this.removes++;
     return super.remove(spec, opts);
+  }
+
+  override async ensureTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<TunnelState> {
+    this.tunnelEnsures.set(spec.owner, (this.tunnelEnsures.get(spec.owner) ?? 0) + 1);
+    const r = await super.ensureTunnel(spec, opts);
+    if (r.end.created) this.tunnelCreates++;
+    this.tunnels.set(spec.owner, spec);
+    return r;
+  }
+
+  override async removeTunnel(spec: TunnelSpec, opts?: OpOptions): Promise<void> {
+    this.tunnelRemoves++;
+    this.tunnels.delete(spec.owner);
+    return super.removeTunnel(spec, opts);
+  }
+
+  override async start(opts?: OpOptions): Promise<OwnedLink[]> {
+    this.tunnels.clear();
+    return super.start(opts);
   }
 }
 
@@ -96,6 +142,10 @@ export interface SandboxServer<R = unknown> {
 
 export interface SandboxNode {
   readonly index: number;
+  /** The forwarder's NSM_TUNNEL_IP. */
+  readonly tunnelIp: string;
+  /** nsmgr's public (tcp) URL, when it listens on tcp (`SandboxOptions.tcp`). */
+  readonly nsmgrTcpUrl?: string;
   readonly nsmgr: SandboxServer<RunningNsmgr>;
   readonly forwarder: SandboxServer<RunningForwarder>;
   readonly dataplane: SandboxDataPlane;
@@ -142,6 +192,8 @@ export interface Sandbox {
   addClient(opts: ClientOptions): Promise<SandboxClient>;
   /** Registers a NetworkService with the registry directly (as `nsm apply -f netsvc.yaml`). */
   registerService(ns: Partial<NetworkService>): Promise<NetworkService>;
+  /** Registers a NetworkServiceEndpoint with the registry directly (e.g. a peer the test plays). */
+  registerEndpoint(nse: Partial<NetworkServiceEndpoint>): Promise<NetworkServiceEndpoint>;
   /** Records the MonitorConnections stream of a server (all connections unless `selector`). */
   monitor(server: SandboxServer, selector?: Partial<MonitorScopeSelector>): MonitorRecorder;
   kill(server: SandboxServer): Promise<void>;
@@ -211,22 +263,26 @@ class SandboxMesh implements Sandbox {
     const registryEnv: Env = { ...this.#common, NSM_LISTEN_ON: this.#sock('registry'), NSM_EXPIRE_PERIOD: this.#options.registryExpiry ?? '1m' };
     this.registry = await this.#server('registry', 'registry', registryEnv, (e) => startRegistry(registryConfig.parse(e), { log: this.#componentLog('registry') }));
     const started: SandboxNode[] = [];
-    for (let i = 0; i < nodes; i++) started.push(await this.#startNode(i));
+    const tcp = this.#options.tcp ?? nodes > 1;
+    for (let i = 0; i < nodes; i++) started.push(await this.#startNode(i, tcp));
     this.nodes = started;
   }
 
-  async #startNode(index: number): Promise<SandboxNode> {
+  async #startNode(index: number, tcp: boolean): Promise<SandboxNode> {
     const nodeName = `node-${index}`;
     const nsmgrName = `nsmgr-${index}`;
-    const nsmgrEnv: Env = { ...this.#common, NSM_NAME: nsmgrName, NSM_LISTEN_ON: this.#sock(nsmgrName), NSM_REGISTRY_URL: this.registry.url, NODE_NAME: nodeName };
+    const nsmgrTcpUrl = tcp ? `tcp://127.0.0.1:${await freePort()}` : undefined;
+    const listen = [this.#sock(nsmgrName), ...(nsmgrTcpUrl ? [nsmgrTcpUrl] : [])].join(',');
+    const nsmgrEnv: Env = { ...this.#common, NSM_NAME: nsmgrName, NSM_LISTEN_ON: listen, NSM_REGISTRY_URL: this.registry.url, NODE_NAME: nodeName };
     const nsmgr = await this.#server('nsmgr', nsmgrName, nsmgrEnv, (e) => startNsmgr(nsmgrConfig.parse(e), { log: this.#componentLog(nsmgrName), netnsBinding: FAKE_NETNS_WORLD }));
     const dataplane = this.#options.dataplane?.(index) ?? new SandboxDataPlane();
     const fwdName = `forwarder-${index}`;
-    const fwdEnv: Env = { ...this.#common, NSM_NAME: fwdName, NSM_LISTEN_ON: this.#sock(fwdName), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: nodeName };
+    const tunnelIp = `127.0.0.${index + 1}`;
+    const fwdEnv: Env = { ...this.#common, NSM_NAME: fwdName, NSM_LISTEN_ON: this.#sock(fwdName), NSM_CONNECT_TO: nsmgr.url, NODE_NAME: nodeName, NSM_TUNNEL_IP: tunnelIp };
     const forwarder = await this.#server('forwarder', fwdName, fwdEnv, (e) =>
       startForwarder(forwarderConfig.parse(e), { log: this.#componentLog(fwdName), dataplane, netnsBinding: FAKE_NETNS_WORLD }),
     );
-    return { index, nsmgr, forwarder, dataplane };
+    return { index, tunnelIp, nsmgrTcpUrl, nsmgr, forwarder, dataplane };
   }
 
   async addEndpoint(o: EndpointOptions): Promise<SandboxServer<RunningNse>> {
@@ -276,6 +332,16 @@ class SandboxMesh implements Sandbox {
     }
   }
 
+  async registerEndpoint(nse: Partial<NetworkServiceEndpoint>): Promise<NetworkServiceEndpoint> {
+    const client = createClient(NetworkServiceEndpointRegistryDefinition, this.#pool.get(this.registry.url));
+    const link = linkSignals([], 5000);
+    try {
+      return await client.register(NetworkServiceEndpoint.fromPartial(nse), { signal: link.signal });
+    } finally {
+      link.dispose();
+    }
+  }
+
   monitor(s: SandboxServer, selector: Partial<MonitorScopeSelector> = {}): MonitorRecorder {
     const rec = recordMonitor(this.#pool.get(s.url), s.name, selector, () => this.#recorders.delete(rec));
     this.#recorders.add(rec);
@@ -309,7 +375,8 @@ class SandboxMesh implements Sandbox {
   }
 
   async #server<R extends Stoppable>(kind: SandboxServer['kind'], name: string, env: Env, start: (env: Env) => Promise<R>): Promise<Restartable<R>> {
-    const s = new Restartable<R>(kind, name, env.NSM_LISTEN_ON!, env, () => start(env));
+    // the first listen URL (nsmgr's unix socket; its tcp URL is the node's nsmgrTcpUrl)
+    const s = new Restartable<R>(kind, name, env.NSM_LISTEN_ON!.split(',')[0], env, () => start(env));
     this.#servers.push(s as unknown as Restartable<Stoppable>);
     return s.up();
   }
@@ -325,4 +392,17 @@ class SandboxMesh implements Sandbox {
     if (!n) throw new Error(`sandbox has no node ${i} (nodes: ${this.nodes.length})`);
     return n;
   }
+}
+
+/** A tcp port free on 127.0.0.1 now (the OS picks it; the nsmgr binds it again right after). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }

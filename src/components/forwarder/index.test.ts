@@ -7,7 +7,9 @@ import { FakeClock } from '../../core/clock.js';
 import { silentLogger } from '../../core/log.js';
 import { FakeDataPlane } from '../../dataplane/fake/index.js';
 import type { PairSpec } from '../../dataplane/types.js';
+import { ConfigError } from '../../core/errors.js';
 import { forwarderConfig, startForwarder } from './index.js';
+import { isLocalAddress } from './tunnel-ip.js';
 
 function spec(owner: string, n: number): PairSpec {
   return {
@@ -68,3 +70,24 @@ describe('forwarder orphan GC', () => {
   });
 });
 
+
+describe('forwarder NSM_TUNNEL_IP', () => {
+  it('is parsed as an IP or empty; at start it must be an address of this node, else a ConfigError naming it and the value', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsm-fwd-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const env = { NSM_INSECURE: 'true', NSM_LISTEN_ON: `unix://${join(dir, 'fwd.sock')}`, NSM_CONNECT_TO: `unix://${join(dir, 'no-nsmgr.sock')}` };
+    assert.equal(forwarderConfig.parse(env).tunnelIp, '', 'default: no remote mechanisms');
+    assert.throws(() => forwarderConfig.parse({ ...env, NSM_TUNNEL_IP: 'node-1' }), (e: Error) => e instanceof ConfigError && e.variable === 'NSM_TUNNEL_IP');
+    assert.throws(() => forwarderConfig.parse({ ...env, NSM_WIREGUARD_PORTS: '20000' }), (e: Error) => e instanceof ConfigError && e.variable === 'NSM_WIREGUARD_PORTS');
+    // 192.0.2.1 (TEST-NET-1) is not an address of this host: binding it fails
+    const config = forwarderConfig.parse({ ...env, NSM_TUNNEL_IP: '192.0.2.1' });
+    await assert.rejects(startForwarder(config, { log: silentLogger, dataplane: new FakeDataPlane() }), (e: Error) => e instanceof ConfigError && e.variable === 'NSM_TUNNEL_IP' && /192\.0\.2\.1/.test(e.message) && /not an address of this node/.test(e.message));
+    const ok = await startForwarder(forwarderConfig.parse({ ...env, NSM_TUNNEL_IP: '127.0.0.1' }), { log: silentLogger, dataplane: new FakeDataPlane() });
+    await ok.stop();
+  });
+
+  it('isLocalAddress: loopback addresses bind, others do not', async () => {
+    const table: Array<[string, boolean]> = [['127.0.0.1', true], ['::1', true], ['192.0.2.1', false], ['2001:db8::1', false]];
+    for (const [ip, want] of table) assert.equal(await isLocalAddress(ip), want, ip);
+  });
+});

@@ -1,9 +1,14 @@
 /**
  * forwarder — the per-node kernel data plane. Registers itself through its nsmgr as an endpoint of
- * service `forwarder` (kept alive), discovers and selects the NSE, selects the kernel mechanism and
- * programs a veth pair between the client's and the endpoint's netns (reconciled on every Request).
- * Chain, as upstream forwarders: endpoint chain → discover → round-robin → mechanisms{KERNEL} →
- * xconnect → endpoint-gone → connect(mechanism-translation, kernel client).
+ * service `forwarder` (kept alive), discovers and selects the NSE, selects the mechanism and programs
+ * the kernel (reconciled on every Request): a veth pair between the client's and the endpoint's netns
+ * when both are on this node; across nodes, one end of a VXLAN (payload ETHERNET) or WireGuard (payload
+ * IP) tunnel between this node's tunnel IP (`NSM_TUNNEL_IP`, which must be an address of this netns;
+ * empty = no remote mechanisms) and the other node's — the client's end on the client's node, the
+ * endpoint's end on the endpoint's node.
+ * Chain, as upstream forwarders: endpoint chain → discover → round-robin → mechanisms{KERNEL, VXLAN,
+ * WIREGUARD} → xconnect → endpoint-gone → connect(mechanism-translation, mechanisms{kernel, vxlan,
+ * wireguard clients}, filter-mechanisms).
  *
  * At start the data plane takes an inventory of the links nsm-ts owns (alias `nsm-ts:*`): links whose
  * connection is re-requested are adopted as they are; after `NSM_ORPHAN_GRACE` the forwarder asks the data
@@ -18,12 +23,16 @@ import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { ChannelPool, serve } from '../../core/transport.js';
 import { startOrphanGc } from '../../dataplane/gc.js';
-import type { DataPlane } from '../../dataplane/types.js';
+import type { DataPlane, OwnedLink } from '../../dataplane/types.js';
+import { WIREGUARD_DEFAULT_PORT } from '../../api/constants.js';
 import { connectServer } from '../../networkservice/connect/index.js';
 import { discoverServer } from '../../networkservice/discover/index.js';
 import { endpointGoneServer } from '../../networkservice/endpoint-gone/index.js';
+import { filterMechanismsClient } from '../../networkservice/mechanisms/filter-mechanisms/index.js';
 import { kernelMechanismClient } from '../../networkservice/mechanisms/kernel/index.js';
-import { mechanismsServer } from '../../networkservice/mechanisms/index.js';
+import { mechanismsClient, mechanismsServer, type MechanismElements } from '../../networkservice/mechanisms/index.js';
+import { vxlanClient, vxlanServer } from '../../networkservice/mechanisms/vxlan/index.js';
+import { PortPool, wireguardClient, wireguardServer } from '../../networkservice/mechanisms/wireguard/index.js';
 import { mechanismTranslationClient } from '../../networkservice/mechanisms/mechanism-translation/index.js';
 import { endpointNetnsBinding, netnsBinding, trustNodeAndServer, type NetnsBindingOptions } from '../../networkservice/netns-binding/index.js';
 import { processNetns } from '../../core/peer.js';
@@ -36,6 +45,7 @@ import { nseRegistryClient, startRegistration } from '../../registry/client/inde
 import type { Running } from '../../core/lifecycle.js';
 import { endpoint } from '../endpoint.js';
 import { forwarderConfig } from './config.js';
+import { checkTunnelIp, isLocalAddress } from './tunnel-ip.js';
 import { withIdentity, type IdentityDeps } from '../identity.js';
 import type { Identity } from '../../security/identity.js';
 
@@ -52,6 +62,21 @@ export interface ForwarderDeps extends IdentityDeps {
   readonly clock?: Clock;
   /** Who may name a netns other than its own; default: the forwarder's own netns and its nsmgr's. */
   readonly netnsBinding?: NetnsBindingOptions;
+  /** Whether an IP is an address of this node (NSM_TUNNEL_IP's check); default: it can be bound here. */
+  readonly isLocalAddress?: (ip: string) => Promise<boolean>;
+}
+
+/** The mechanism elements of both sides: KERNEL always; VXLAN and WIREGUARD with a tunnel IP. */
+function mechanismElements(config: ForwarderConfig, dataplane: DataPlane, inventory: readonly OwnedLink[]): { server: MechanismElements; client: MechanismElements } {
+  const kernel = { server: { KERNEL: passThrough('kernel') }, client: { KERNEL: kernelMechanismClient({}, { generateName: false }) } };
+  if (!config.tunnelIp) return kernel;
+  const tunnelIp = config.tunnelIp;
+  const ports = new PortPool(WIREGUARD_DEFAULT_PORT, config.wireguardPorts);
+  const reservedVnis = inventory.flatMap((l) => (l.tunnel?.kind === 'vxlan' && l.tunnel.vni ? [l.tunnel.vni] : []));
+  return {
+    server: { ...kernel.server, VXLAN: vxlanServer({ tunnelIp }, { reservedVnis }), WIREGUARD: wireguardServer({ tunnelIp, dataplane, ports }) },
+    client: { ...kernel.client, VXLAN: vxlanClient({ tunnelIp }), WIREGUARD: wireguardClient({ tunnelIp, dataplane, ports }) },
+  };
 }
 
 export function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Promise<RunningForwarder> {
@@ -61,6 +86,7 @@ export function startForwarder(config: ForwarderConfig, deps: ForwarderDeps): Pr
 async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Identity): Promise<RunningForwarder> {
   const clock = deps.clock ?? realClock;
   const log = deps.log;
+  await checkTunnelIp(config.tunnelIp, deps.isLocalAddress ?? isLocalAddress);
   const pool = new ChannelPool(identity.security);
   const insecure = identity.insecure;
   const tokens = identity.tokens;
@@ -76,15 +102,23 @@ async function run(config: ForwarderConfig, deps: ForwarderDeps, identity: Ident
   const binding = deps.netnsBinding ?? {
     trusted: trustNodeAndServer({ ownNetns: await processNetns('self'), serverPath: nsmgrUrl.kind === 'unix' ? nsmgrUrl.path : undefined }),
   };
+  const mechanisms = mechanismElements(config, deps.dataplane, inventory);
+  const clientChain = [
+    mechanismTranslationClient(),
+    ...(binding.trustEndpoints ? [] : [endpointNetnsBinding()]),
+    mechanismsClient(mechanisms.client),
+    filterMechanismsClient(),
+  ];
   const ep = endpoint({ name: config.name, log, clock, tokens, pool, insecure }, [
     netnsBinding(binding),
     discoverServer({ nsRegistry, nseRegistry }),
     roundRobinServer(),
-    mechanismsServer({ KERNEL: passThrough('kernel') }),
+    mechanismsServer(mechanisms.server),
     xconnectServer({ dataplane: deps.dataplane }),
     endpointGoneServer(),
-    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain: [mechanismTranslationClient(), ...(binding.trustEndpoints ? [] : [endpointNetnsBinding()]), kernelMechanismClient({}, { generateName: false })], given: ['state', 'begin', 'events'] }),
+    connectServer({ pool, tokens }, { dialTimeout: config.dialTimeout, clientChain, given: ['state', 'begin', 'events'] }),
   ]);
+  if (config.tunnelIp) log.info({ tunnelIp: config.tunnelIp, wireguardPorts: config.wireguardPorts }, 'remote mechanisms VXLAN and WIREGUARD offered');
   const server = await serve([config.listenOn], admitted(ep.services, networkServiceAdmission({ name: 'forwarder', log, clock }, config)), identity.security);
 
   const labels = { ...config.labels };

@@ -13,7 +13,7 @@
  *
  * `mechanismsClient(byType)` — client side: with a mechanism already on the connection only that type's
  * sub-element runs; otherwise every sub-element runs in order (each appends its preference). Records
- * `client_interface` on the response.
+ * `client_interface` on the response. It requires what its sub-elements require.
  *
  * Mirrors `sdk/pkg/networkservice/common/mechanisms` (server.go, client.go, common.go). No background work.
  */
@@ -89,8 +89,12 @@ export function mechanismsServer(byType: MechanismElements): NetworkServiceEleme
 export function mechanismsClient(byType: MechanismElements): NetworkServiceElement {
   const all = Object.values(byType);
   const types = Object.keys(byType);
+  // What the sub-elements need from the outer chain is this element's need (checked where it is placed).
+  const requires = [...new Set(all.flatMap((el) => el.requires ?? []))];
+  const chainOf = (next: NetworkServiceHandler) => networkServiceChain(MECHANISMS_CLIENT, all, { tail: next, given: requires });
   return {
     name: MECHANISMS_CLIENT,
+    requires,
     provides: ['mechanism'],
     async request(req, ctx, next) {
       const current = req.connection?.mechanism;
@@ -100,7 +104,7 @@ export function mechanismsClient(byType: MechanismElements): NetworkServiceEleme
         if (!el) throw new InvalidArgumentError('connection.mechanism', current.type, `unsupported mechanism (supported: ${types.join(', ')})`);
         conn = await el.request(req, ctx, next);
       } else {
-        conn = await networkServiceChain(MECHANISMS_CLIENT, all, { tail: next }).request(req, ctx);
+        conn = await chainOf(next).request(req, ctx);
       }
       storeInterfaceMetric(conn, METRIC_CLIENT_INTERFACE);
       return conn;
@@ -108,7 +112,7 @@ export function mechanismsClient(byType: MechanismElements): NetworkServiceEleme
     async close(conn, ctx, next) {
       const el = conn.mechanism ? byType[conn.mechanism.type] : undefined;
       if (el) return el.close(conn, ctx, next);
-      return networkServiceChain(MECHANISMS_CLIENT, all, { tail: next }).close(conn, ctx);
+      return chainOf(next).close(conn, ctx);
     },
   };
 }

@@ -1,9 +1,13 @@
 /**
- * xconnect (forwarder server) — programs the kernel for a local kernel↔kernel connection, in one place,
- * on the return path of Request, once both sides are known: the NSC-side mechanism (selected by
- * `mechanisms`, carrying the client's netns `inodeURL` and interface name) and the NSE-side mechanism
- * (stored by `mechanism-translation`). It asks the DataPlane to converge to the desired state (veth pair,
- * addresses, routes, MTU, up) — a re-Request converges again and keeps a healthy link as it is.
+ * xconnect (forwarder server) — programs the kernel for a connection, in one place, on the return path
+ * of Request, once both sides are known: the NSC-side mechanism (selected by `mechanisms`) and the
+ * NSE-side mechanism (stored by `mechanism-translation`). Three shapes (`spec.ts`): KERNEL↔KERNEL, a veth
+ * pair (`DataPlane.ensure`); KERNEL↔VXLAN/WIREGUARD on the client's node, the client's tunnel end; and
+ * VXLAN/WIREGUARD↔KERNEL on the endpoint's node, the endpoint's tunnel end (`DataPlane.ensureTunnel`).
+ * It asks the DataPlane to converge to the desired state (links, addresses, routes, MTU, up) — a
+ * re-Request converges again and keeps a healthy link as it is. The remote mechanism's parameters are
+ * checked, and an answer with a mechanism type this forwarder did not offer (`filter-mechanisms`
+ * records what it offered) is an `InvalidArgumentError` naming that type.
  * Guarantees:
  * - Request: the data plane holds the connection (its id is the pair's owner) once Request returns; the
  *   returned connection carries the MTU the pair was given.
@@ -27,23 +31,25 @@
  * kubeslice's kernel forwarder.
  */
 import type { Connection, Mechanism } from '../../api/gen/connection.js';
-import { MECH_KERNEL, PARAM_INODE_URL, PARAM_NAME } from '../../api/constants.js';
+import { MECH_KERNEL, PARAM_NAME } from '../../api/constants.js';
 import type { NetworkServiceElement } from '../../core/chain.js';
-import { withContext } from '../../core/context.js';
+import { withContext, type CallContext } from '../../core/context.js';
 import { InvalidArgumentError, errorMessage } from '../../core/errors.js';
 import { linkSignals } from '../../core/signals.js';
 import { StateKey } from '../../core/state.js';
-import { endsFromIpContext } from '../../dataplane/ipcontext.js';
 import { checkInterfaceName } from '../../dataplane/spec.js';
-import type { DataPlane, PairSpec } from '../../dataplane/types.js';
+import type { DataPlane, OpOptions } from '../../dataplane/types.js';
 import { NSE_SIDE_MECHANISM } from '../mechanisms/mechanism-translation/index.js';
+import { OFFERED_MECHANISMS } from '../mechanisms/filter-mechanisms/index.js';
+import { WIREGUARD_CLIENT_END, WIREGUARD_SERVER_END, checkKey, generateKeyPair } from '../mechanisms/wireguard/index.js';
+import { DEFAULT_MTU, isRemote, kernelParams, specFor, type LocalParts, type XconnectSpec } from './spec.js';
 
-export const DEFAULT_MTU = 1500;
+export { DEFAULT_MTU, specFor, type XconnectSpec } from './spec.js';
 
 /** Upper bound (ms) of removing a connection's kernel objects on Close, whatever the caller's deadline. */
 export const DEFAULT_REMOVE_TIMEOUT = 30_000;
 
-const SPEC = new StateKey<PairSpec>('xconnect/spec');
+const SPEC = new StateKey<XconnectSpec>('xconnect/spec');
 
 export const XCONNECT = 'xconnect';
 
@@ -56,31 +62,33 @@ export interface XconnectOptions {
   readonly removeTimeout?: number;
 }
 
-function kernelParams(m: Mechanism | undefined, side: string): { netns: string; name: string } {
-  if (!m || m.type !== MECH_KERNEL) throw new InvalidArgumentError(`${side}.mechanism.type`, m?.type ?? '', `only ${MECH_KERNEL} is supported by this forwarder`);
-  const netns = m.parameters[PARAM_INODE_URL] ?? '';
-  const name = m.parameters[PARAM_NAME] ?? '';
-  if (!netns) throw new InvalidArgumentError(`${side}.mechanism.parameters.${PARAM_INODE_URL}`, netns, 'the netns of the interface is required');
-  if (!name) throw new InvalidArgumentError(`${side}.mechanism.parameters.${PARAM_NAME}`, name, 'the interface name is required');
-  return { netns, name };
-}
-
 /**
- * The client's end is known before the Request goes on: a malformed one (no netns, a name the kernel
- * refuses) is INVALID_ARGUMENT here, before anything downstream is set up. Its netns is resolved by the
- * data plane (NOT_FOUND when it does not exist).
+ * The client's end is known before the Request goes on: a malformed kernel one (no netns, a name the
+ * kernel refuses) is INVALID_ARGUMENT here, before anything downstream is set up. Its netns is resolved by
+ * the data plane (NOT_FOUND when it does not exist). A remote one was checked by its mechanism element.
  */
 function checkClientEnd(m: Mechanism | undefined): void {
+  if (isRemote(m)) return;
+  if (m?.type !== MECH_KERNEL) throw new InvalidArgumentError('nsc.mechanism.type', m?.type ?? '', 'not supported by this forwarder');
   const { name } = kernelParams(m, 'nsc');
   checkInterfaceName(`nsc.mechanism.parameters.${PARAM_NAME}`, name);
 }
 
-export function specFor(conn: Connection, nseMech: Mechanism | undefined): PairSpec {
-  const nsc = kernelParams(conn.mechanism, 'nsc');
-  const nse = kernelParams(nseMech, 'nse');
-  const ends = endsFromIpContext(conn.context?.ipContext);
-  const mtu = conn.context?.MTU || DEFAULT_MTU;
-  return { owner: conn.id, nsc: { ...nsc, ...ends.nsc }, nse: { ...nse, ...ends.nse }, mtu };
+function localParts(ctx: CallContext, forRemoval = false): LocalParts {
+  return {
+    wireguardClient: ctx.state.get(WIREGUARD_CLIENT_END),
+    wireguardServer: ctx.state.get(WIREGUARD_SERVER_END),
+    offered: forRemoval ? undefined : ctx.state.get(OFFERED_MECHANISMS),
+    forRemoval,
+  };
+}
+
+async function ensure(dp: DataPlane, x: XconnectSpec, opts: OpOptions): Promise<string[]> {
+  return x.kind === 'pair' ? (await dp.ensure(x.spec, opts)).actions : (await dp.ensureTunnel(x.spec, opts)).actions;
+}
+
+function remove(dp: DataPlane, x: XconnectSpec, opts: OpOptions): Promise<void> {
+  return x.kind === 'pair' ? dp.remove(x.spec, opts) : dp.removeTunnel(x.spec, opts);
 }
 
 export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}): NetworkServiceElement {
@@ -93,14 +101,14 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
       checkClientEnd(req.connection?.mechanism);
       const conn = await next.request(req, ctx);
       try {
-        const spec = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM));
+        const spec = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM), localParts(ctx));
         const t0 = performance.now();
-        const result = await deps.dataplane.ensure(spec, { signal: ctx.signal });
+        const actions = await ensure(deps.dataplane, spec, { signal: ctx.signal });
         ctx.state.set(SPEC, spec);
         conn.context ??= { ipContext: undefined, dnsContext: undefined, ethernetContext: undefined, extraContext: {}, MTU: 0 };
-        conn.context.MTU = spec.mtu ?? DEFAULT_MTU;
-        ctx.log.debug({ actions: result.actions, ms: +(performance.now() - t0).toFixed(1) }, 'data plane converged');
-        if (result.actions.length > 0 && established) ctx.log.info({ actions: result.actions }, 'data plane repaired');
+        conn.context.MTU = spec.spec.mtu ?? DEFAULT_MTU;
+        ctx.log.debug({ kind: spec.kind, actions, ms: +(performance.now() - t0).toFixed(1) }, 'data plane converged');
+        if (actions.length > 0 && established) ctx.log.info({ actions }, 'data plane repaired');
         return conn;
       } catch (err) {
         if (!established) {
@@ -118,11 +126,11 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
       }
     },
     async close(conn, ctx, next) {
-      const spec = ctx.state.get(SPEC) ?? trySpec(conn, ctx.state.get(NSE_SIDE_MECHANISM));
+      const spec = ctx.state.get(SPEC) ?? (await removalSpec(deps.dataplane, conn, ctx));
       if (spec) {
         const own = linkSignals([], removeTimeout);
         try {
-          await deps.dataplane.remove(spec, { signal: own.signal });
+          await remove(deps.dataplane, spec, { signal: own.signal });
           ctx.state.delete(SPEC);
           if (ctx.signal.aborted) ctx.log.info('the caller went away during Close; the data plane was removed all the same');
         } catch (err) {
@@ -136,9 +144,28 @@ export function xconnectServer(deps: XconnectDeps, options: XconnectOptions = {}
   };
 }
 
-function trySpec(conn: Connection, nseMech: Mechanism | undefined): PairSpec | undefined {
+/**
+ * What a Close removes when this forwarder kept no spec (it restarted since the Request): the spec the
+ * mechanisms describe. A WireGuard end's keys only have to be well-formed for a removal (it finds the end
+ * by owner and side): the key the data plane still has, else a throwaway one.
+ */
+async function removalSpec(dp: DataPlane, conn: Connection, ctx: CallContext): Promise<XconnectSpec | undefined> {
+  let x: XconnectSpec;
   try {
-    return specFor(conn, nseMech);
+    x = specFor(conn, ctx.state.get(NSE_SIDE_MECHANISM), localParts(ctx, true));
+  } catch {
+    return undefined;
+  }
+  if (x.kind !== 'tunnel' || x.spec.tunnel.kind !== 'wireguard') return x;
+  const t = x.spec.tunnel;
+  const privateKey = t.privateKey || (await dp.tunnelPrivateKey(x.spec.owner, { signal: ctx.signal }).catch(() => undefined)) || generateKeyPair().privateKey;
+  const peerPublicKey = safeKey(t.peerPublicKey) ?? generateKeyPair().publicKey;
+  return { kind: 'tunnel', spec: { ...x.spec, tunnel: { ...t, privateKey, peerPublicKey } } };
+}
+
+function safeKey(k: string): string | undefined {
+  try {
+    return checkKey('key', k);
   } catch {
     return undefined;
   }
