@@ -208,7 +208,7 @@ async function startClient(m: NodeMesh, kind: ConnectionKind): Promise<Client> {
  * ul0, the other node as remote, dstport 4799 so it never shares the forwarders' socket), moved into a fresh
  * netns and renamed nsm-1, one address and one link route each (4 `ip -batch` execs) — and the usable check.
  */
-async function rawVxlanSample(m: NodeMesh, k: number): Promise<{ create: number; usable: number }> {
+async function rawVxlanSample(m: NodeMesh, k: number): Promise<{ addMove: number; create: number; usable: number }> {
   const [n1, n2] = [m.netns('node-1'), m.netns('node-2')];
   const [ip1, ip2] = [m.address('node-1'), m.address('node-2')];
   const a = await addNs('rva');
@@ -225,11 +225,12 @@ async function rawVxlanSample(m: NodeMesh, k: number): Promise<{ create: number;
     const t0 = wallNow();
     await side(n1, ip1, ip2, a);
     await side(n2, ip2, ip1, b);
+    const tm = wallNow();
     await inside(a, aAddr, bAddr);
     await inside(b, bAddr, aAddr);
     const t1 = wallNow();
     await waitUsable(a, 'nsm-1', `${aAddr}/32`, bAddr);
-    return { create: t1 - t0, usable: wallNow() - t0 };
+    return { addMove: tm - t0, create: t1 - t0, usable: wallNow() - t0 };
   } finally {
     await delNs(a);
     await delNs(b);
@@ -242,6 +243,7 @@ interface LatencyRun {
   rawVeth: number[];
   rawVxlan: number[];
   rawVxlanCreate: number[];
+  rawVxlanAddMove: number[];
   local: number[];
   remote: number[];
   localConnected: number[];
@@ -250,7 +252,7 @@ interface LatencyRun {
 }
 
 async function measureLatency(m: NodeMesh): Promise<LatencyRun> {
-  const r: LatencyRun = { rawVeth: [], rawVxlan: [], rawVxlanCreate: [], local: [], remote: [], localConnected: [], remoteConnected: [] };
+  const r: LatencyRun = { rawVeth: [], rawVxlan: [], rawVxlanCreate: [], rawVxlanAddMove: [], local: [], remote: [], localConnected: [], remoteConnected: [] };
   const log = createWriteStream(join(m.dir, 'nsc-inproc.log'));
   const node1 = m.at('node-1');
   try {
@@ -263,6 +265,7 @@ async function measureLatency(m: NodeMesh): Promise<LatencyRun> {
         r.rawVeth.push(veth.usable);
         r.rawVxlan.push(vx.usable);
         r.rawVxlanCreate.push(vx.create);
+        r.rawVxlanAddMove.push(vx.addMove);
         r.local.push(loc.usable);
         r.localConnected.push(loc.connected);
       }
@@ -296,6 +299,7 @@ function printLatency(r: LatencyRun): void {
   console.log('');
   console.log(table(['', 'n', 'p50', 'p95', 'max'], [
     row('raw: veth pair (2 ip -batch) + usable check', r.rawVeth),
+    row('raw: VXLAN, add in each node netns + move into the client netns (2 ip -batch)', r.rawVxlanAddMove),
     row('raw: VXLAN pair across the nodes, create only (4 ip -batch)', r.rawVxlanCreate),
     row('raw: VXLAN pair across the nodes + usable check', r.rawVxlan),
     row('local: startNsc → Request returned (NSE on node-1)', r.localConnected),
