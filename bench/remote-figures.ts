@@ -78,7 +78,7 @@ export interface RemoteSummary {
   };
   readonly heal: Partial<Record<ConnectionKind, HealFigures>>;
   /** Bits per second of each run, and why a path was not measured. */
-  readonly throughput: Partial<Record<ThroughputPath, { readonly bps: number[]; readonly retransmits: number[]; readonly error?: string }>>;
+  readonly throughput: Partial<Record<ThroughputPath, { readonly bps: number[]; readonly retransmits: number[]; readonly wireguardGoCpu?: number[]; readonly error?: string }>>;
   /** Connection kinds whose client could not connect, with the reason. */
   readonly clientErrors: Partial<Record<ConnectionKind, string>>;
 }

@@ -39,7 +39,7 @@ import { planTopology, processesInNetns, topologyNetns, type Topology } from '..
 import type { MeshState } from '../src/local/state.js';
 import type { NscStatus } from '../src/components/nsc/status.js';
 import {
-  addNs, argValue, benchDir, delNs, execIn, loadavgNow, machineInfo, MAIN, ms, nonLoLinks, numArg, onCleanup, progress, runBench, sh, sleep,
+  addNs, argValue, benchDir, cpuPercent, delNs, execIn, loadavgNow, machineInfo, MAIN, ms, nonLoLinks, numArg, onCleanup, progress, runBench, sh, sleep,
   startNsm, stats, table, waitFor, wallNow, type Ns, type Proc, type Stats,
 } from './lib.js';
 import { Prober } from './prober.js';
@@ -348,9 +348,14 @@ async function iperf(server: Ns, client: Ns, addr: string): Promise<IperfFigures
 type Throughput = RemoteSummary['throughput'];
 
 async function measureThroughput(m: NodeMesh, clients: Partial<Record<ConnectionKind, Client>>, nses: Record<ConnectionKind, Ns | undefined>): Promise<Throughput> {
-  const out: Record<ThroughputPath, { bps: number[]; retransmits: number[]; error?: string }> = {
-    raw: { bps: [], retransmits: [] }, local: { bps: [], retransmits: [] }, vxlan: { bps: [], retransmits: [] }, wireguard: { bps: [], retransmits: [] },
+  const out: Record<ThroughputPath, { bps: number[]; retransmits: number[]; wireguardGoCpu: number[]; error?: string }> = {
+    raw: { bps: [], retransmits: [], wireguardGoCpu: [] },
+    local: { bps: [], retransmits: [], wireguardGoCpu: [] },
+    vxlan: { bps: [], retransmits: [], wireguardGoCpu: [] },
+    wireguard: { bps: [], retransmits: [], wireguardGoCpu: [] },
   };
+  // The WireGuard ends run as wireguard-go daemons in the node netns: their CPU is not iperf3's.
+  const wgPids = () => processesInNetns(topologyNetns(m.topology)).filter(({ pid }) => comm(pid) === 'wireguard-go').map((x) => x.pid);
   const ends = (p: ThroughputPath): { server: Ns; client: Ns; addr: string } | undefined => {
     if (p === 'raw') return { server: m.netns('node-2'), client: m.netns('node-1'), addr: m.address('node-2') };
     const c = clients[p];
@@ -362,10 +367,12 @@ async function measureThroughput(m: NodeMesh, clients: Partial<Record<Connection
       const e = ends(p);
       if (!e) continue;
       try {
-        const f = await iperf(e.server, e.client, e.addr);
-        out[p].bps.push(f.bps);
-        out[p].retransmits.push(f.retransmits);
-        progress(`iperf3 ${p} #${rep + 1}: ${ms(f.bps / 1e9, 2)} Gbit/s, ${f.retransmits} retransmits, CPU client ${ms(f.cpuClient, 0)} % server ${ms(f.cpuServer, 0)} %`);
+        let f: IperfFigures | undefined;
+        const [wgCpu] = await cpuPercent([wgPids()], async () => void (f = await iperf(e.server, e.client, e.addr)));
+        out[p].bps.push(f!.bps);
+        out[p].retransmits.push(f!.retransmits);
+        out[p].wireguardGoCpu.push(wgCpu!);
+        progress(`iperf3 ${p} #${rep + 1}: ${ms(f!.bps / 1e9, 2)} Gbit/s, ${f!.retransmits} retransmits, CPU % of one core: client ${ms(f!.cpuClient, 0)}, server ${ms(f!.cpuServer, 0)}, wireguard-go ${ms(wgCpu!, 0)}`);
       } catch (err) {
         out[p].error = errText(err);
         progress(`iperf3 ${p} #${rep + 1} failed: ${out[p].error}`);
@@ -387,12 +394,13 @@ function printThroughput(t: Throughput, clientErrors: RemoteSummary['clientError
     const x = t[p];
     const v = median(x?.bps ?? []);
     const note = x?.error ?? (p === 'raw' ? '' : clientErrors[p as ConnectionKind]) ?? '';
-    return [names[p], x?.bps.length ?? 0, ms(v / 1e9, 2), x?.bps.map((b) => ms(b / 1e9, 2)).join(' ') ?? '', p === 'raw' ? '100' : ms((100 * v) / raw, 0), ms(median(x?.retransmits ?? []), 0), note];
+    const wg = p === 'wireguard' ? ms(median(x?.wireguardGoCpu ?? []), 0) : '';
+    return [names[p], x?.bps.length ?? 0, ms(v / 1e9, 2), x?.bps.map((b) => ms(b / 1e9, 2)).join(' ') ?? '', p === 'raw' ? '100' : ms((100 * v) / raw, 0), ms(median(x?.retransmits ?? []), 0), wg, note];
   });
   console.log('');
   console.log(`### 2. Throughput (iperf3 TCP, one stream, ${SECONDS} s per run, ${IPERF_REPS} run(s) per path, round-robin; Gbit/s received)`);
   console.log('');
-  console.log(table(['path', 'runs', 'median', 'each', '% of raw', 'retransmits', 'note'], rows));
+  console.log(table(['path', 'runs', 'median', 'each', '% of raw', 'retransmits', 'wireguard-go CPU % (both ends)', 'note'], rows));
   const vx = median(t.vxlan?.bps ?? []) / raw;
   console.log('');
   console.log(`VXLAN / raw underlay: ${ms(100 * vx, 0)} % — target ≥ ${VXLAN_SHARE_TARGET * 100} %: ${Number.isFinite(vx) ? (vx >= VXLAN_SHARE_TARGET ? 'MET' : 'NOT MET') : 'NOT RUN'}`);

@@ -14,9 +14,9 @@
  *    baseline); 7. no-false-heal (1 min, both cores busy);
  * 8. soak: `--soak-minutes` (default 2, a smoke run of the churn inside the 20-minute budget); `--soak`
  *    makes it the full 15 minutes (the whole run then takes ~35 min). `npm run bench:soak` runs the soak alone.
- * 9. remote (~2 min): a mesh of 2 nodes (`nsm up --nodes 2 --insecure`): Request → usable remote (VXLAN) vs
+ * 9. remote (~2.5 min): a mesh of 2 nodes (`nsm up --nodes 2 --insecure`): Request → usable remote (VXLAN) vs
  *    local, iperf3 throughput of local / VXLAN / WireGuard connections vs the raw underlay, heal of a
- *    link-down remote vs local (bench/remote.ts: `--n 20 --reps 3 --seconds 5`).
+ *    link-down remote vs local (bench/remote.ts: `--n 20 --reps 3 --seconds 5 --iperf-reps 3`).
  * `--only a,b` runs only the named stages (kernel-raw, memory, scale, scale-all, request-latency,
  * heal-time, no-false-heal, soak, remote). `--render DIR` writes results.md and chart.svg again from DIR/results.json.
  */
@@ -264,7 +264,7 @@ runBench(async () => {
   await stage(r, 'no-false-heal', only, () => sub(r, out, 'no-false-heal', ['--minutes', '1']));
   await stage(r, 'soak', only, async () => void (r.soak = await runSoak({ minutes: soakMinutes, alive: 200, sampleS: Math.max(5, soakMinutes) })));
   await stage(r, 'remote', only, async () => {
-    await sub(r, out, 'remote', ['--n', '20', '--reps', '3', '--seconds', '5']);
+    await sub(r, out, 'remote', ['--n', '20', '--reps', '3', '--seconds', '5', '--iperf-reps', '3']);
     r.remote = parseSummary(readFileSync(join(out, 'remote.txt'), 'utf8'));
   });
   r.durationS = (wallNow() - t0) / 1000;
