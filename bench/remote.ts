@@ -207,18 +207,25 @@ async function startClient(m: NodeMesh, kind: ConnectionKind): Promise<Client> {
  * Baseline of a remote Request: the same end state made by hand — a VXLAN device in each node netns (over
  * ul0, the other node as remote, dstport 4799 so it never shares the forwarders' socket), moved into a fresh
  * netns and renamed nsm-1, one address and one link route each (4 `ip -batch` execs) — and the usable check.
+ * `direct`: each device is created in the client netns at once (`ip link add … netns <client> type vxlan …
+ * dev ul0` run in the node netns: the UDP socket stays in the node netns, no move), the kernel's cheapest way.
  */
-async function rawVxlanSample(m: NodeMesh, k: number): Promise<{ addMove: number; create: number; usable: number }> {
+async function rawVxlanSample(m: NodeMesh, k: number, direct = false): Promise<{ addMove: number; create: number; usable: number }> {
   const [n1, n2] = [m.netns('node-1'), m.netns('node-2')];
   const [ip1, ip2] = [m.address('node-1'), m.address('node-2')];
   const a = await addNs('rva');
   const b = await addNs('rvb');
   const dev = `vxr${k}`;
-  const vni = 0xf00000 + (k % 0x0fffff);
+  // Unique per sample: a deleted netns takes its devices with it only when the kernel gets to it, after `ip netns del` returned.
+  const vni = 0xf00000 + (direct ? 0x80000 : 0) + (k % 0x7ffff);
   const aAddr = `10.85.${Math.floor(k / 128) % 256}.${(k % 128) * 2 + 1}`;
   const bAddr = `10.85.${Math.floor(k / 128) % 256}.${(k % 128) * 2}`;
-  const side = (node: Ns, local: string, remote: string, to: Ns) =>
-    execIn(node.path, ['ip', '-batch', '-'], `link add ${dev} type vxlan id ${vni} remote ${remote} local ${local} dstport ${RAW_VXLAN_PORT} dev ul0\nlink set dev ${dev} netns ${to.path}\n`);
+  const vxlan = `type vxlan id ${vni} remote REMOTE local LOCAL dstport ${RAW_VXLAN_PORT} dev ul0`;
+  const side = (node: Ns, local: string, remote: string, to: Ns) => {
+    const add = vxlan.replace('REMOTE', remote).replace('LOCAL', local);
+    const lines = direct ? `link add ${dev} netns ${to.path} ${add}\n` : `link add ${dev} ${add}\nlink set dev ${dev} netns ${to.path}\n`;
+    return execIn(node.path, ['ip', '-batch', '-'], lines);
+  };
   const inside = (ns: Ns, addr: string, peer: string) =>
     execIn(ns.path, ['ip', '-batch', '-'], `link set dev ${dev} name nsm-1\naddr add ${addr}/32 dev nsm-1\nlink set dev nsm-1 up\nroute replace ${peer}/32 dev nsm-1 scope link\n`);
   try {
@@ -244,6 +251,8 @@ interface LatencyRun {
   rawVxlan: number[];
   rawVxlanCreate: number[];
   rawVxlanAddMove: number[];
+  rawVxlanDirect: number[];
+  rawVxlanDirectAdd: number[];
   local: number[];
   remote: number[];
   localConnected: number[];
@@ -252,7 +261,7 @@ interface LatencyRun {
 }
 
 async function measureLatency(m: NodeMesh): Promise<LatencyRun> {
-  const r: LatencyRun = { rawVeth: [], rawVxlan: [], rawVxlanCreate: [], rawVxlanAddMove: [], local: [], remote: [], localConnected: [], remoteConnected: [] };
+  const r: LatencyRun = { rawVeth: [], rawVxlan: [], rawVxlanCreate: [], rawVxlanAddMove: [], rawVxlanDirect: [], rawVxlanDirectAdd: [], local: [], remote: [], localConnected: [], remoteConnected: [] };
   const log = createWriteStream(join(m.dir, 'nsc-inproc.log'));
   const node1 = m.at('node-1');
   try {
@@ -260,12 +269,15 @@ async function measureLatency(m: NodeMesh): Promise<LatencyRun> {
       const keep = i >= WARMUP;
       const veth = await rawSample(i);
       const vx = await rawVxlanSample(m, i);
+      const vxd = await rawVxlanSample(m, i, true);
       const loc = await nscSample(node1, i, log, serviceUrl('local'), { timeoutMs: 15_000 });
       if (keep) {
         r.rawVeth.push(veth.usable);
         r.rawVxlan.push(vx.usable);
         r.rawVxlanCreate.push(vx.create);
         r.rawVxlanAddMove.push(vx.addMove);
+        r.rawVxlanDirect.push(vxd.usable);
+        r.rawVxlanDirectAdd.push(vxd.addMove);
         r.local.push(loc.usable);
         r.localConnected.push(loc.connected);
       }
@@ -302,6 +314,8 @@ function printLatency(r: LatencyRun): void {
     row('raw: VXLAN, add in each node netns + move into the client netns (2 ip -batch)', r.rawVxlanAddMove),
     row('raw: VXLAN pair across the nodes, create only (4 ip -batch)', r.rawVxlanCreate),
     row('raw: VXLAN pair across the nodes + usable check', r.rawVxlan),
+    row('raw, direct: VXLAN created in the client netns from each node netns (2 ip -batch, no move)', r.rawVxlanDirectAdd),
+    row('raw, direct: VXLAN pair across the nodes + usable check (4 ip -batch)', r.rawVxlanDirect),
     row('local: startNsc → Request returned (NSE on node-1)', r.localConnected),
     row('local: startNsc → usable', r.local),
     row('remote: startNsc → Request returned (NSE on node-2, VXLAN)', r.remoteConnected),
