@@ -224,7 +224,7 @@ export async function startWireguardGo(path: NetnsPath, dev: string, bin = 'wire
   const linked = linkSignals([signal], WIREGUARD_TIMEOUT_MS);
   try {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(nsenterBin, [`--net=${path}`, bin, dev], {
+      const child = spawn(nsenterBin, [`--net=${path === 'self' ? '/proc/self/ns/net' : path}`, bin, dev], {
         stdio: ['ignore', 'ignore', 'pipe'],
         detached: true,
         env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' },
