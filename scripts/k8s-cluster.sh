@@ -37,6 +37,9 @@ SVC_IP=10.96.0.1
 PAUSE_IMAGE=nsm-ts.local/pause:v1
 BUSYBOX_IMAGE=nsm-ts.local/busybox:v1
 BOOT_TIMEOUT=${NSM_K8S_BOOT_TIMEOUT:-180}
+# Host paths private to the node (see make_namespaces): containerd's fixed ones and libcni's cache, and the
+# DirectoryOrCreate hostPaths of deployments/ (SPIRE agent socket dir, NSM's socket dir).
+NODE_PRIVATE_DIRS="/run/containerd /var/lib/cni /run/spire /var/lib/networkservicemesh"
 DAEMONS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
 
 log() { echo "k8s-cluster: $*" >&2; }
@@ -370,6 +373,18 @@ make_namespaces() {
   for t in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops; do
     nsenter --mount="$STATE/ns/mnt" mount --bind "$STATE/sysctl/$t" "/proc/sys/$(echo "$t" | tr . /)"
   done
+  # Host directories the node writes (shim sockets and runc state, libcni's cache, the manifests'
+  # DirectoryOrCreate hostPaths): a tmpfs over each inside the node mount namespace, so what the node makes
+  # there vanishes with it. A mount point that did not exist is made and listed in made-dirs for `down`.
+  for d in $NODE_PRIVATE_DIRS; do
+    top=$d
+    while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
+    if [ ! -e "$d" ]; then
+      mkdir -p "$d"
+      echo "$top" >>"$STATE/made-dirs"
+    fi
+    nsenter --mount="$STATE/ns/mnt" mount -t tmpfs -o mode=0755 nsm-ts-k8s "$d"
+  done
 }
 
 # ---------------------------------------------------------------------------------------------- up
@@ -391,9 +406,7 @@ up() {
   t0=$(now)
   BIN=$("$ROOT/scripts/install-k8s.sh" --print-bin) || fail "scripts/install-k8s.sh"
   mkdir -p "$STATE/run" "$STATE/log" "$STATE/tmp" "$STATE/bin"
-  CGROOT=$(cgroup_root)
   echo "$CGROOT" >"$STATE/cgroup-root"
-  [ -d /run/containerd ] || echo "/run/containerd" >>"$STATE/made-dirs"
   cat >"$STATE/bin/kubectl" <<EOF
 #!/bin/sh
 # kubectl for the nsm-ts-k8s cluster (made by scripts/k8s-cluster.sh): in the node netns, as admin.
@@ -457,7 +470,6 @@ kill_pids() {
 
 down() {
   t0=$(now)
-  CGROOT=$(cgroup_root)
   # kubelet first (so it restarts nothing), then every container and daemon in our cgroups.
   if [ -f "$STATE/run/kubelet.pid" ]; then kill_pids TERM "$(cat "$STATE/run/kubelet.pid")"; fi
   for d in $DAEMONS; do [ -f "$STATE/run/$d.pid" ] && kill_pids TERM "$(cat "$STATE/run/$d.pid")"; done
@@ -480,15 +492,12 @@ down() {
   if [ -f "$STATE/made-dirs" ]; then
     while read -r d; do rm -rf "$d"; done <"$STATE/made-dirs"
   fi
-  # libcni's result cache (containerd keeps it in /var/lib/cni/results), entries of our network only.
-  rm -f /var/lib/cni/results/nsm-ts-k8s-* 2>/dev/null || true
   rm -rf "$STATE"
   log "down in $(since "$t0")"
 }
 
 # ---------------------------------------------------------------------------------------------- status
 status() {
-  CGROOT=$(cgroup_root)
   ok=0
   for d in $DAEMONS; do
     if daemon_running "$d"; then echo "$d: running (pid $(cat "$STATE/run/$d.pid"))"; else echo "$d: not running"; ok=1; fi
@@ -497,6 +506,7 @@ status() {
   return $ok
 }
 
+CGROOT=$(cgroup_root)
 case "${1-}" in
   up) up ;;
   down) down ;;
@@ -505,7 +515,6 @@ case "${1-}" in
   import-image)
     [ $# -eq 3 ] || fail "usage: k8s-cluster.sh import-image NAME OCI_LAYOUT_DIR_OR_ARCHIVE"
     [ -e "$3" ] || fail "import-image: '$3' does not exist"
-    CGROOT=$(cgroup_root)
     mkdir -p "$STATE/tmp"
     import_image "$2" "$3"
     ;;
