@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the parts of a real single-node Kubernetes that scripts/k8s-cluster.sh boots (issue 16):
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl built from upstream's own
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl built from upstream's own
 # k8s.io/kubernetes module through the Go module proxy, and containerd, runc, the CNI plugins, etcd and
 # busybox-static from Debian. Nothing of it lives in the repository.
 #
@@ -13,7 +13,7 @@
 # the version stamped in (-X k8s.io/component-base/version..., as upstream's build does).
 #
 # Cache: ${NSM_K8S_CACHE:-/var/cache/nsm-ts/k8s}: bin/ (the binaries), src/ (the throwaway module),
-# go-build/ (GOCACHE), stamp (what bin/ was built from), build-seconds (how long the cold build took).
+# go-build/ (GOCACHE), stamp (what bin/ was built from), build-seconds (how long the last build took: 547 s cold on 2 shared cores, 33 s adding one command).
 # Modules: GOMODCACHE=${NSM_GOMODCACHE:-/var/cache/nsm-ts/gomod} (the project's module cache).
 # A bin/ whose stamp matches is reused without calling `go` (fast path). Builds run under `nice -n 19`.
 # Progress goes to stderr; with --print-bin, stdout gets the bin directory.
@@ -23,7 +23,7 @@ set -eu
 
 K8S_VERSION=v1.34.4
 STAGING_VERSION=v0.34.4
-COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl"
+COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
 DEBIAN_PACKAGES="containerd runc containernetworking-plugins etcd-server busybox-static iptables conntrack socat"
 
 CACHE=${NSM_K8S_CACHE:-/var/cache/nsm-ts/k8s}
@@ -118,7 +118,7 @@ build_binaries() {
   pkgs=""
   for c in $COMMANDS; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
   mkdir -p "$CACHE/bin.new"
-  log "building$pkgs (cold build; nice -n 19)"
+  log "building$pkgs (nice -n 19; cold with an empty go-build cache)"
   # shellcheck disable=SC2086
   (cd "$CACHE/src" && go_env nice -n 19 "$GO" build -trimpath -ldflags "$ldflags" -o "$CACHE/bin.new/" $pkgs >&2) ||
     fail "go build of$pkgs in $CACHE/src"
@@ -133,7 +133,7 @@ build_binaries() {
 command -v "$GO" >/dev/null 2>&1 || { log "no go command (set NSM_K8S_GO)"; exit 3; }
 install_debian
 if binaries_ok; then
-  log "Kubernetes $K8S_VERSION: cached in $CACHE/bin (cold build took $(cat "$CACHE/build-seconds" 2>/dev/null || echo '?') s)"
+  log "Kubernetes $K8S_VERSION: cached in $CACHE/bin (last build took $(cat "$CACHE/build-seconds" 2>/dev/null || echo "?") s)"
 else
   build_binaries
 fi

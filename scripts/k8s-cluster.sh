@@ -8,6 +8,7 @@
 #   - containerd and kubelet share one private mount namespace ($STATE/ns/mnt, slave of the host's), where
 #     the kernel tunables kubelet insists on setting (vm.overcommit_memory, kernel.panic, ...) are files of
 #     ours bound over /proc/sys, so the machine's real settings are never changed; pod mounts stay in it;
+#   - kube-proxy (iptables mode) gives Service VIPs inside the node netns; there is no cluster DNS yet;
 #   - every process runs under the cgroup $CGROOT (beneath the caller's memory cgroup, in every v1
 #     hierarchy); kubelet's cgroupRoot is the same, so pods sit beneath it too;
 #   - the sandbox ("pause") image and a busybox image are built here (gcc -static, Debian's busybox-static)
@@ -40,7 +41,7 @@ BOOT_TIMEOUT=${NSM_K8S_BOOT_TIMEOUT:-180}
 # Host paths private to the node (see make_namespaces): containerd's fixed ones and libcni's cache, and the
 # DirectoryOrCreate hostPaths of deployments/ (SPIRE agent socket dir, NSM's socket dir).
 NODE_PRIVATE_DIRS="/run/containerd /var/lib/cni /run/spire /var/lib/networkservicemesh"
-DAEMONS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
+DAEMONS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy"
 
 log() { echo "k8s-cluster: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -188,10 +189,11 @@ make_pki() {
   cert controller-manager system:kube-controller-manager "" ""
   cert scheduler system:kube-scheduler "" ""
   cert kubelet "system:node:$NODE_NAME" system:nodes ""
+  cert kube-proxy system:kube-proxy "" ""
   cert kubelet-serving "$NODE_NAME" "" "IP:$NODE_IP,DNS:$NODE_NAME"
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
-  for k in admin controller-manager scheduler kubelet; do kubeconfig "$k"; done
+  for k in admin controller-manager scheduler kubelet kube-proxy; do kubeconfig "$k"; done
   touch "$p/done"
 }
 
@@ -453,6 +455,12 @@ EOF
   start_daemon kubelet node "$BIN/kubelet" --config="$STATE/kubelet/config.yaml" \
     --kubeconfig="$p/kubelet.kubeconfig" --root-dir="$STATE/kubelet/root" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
+  # Service VIPs (10.96.0.1 → the API server, ...) as iptables rules in the node netns. conntrack-max-per-core
+  # 0: leave the kernel's (global) conntrack table size alone.
+  start_daemon kube-proxy net "$BIN/kube-proxy" --kubeconfig="$p/kube-proxy.kubeconfig" \
+    --hostname-override="$NODE_NAME" --cluster-cidr="$POD_CIDR" --proxy-mode=iptables \
+    --conntrack-max-per-core=0 --bind-address="$NODE_IP" --healthz-bind-address=127.0.0.1:10256 \
+    --metrics-bind-address=127.0.0.1:10249
   wait_until "node $NODE_NAME Ready" "$BOOT_TIMEOUT" node_ready ||
     fail "node not Ready: $(tail -5 "$STATE/log/kubelet.log")"
   wait_until "default service account" 60 kubectl_ get serviceaccount default -n default ||

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Proves the local cluster of scripts/k8s-cluster.sh works as a cluster (issue 16): the node is Ready, two
 # pods from the locally built busybox image are scheduled, started by kubelet/containerd/runc, get an IP
-# from the CNI bridge, `kubectl exec` reaches them and they ping each other; then their namespace is deleted.
+# from the CNI bridge, `kubectl exec` reaches them, they ping each other and reach the API server
+# through its Service VIP (kube-proxy); then their namespace is deleted.
 #
 #   scripts/k8s-smoke.sh            (the cluster must be up: scripts/k8s-cluster.sh up)
 #
@@ -77,6 +78,8 @@ step "pod IPs" "$KUBECTL" get pods -n "$NS" -o 'custom-columns=NAME:.metadata.na
 step "kubectl exec alpha -- uname -a; ip addr" "$KUBECTL" exec -n "$NS" alpha -- sh -c 'uname -a; ip -4 addr show eth0'
 step "alpha pings beta" ping_from alpha beta
 step "beta pings alpha" ping_from beta alpha
+step "alpha reaches the API server through Service kubernetes (kube-proxy)" \
+  "$KUBECTL" exec -n "$NS" alpha -- sh -c 'wget -q -O- --no-check-certificate "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version" | grep gitVersion'
 step "delete namespace" "$KUBECTL" delete namespace "$NS" --timeout=120s
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
