@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the parts of a real single-node Kubernetes that scripts/k8s-cluster.sh boots (issue 16):
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl built from upstream's own
-# k8s.io/kubernetes module through the Go module proxy, and containerd, runc, the CNI plugins, etcd and
+# k8s.io/kubernetes module through the Go module proxy, CoreDNS from github.com/coredns/coredns, and containerd, runc, the CNI plugins, etcd and
 # busybox-static from Debian. Nothing of it lives in the repository.
 #
 #   scripts/install-k8s.sh [--print-bin]
@@ -23,6 +23,7 @@ set -eu
 
 K8S_VERSION=v1.34.4
 STAGING_VERSION=v0.34.4
+COREDNS_VERSION=v1.14.7
 COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
 DEBIAN_PACKAGES="containerd runc containernetworking-plugins etcd-server busybox-static iptables conntrack socat"
 
@@ -130,6 +131,20 @@ build_binaries() {
   log "built in $secs s into $CACHE/bin"
 }
 
+# Cluster DNS: CoreDNS from its own module (`go install`, no replace needed), into the same bin/.
+install_coredns() {
+  stamp="$CACHE/coredns-stamp"
+  if [ -x "$CACHE/bin/coredns" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "coredns@$COREDNS_VERSION" ]; then return 0; fi
+  t0=$(now)
+  log "building github.com/coredns/coredns@$COREDNS_VERSION (nice -n 19)"
+  mkdir -p "$CACHE/coredns-bin"
+  go_env GOBIN="$CACHE/coredns-bin" nice -n 19 "$GO" install "github.com/coredns/coredns@$COREDNS_VERSION" >&2 ||
+    fail "go install github.com/coredns/coredns@$COREDNS_VERSION"
+  cp "$CACHE/coredns-bin/coredns" "$CACHE/bin/coredns"
+  echo "coredns@$COREDNS_VERSION" >"$stamp"
+  log "coredns built in $(($(now) - t0)) s"
+}
+
 command -v "$GO" >/dev/null 2>&1 || { log "no go command (set NSM_K8S_GO)"; exit 3; }
 install_debian
 if binaries_ok; then
@@ -137,5 +152,6 @@ if binaries_ok; then
 else
   build_binaries
 fi
+install_coredns
 [ "$PRINT_BIN" = 1 ] && echo "$CACHE/bin"
 exit 0

@@ -8,7 +8,8 @@
 #   - containerd and kubelet share one private mount namespace ($STATE/ns/mnt, slave of the host's), where
 #     the kernel tunables kubelet insists on setting (vm.overcommit_memory, kernel.panic, ...) are files of
 #     ours bound over /proc/sys, so the machine's real settings are never changed; pod mounts stay in it;
-#   - kube-proxy (iptables mode) gives Service VIPs inside the node netns; there is no cluster DNS yet;
+#   - kube-proxy (iptables mode) gives Service VIPs inside the node netns; CoreDNS runs as a node process
+#     on $NODE_IP:53, kubelet's clusterDNS;
 #   - every process runs under the cgroup $CGROOT (beneath the caller's memory cgroup, in every v1
 #     hierarchy); kubelet's cgroupRoot is the same, so pods sit beneath it too;
 #   - the sandbox ("pause") image and a busybox image are built here (gcc -static, Debian's busybox-static)
@@ -41,7 +42,7 @@ BOOT_TIMEOUT=${NSM_K8S_BOOT_TIMEOUT:-180}
 # Host paths private to the node (see make_namespaces): containerd's fixed ones and libcni's cache, and the
 # DirectoryOrCreate hostPaths of deployments/ (SPIRE agent socket dir, NSM's socket dir).
 NODE_PRIVATE_DIRS="/run/containerd /var/lib/cni /run/spire /var/lib/networkservicemesh"
-DAEMONS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy"
+DAEMONS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns"
 
 log() { echo "k8s-cluster: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -190,10 +191,11 @@ make_pki() {
   cert scheduler system:kube-scheduler "" ""
   cert kubelet "system:node:$NODE_NAME" system:nodes ""
   cert kube-proxy system:kube-proxy "" ""
+  cert coredns system:coredns "" ""
   cert kubelet-serving "$NODE_NAME" "" "IP:$NODE_IP,DNS:$NODE_NAME"
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
-  for k in admin controller-manager scheduler kubelet kube-proxy; do kubeconfig "$k"; done
+  for k in admin controller-manager scheduler kubelet kube-proxy coredns; do kubeconfig "$k"; done
   touch "$p/done"
 }
 
@@ -341,12 +343,26 @@ authentication:
   x509: {clientCAFile: $STATE/pki/ca.crt}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 resolvConf: /etc/resolv.conf
 podCIDR: $POD_CIDR
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 serializeImagePulls: false
+EOF
+  # Cluster DNS: CoreDNS as a node process on NODE_IP:53 (pods reach it through the bridge's gateway).
+  cat >"$STATE/Corefile" <<EOF
+.:53 {
+    bind $NODE_IP
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $STATE/pki/coredns.kubeconfig nsm-ts-k8s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
 EOF
   # The kernel tunables kubelet sets at start (pkg/kubelet/cm setupKernelTunables), as files bound over
   # /proc/sys inside the node mount namespace only.
@@ -387,6 +403,29 @@ make_namespaces() {
     fi
     nsenter --mount="$STATE/ns/mnt" mount -t tmpfs -o mode=0755 nsm-ts-k8s "$d"
   done
+}
+
+# What CoreDNS's kubernetes plugin reads, for the user of its client certificate.
+coredns_rbac() {
+  cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "nsm-ts-k8s:coredns"}
+rules:
+  - apiGroups: [""]
+    resources: [endpoints, services, pods, namespaces]
+    verbs: [list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "nsm-ts-k8s:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "nsm-ts-k8s:coredns"}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+EOF
 }
 
 # ---------------------------------------------------------------------------------------------- up
@@ -461,6 +500,8 @@ EOF
     --hostname-override="$NODE_NAME" --cluster-cidr="$POD_CIDR" --proxy-mode=iptables \
     --conntrack-max-per-core=0 --bind-address="$NODE_IP" --healthz-bind-address=127.0.0.1:10256 \
     --metrics-bind-address=127.0.0.1:10249
+  coredns_rbac | kubectl_ apply -f - >/dev/null || fail "RBAC for coredns"
+  start_daemon coredns net "$BIN/coredns" -conf "$STATE/Corefile"
   wait_until "node $NODE_NAME Ready" "$BOOT_TIMEOUT" node_ready ||
     fail "node not Ready: $(tail -5 "$STATE/log/kubelet.log")"
   wait_until "default service account" 60 kubectl_ get serviceaccount default -n default ||

@@ -2,7 +2,7 @@
 # Proves the local cluster of scripts/k8s-cluster.sh works as a cluster (issue 16): the node is Ready, two
 # pods from the locally built busybox image are scheduled, started by kubelet/containerd/runc, get an IP
 # from the CNI bridge, `kubectl exec` reaches them, they ping each other and reach the API server
-# through its Service VIP (kube-proxy); then their namespace is deleted.
+# through its Service VIP (kube-proxy) and its DNS name (CoreDNS); then their namespace is deleted.
 #
 #   scripts/k8s-smoke.sh            (the cluster must be up: scripts/k8s-cluster.sh up)
 #
@@ -80,6 +80,8 @@ step "alpha pings beta" ping_from alpha beta
 step "beta pings alpha" ping_from beta alpha
 step "alpha reaches the API server through Service kubernetes (kube-proxy)" \
   "$KUBECTL" exec -n "$NS" alpha -- sh -c 'wget -q -O- --no-check-certificate "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version" | grep gitVersion'
+step "alpha resolves kubernetes.default (CoreDNS)" \
+  "$KUBECTL" exec -n "$NS" alpha -- nslookup kubernetes.default.svc.cluster.local
 step "delete namespace" "$KUBECTL" delete namespace "$NS" --timeout=120s
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
