@@ -9,27 +9,13 @@ import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { formatIp, tryParseIp } from '../api/cidr.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { checkMtu, checkOwner, normEnd, type WantEnd } from './spec.js';
-import type { Side, TunnelSpec } from './types.js';
+import type { Side, TunnelSpec, VxlanTunnelSpec, WireguardTunnelSpec } from './types.js';
 
 export const MAX_VNI = 16_777_215;
 
-export interface WantVxlan {
-  kind: 'vxlan';
-  vni: number;
-  localIp: string;
-  remoteIp: string;
-  port: number;
-}
-
-export interface WantWireguard {
-  kind: 'wireguard';
-  privateKey: string;
-  peerPublicKey: string;
-  localIp: string;
-  listenPort: number;
-  remoteIp: string;
-  remotePort: number;
-}
+/** The tunnel parameters after validation: the spec's own shape, in canonical forms (IPs as the kernel prints them, keys as WireGuard base64). */
+export type WantVxlan = VxlanTunnelSpec;
+export type WantWireguard = WireguardTunnelSpec;
 
 export type WantTunnelParams = WantVxlan | WantWireguard;
 
